@@ -1,0 +1,34 @@
+//! The converter Lambda: converts the files of one batch in parallel tasks and returns one
+//! result per file. Bad input is a per-file `failed` result; a transient S3 failure fails the
+//! batch with `csvlake.Transient`, which the state machine retries.
+
+use csvlake::Converter;
+use csvlake::payload::{BatchResult, ConvertBatch};
+use lambda_runtime::LambdaEvent;
+
+/// Memory left to the runtime and the SDK, outside the conversion budget.
+const RESERVED_MIB: u32 = 160;
+
+/// The conversion memory budget for a function of `memory_mib` MiB.
+pub fn memory_budget_mib(memory_mib: u32) -> u32 {
+    memory_mib.saturating_sub(RESERVED_MIB).max(96)
+}
+
+/// The budget from the Lambda environment (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), 1 GiB elsewhere.
+pub fn memory_budget_from_env() -> u32 {
+    std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(1024, memory_budget_mib)
+}
+
+/// Handles one batch.
+pub async fn handle(event: LambdaEvent<ConvertBatch>, converter: &Converter) -> Result<BatchResult, csvlake::Error> {
+    let batch = event.payload;
+    tracing::info!(files = batch.files.len(), bucket = %batch.job.input.bucket, "converting batch");
+    let result = converter.convert_batch(&batch).await;
+    if let Err(e) = &result {
+        tracing::error!(error = %e, error_type = e.error_type(), "batch failed");
+    }
+    result
+}

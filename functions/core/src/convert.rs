@@ -1,0 +1,390 @@
+//! Converting files: one S3 GET stream per pass, decoded once into Arrow batches that feed every
+//! format sink, each sink streaming to a staged upload that is committed only when the whole
+//! file succeeded.
+//!
+//! A pass runs the decoder on a blocking thread. For files above [`THREADED_MIN_BYTES`] each
+//! format writer gets its own thread, so decoding, Parquet encoding and Avro encoding overlap;
+//! small files are converted on one thread and get their parallelism from running many at once.
+
+use std::collections::BTreeSet;
+use std::io::{BufReader, Read};
+use std::pin::Pin;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use aws_sdk_s3::Client;
+use futures::StreamExt;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::Semaphore;
+use tokio_util::io::SyncIoBridge;
+
+use crate::decode::{CsvDecoder, DecodeOptions, Interrupt, NullTokens};
+use crate::error::{BadInputKind, Error, Result};
+use crate::keys;
+use crate::options::{AvroOptions, Format, ParquetOptions};
+use crate::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus, Job, OutputRef};
+use crate::s3::{error_code, sdk_error};
+use crate::schema::Kind;
+use crate::sink::FormatWriter;
+use crate::upload::{PartSink, Staged, part_size_for, stage};
+
+/// Files at least this large get a writer thread per format.
+pub const THREADED_MIN_BYTES: u64 = 4 << 20;
+/// Upper bound on passes over one file; each pass after the first widens at least one column.
+const MAX_PASSES: usize = 8;
+
+/// Called with every file result as it is produced (progress bars, logs).
+pub type Progress = Arc<dyn Fn(&FileResult) + Send + Sync>;
+
+/// Converts files and batches of files with one S3 client.
+#[derive(Clone)]
+pub struct Converter {
+    client: Client,
+    memory_budget_mib: u32,
+    max_files: usize,
+    progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for Converter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Converter")
+            .field("memory_budget_mib", &self.memory_budget_mib)
+            .field("max_files", &self.max_files)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Memory a file's conversion may use, in MiB, from its size: a small file is held whole,
+/// a large one needs per format one part being filled, one queued and two in flight.
+pub fn file_weight_mib(size: u64) -> u32 {
+    let mib = u32::try_from(size >> 20).unwrap_or(u32::MAX);
+    mib.saturating_mul(2).saturating_add(4).min(96)
+}
+
+impl Converter {
+    /// A converter with a 1 GiB memory budget and at most 64 files at once.
+    pub fn new(client: Client) -> Self {
+        Self { client, memory_budget_mib: 1024, max_files: 64, progress: None }
+    }
+
+    /// Sets the memory budget that bounds how many files convert at once.
+    pub fn with_memory_budget_mib(mut self, mib: u32) -> Self {
+        self.memory_budget_mib = mib.max(96);
+        self
+    }
+
+    /// Sets the maximum number of files converted at once.
+    pub fn with_max_files(mut self, n: usize) -> Self {
+        self.max_files = n.max(1);
+        self
+    }
+
+    /// Sets a callback for every file result.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// The S3 client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Converts every file of a batch concurrently, within the memory budget. Bad input is a
+    /// per-file `failed` result; a transient or internal error fails the whole batch, after
+    /// the files already under way have finished (so nothing is left half-written).
+    pub async fn convert_batch(&self, batch: &ConvertBatch) -> Result<BatchResult> {
+        batch.job.csv.validate()?;
+        let budget = Arc::new(Semaphore::new(self.memory_budget_mib as usize));
+        let results: Vec<Result<FileResult>> = futures::stream::iter(&batch.files)
+            .map(|file| {
+                let budget = budget.clone();
+                async move {
+                    let weight = file_weight_mib(file.size).min(self.memory_budget_mib);
+                    let _permit = budget.acquire_many(weight).await.map_err(|e| Error::Internal(e.to_string()))?;
+                    let r = self.convert_file(&batch.job, file).await;
+                    if let (Some(p), Ok(r)) = (&self.progress, &r) {
+                        p(r);
+                    }
+                    r
+                }
+            })
+            .buffered(self.max_files)
+            .collect()
+            .await;
+        let files = results.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(BatchResult { files })
+    }
+
+    /// Converts one file. `Ok` carries a converted or failed result; `Err` is transient or internal.
+    pub async fn convert_file(&self, job: &Job, file: &FileRef) -> Result<FileResult> {
+        let started = Instant::now();
+        let millis = |s: Instant| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let failed = |e: &Error, bytes_in: u64| {
+            tracing::info!(key = %file.key, error = %e, "file failed");
+            FileResult::failed(&file.key, bytes_in, millis(started), e.to_file_error())
+        };
+        let rel = match keys::relative(&job.input.prefix, &file.key) {
+            Ok(rel) => rel,
+            Err(e) => return Ok(failed(&e, file.size)),
+        };
+        let mut floor = None;
+        for _ in 0..MAX_PASSES {
+            match self.convert_pass(job, file, &rel, floor.take()).await {
+                Ok(Pass::Done { rows, bytes_in, staged }) => {
+                    let outputs = self.commit(staged).await?;
+                    return Ok(FileResult {
+                        key: file.key.clone(),
+                        status: FileStatus::Converted,
+                        rows,
+                        bytes_in,
+                        outputs,
+                        millis: millis(started),
+                        error: None,
+                    });
+                }
+                Ok(Pass::Widen(kinds)) => floor = Some(kinds),
+                Err(e @ Error::BadInput { .. }) => return Ok(failed(&e, file.size)),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Internal(format!("{}: types did not settle after {MAX_PASSES} passes", file.key)))
+    }
+
+    async fn convert_pass(&self, job: &Job, file: &FileRef, rel: &str, floor: Option<Vec<Kind>>) -> Result<Pass> {
+        let bucket = &job.input.bucket;
+        let resp = match self.client.get_object().bucket(bucket).key(&file.key).send().await {
+            Ok(r) => r,
+            Err(e) if error_code(&e) == Some("NoSuchKey") => {
+                return Err(Error::bad(BadInputKind::NotFound, format!("s3://{bucket}/{} no longer exists", file.key)));
+            }
+            Err(e) => return Err(sdk_error("GetObject", bucket, &file.key, e)),
+        };
+        let bytes_in = resp.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(file.size);
+        let gz = keys::is_gzip(&file.key);
+        let net_error = Arc::new(Mutex::new(None));
+        let body = TrackedRead { inner: Box::pin(resp.body.into_async_read()), error: net_error.clone() };
+        let reader = SyncIoBridge::new(body);
+
+        let part_size = part_size_for(if gz { bytes_in.saturating_mul(10) } else { bytes_in.saturating_mul(2) });
+        let formats: BTreeSet<Format> = job.formats.iter().copied().collect();
+        let mut sinks = Vec::new();
+        let mut uploads = Vec::new();
+        for format in formats {
+            let (sink, rx) = PartSink::new(part_size);
+            let key = keys::output_key(&job.output.prefix, format, rel);
+            let task = tokio::spawn(stage(self.client.clone(), job.output.bucket.clone(), key, rx));
+            uploads.push((format, task));
+            sinks.push((format, sink));
+        }
+
+        let csv = &job.csv;
+        let opts = DecodeOptions {
+            delimiter: csv.delimiter_for(&file.key),
+            quote: csv.quote as u8,
+            escape: csv.escape.map(|c| c as u8),
+            header: csv.header,
+            nulls: NullTokens::new(&csv.null_values),
+            explicit: csv.schema.clone(),
+            floor,
+            ..DecodeOptions::default()
+        };
+        let writers = Writers { parquet: job.parquet.clone(), avro: job.avro.clone(), sinks };
+        let threaded = bytes_in >= THREADED_MIN_BYTES;
+        let pipeline = tokio::task::spawn_blocking(move || run_pipeline(reader, gz, &opts, writers, threaded))
+            .await
+            .unwrap_or_else(|e| Err(Error::Internal(format!("conversion task: {e}"))));
+
+        let mut staged = Vec::new();
+        let mut upload_error = None;
+        for (format, task) in uploads {
+            match task.await {
+                Ok(Ok(Some(s))) => staged.push((format, s)),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    upload_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    upload_error.get_or_insert(Error::Internal(format!("upload task: {e}")));
+                }
+            }
+        }
+        let result = match (pipeline, upload_error) {
+            (Ok(Outcome::Done { rows }), None) if staged.len() == job.formats.iter().collect::<BTreeSet<_>>().len() => {
+                return Ok(Pass::Done { rows, bytes_in, staged });
+            }
+            // An upload failure is the cause; the writer only saw its pipe close.
+            (_, Some(e)) => Err(e),
+            (Ok(Outcome::Widen(kinds)), None) => Ok(Pass::Widen(kinds)),
+            (Ok(Outcome::Done { .. }), None) => Err(Error::Internal("an output was not staged".into())),
+            (Err(Error::Transient(m)), None) => {
+                let network = net_error.lock().map(|g| g.clone()).unwrap_or(None);
+                match network {
+                    Some(n) => Err(Error::Transient(format!("reading s3://{bucket}/{}: {n}", file.key))),
+                    None if gz => Err(Error::bad(BadInputKind::Compression, format!("gzip stream is corrupt: {m}"))),
+                    None => Err(Error::Transient(m)),
+                }
+            }
+            (Err(e), None) => Err(e),
+        };
+        for (_, s) in staged {
+            s.discard(&self.client).await;
+        }
+        result
+    }
+
+    /// Makes every staged output visible; if one fails, removes the ones already committed.
+    async fn commit(&self, staged: Vec<(Format, Staged)>) -> Result<Vec<OutputRef>> {
+        let client = &self.client;
+        let results = futures::future::join_all(staged.into_iter().map(|(format, s)| async move {
+            let (bucket, key) = (s.location().0.to_owned(), s.location().1.to_owned());
+            let bytes = match &s {
+                Staged::Single { body, .. } => body.len() as u64,
+                Staged::Multipart { size, .. } => *size,
+            };
+            s.commit(client).await.map(|()| (bucket, OutputRef { format, key, bytes }))
+        }))
+        .await;
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            let e = match e {
+                Error::Transient(m) => Error::Transient(m.clone()),
+                other => Error::Internal(other.to_string()),
+            };
+            for (bucket, out) in results.into_iter().flatten() {
+                let _ = client.delete_object().bucket(bucket).key(&out.key).send().await;
+            }
+            return Err(e);
+        }
+        Ok(results.into_iter().flatten().map(|(_, o)| o).collect())
+    }
+}
+
+/// What one pass over a file produced.
+enum Pass {
+    Done { rows: u64, bytes_in: u64, staged: Vec<(Format, Staged)> },
+    Widen(Vec<Kind>),
+}
+
+/// How the blocking part of a pass ended.
+enum Outcome {
+    Done { rows: u64 },
+    Widen(Vec<Kind>),
+}
+
+struct Writers {
+    parquet: ParquetOptions,
+    avro: AvroOptions,
+    sinks: Vec<(Format, PartSink)>,
+}
+
+enum Msg {
+    Batch(RecordBatch),
+    End,
+}
+
+fn run_pipeline(reader: impl Read + Send, gz: bool, opts: &DecodeOptions, w: Writers, threaded: bool) -> Result<Outcome> {
+    let source: Box<dyn Read + Send> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 << 10, reader)))
+    } else {
+        Box::new(reader)
+    };
+    let mut decoder = CsvDecoder::new(source, opts)?;
+    let schema = decoder.schema();
+    let mut writers = w
+        .sinks
+        .into_iter()
+        .map(|(format, sink)| FormatWriter::new(format, schema.clone(), &w.parquet, &w.avro, sink))
+        .collect::<Result<Vec<_>>>()?;
+
+    if !threaded {
+        loop {
+            match decoder.next_batch() {
+                Ok(Some(batch)) => {
+                    for writer in &mut writers {
+                        writer.write(&batch)?;
+                    }
+                }
+                Ok(None) => break,
+                Err(Interrupt::Widen(kinds)) => return Ok(Outcome::Widen(kinds)),
+                Err(Interrupt::Error(e)) => return Err(e),
+            }
+        }
+        for writer in writers {
+            writer.finish()?;
+        }
+        return Ok(Outcome::Done { rows: decoder.rows() });
+    }
+
+    std::thread::scope(|s| {
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for writer in writers {
+            let (tx, rx) = sync_channel::<Msg>(2);
+            senders.push(tx);
+            handles.push(s.spawn(move || write_all(writer, rx)));
+        }
+        let decoded = 'decode: loop {
+            match decoder.next_batch() {
+                Ok(Some(batch)) => {
+                    for tx in &senders {
+                        if tx.send(Msg::Batch(batch.clone())).is_err() {
+                            break 'decode Err(None);
+                        }
+                    }
+                }
+                Ok(None) => {
+                    for tx in &senders {
+                        let _ = tx.send(Msg::End);
+                    }
+                    break Ok(None);
+                }
+                Err(Interrupt::Widen(kinds)) => break Ok(Some(kinds)),
+                Err(Interrupt::Error(e)) => break Err(Some(e)),
+            }
+        };
+        drop(senders);
+        let written: Vec<Result<u64>> =
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Internal("format writer panicked".into())))).collect();
+        match decoded {
+            Err(Some(e)) => Err(e),
+            Ok(Some(kinds)) => Ok(Outcome::Widen(kinds)),
+            Err(None) | Ok(None) => {
+                written.into_iter().collect::<Result<Vec<_>>>()?;
+                Ok(Outcome::Done { rows: decoder.rows() })
+            }
+        }
+    })
+}
+
+fn write_all(mut writer: FormatWriter, rx: Receiver<Msg>) -> Result<u64> {
+    for msg in rx {
+        match msg {
+            Msg::Batch(b) => writer.write(&b)?,
+            Msg::End => return writer.finish(),
+        }
+    }
+    // The decoder stopped early: dropping the writer drops its sink, and the upload aborts.
+    Err(Error::Internal("conversion stopped".into()))
+}
+
+/// Remembers a network read error, so that a failed decode can tell a dropped connection
+/// (transient) from a corrupt gzip stream (bad input).
+struct TrackedRead {
+    inner: Pin<Box<dyn AsyncRead + Send>>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl AsyncRead for TrackedRead {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let r = self.inner.as_mut().poll_read(cx, buf);
+        if let Poll::Ready(Err(e)) = &r
+            && let Ok(mut slot) = self.error.lock()
+        {
+            *slot = Some(e.to_string());
+        }
+        r
+    }
+}

@@ -1,0 +1,583 @@
+//! Streaming CSV → Arrow decoding with bounded-sample inference and widening.
+//!
+//! [`CsvDecoder::new`] reads the header and a bounded sample, infers each column's [`Kind`]
+//! (or takes it from the explicit schema), and then yields `RecordBatch`es of at most
+//! `batch_rows` rows. When a later value contradicts an inferred type, the decoder classifies
+//! the rest of the file (without building arrays) and stops with [`Interrupt::Widen`]: the
+//! caller discards its outputs and converts the file again with the widened kinds as a floor.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Read;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use csv::ByteRecord;
+
+use crate::error::{BadInputKind, Error, Result};
+use crate::schema::{
+    ColumnType, Kind, arrow_schema, classify, parse_bool, parse_date, parse_float, parse_int,
+    parse_timestamp_str, unique_names,
+};
+
+/// Rows read for inference before the first batch is decoded.
+pub const DEFAULT_SAMPLE_ROWS: usize = 16_384;
+/// Rows per `RecordBatch`.
+pub const DEFAULT_BATCH_ROWS: usize = 8_192;
+/// Largest accepted field, so that one bad quote cannot buffer a whole object in memory.
+pub const MAX_FIELD_BYTES: usize = 16 << 20;
+/// Largest accepted number of columns.
+pub const MAX_COLUMNS: usize = 10_000;
+
+/// Which field values mean null.
+#[derive(Clone, Debug)]
+pub enum NullTokens {
+    /// Only the empty field (the default).
+    Empty,
+    /// Nothing is null.
+    Nothing,
+    /// These exact byte strings.
+    List(Vec<Vec<u8>>),
+}
+
+impl NullTokens {
+    /// Builds the fastest matcher for a list of tokens.
+    pub fn new(values: &[String]) -> Self {
+        match values {
+            [] => Self::Nothing,
+            [only] if only.is_empty() => Self::Empty,
+            many => Self::List(many.iter().map(|s| s.as_bytes().to_vec()).collect()),
+        }
+    }
+
+    #[inline]
+    fn is_null(&self, v: &[u8]) -> bool {
+        match self {
+            Self::Empty => v.is_empty(),
+            Self::Nothing => false,
+            Self::List(list) => list.iter().any(|t| t.as_slice() == v),
+        }
+    }
+}
+
+/// Decoder settings.
+#[derive(Clone, Debug)]
+pub struct DecodeOptions {
+    /// Field delimiter byte.
+    pub delimiter: u8,
+    /// Quote byte.
+    pub quote: u8,
+    /// Escape byte inside quotes, if any.
+    pub escape: Option<u8>,
+    /// Whether the first record is a header.
+    pub header: bool,
+    /// Null tokens.
+    pub nulls: NullTokens,
+    /// Explicit column types, by column name.
+    pub explicit: Option<BTreeMap<String, ColumnType>>,
+    /// Kinds learnt by an earlier, interrupted pass over the same file.
+    pub floor: Option<Vec<Kind>>,
+    /// Rows sampled for inference.
+    pub sample_rows: usize,
+    /// Rows per batch.
+    pub batch_rows: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            delimiter: b',',
+            quote: b'"',
+            escape: None,
+            header: true,
+            nulls: NullTokens::Empty,
+            explicit: None,
+            floor: None,
+            sample_rows: DEFAULT_SAMPLE_ROWS,
+            batch_rows: DEFAULT_BATCH_ROWS,
+        }
+    }
+}
+
+/// Why decoding stopped before the end.
+#[derive(Debug)]
+pub enum Interrupt {
+    /// A value contradicted an inferred type; these kinds hold every value of the file.
+    Widen(Vec<Kind>),
+    /// The file is bad, or reading it failed.
+    Error(Error),
+}
+
+impl From<Error> for Interrupt {
+    fn from(e: Error) -> Self {
+        Self::Error(e)
+    }
+}
+
+/// One column being built.
+enum Column {
+    Bool(BooleanBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Date(Date32Builder),
+    Ts(TimestampMicrosecondBuilder, bool),
+    Text(StringBuilder),
+}
+
+impl Column {
+    fn new(kind: Kind, capacity: usize) -> Self {
+        match kind {
+            Kind::Bool => Self::Bool(BooleanBuilder::with_capacity(capacity)),
+            Kind::Int | Kind::BigInt => Self::Int(Int64Builder::with_capacity(capacity)),
+            Kind::Float => Self::Float(Float64Builder::with_capacity(capacity)),
+            Kind::Date => Self::Date(Date32Builder::with_capacity(capacity)),
+            Kind::Timestamp => Self::Ts(TimestampMicrosecondBuilder::with_capacity(capacity), false),
+            Kind::TimestampUtc => Self::Ts(
+                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+                true,
+            ),
+            Kind::Null | Kind::Utf8 => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Self::Bool(b) => b.append_null(),
+            Self::Int(b) => b.append_null(),
+            Self::Float(b) => b.append_null(),
+            Self::Date(b) => b.append_null(),
+            Self::Ts(b, _) => b.append_null(),
+            Self::Text(b) => b.append_null(),
+        }
+    }
+
+    /// Appends a non-null value; `Ok(false)` when the type rejects it.
+    #[inline]
+    fn append(&mut self, v: &[u8]) -> std::result::Result<bool, std::str::Utf8Error> {
+        Ok(match self {
+            Self::Bool(b) => parse_bool(v).map(|x| b.append_value(x)).is_some(),
+            Self::Int(b) => parse_int(v).map(|x| b.append_value(x)).is_some(),
+            Self::Float(b) => parse_float(v).map(|x| b.append_value(x)).is_some(),
+            Self::Date(b) => parse_date(v).map(|x| b.append_value(x)).is_some(),
+            Self::Ts(b, utc) => {
+                let s = std::str::from_utf8(v)?;
+                match parse_timestamp_str(s) {
+                    Some((micros, offset)) if offset == *utc => {
+                        b.append_value(micros);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Self::Text(b) => {
+                b.append_value(std::str::from_utf8(v)?);
+                true
+            }
+        })
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Bool(b) => Arc::new(b.finish()),
+            Self::Int(b) => Arc::new(b.finish()),
+            Self::Float(b) => Arc::new(b.finish()),
+            Self::Date(b) => Arc::new(b.finish()),
+            Self::Ts(b, _) => Arc::new(b.finish()),
+            Self::Text(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Streams a CSV source as Arrow record batches.
+pub struct CsvDecoder<R: Read> {
+    reader: csv::Reader<R>,
+    names: Vec<String>,
+    kinds: Vec<Kind>,
+    fixed: Vec<bool>,
+    schema: SchemaRef,
+    sample: VecDeque<ByteRecord>,
+    record: ByteRecord,
+    columns: Vec<Column>,
+    nulls: NullTokens,
+    batch_rows: usize,
+    rows: u64,
+    finished: bool,
+}
+
+fn line_of(record: &ByteRecord) -> u64 {
+    record.position().map_or(0, csv::Position::line)
+}
+
+fn csv_error(e: csv::Error) -> Error {
+    let line = e.position().map(csv::Position::line);
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => Error::Transient(format!("reading input: {io}")),
+        other => match line {
+            Some(l) => Error::bad_line(BadInputKind::NotCsv, l, format!("{other:?}")),
+            None => Error::bad(BadInputKind::NotCsv, format!("{other:?}")),
+        },
+    }
+}
+
+impl<R: Read> CsvDecoder<R> {
+    /// Reads the header and the inference sample.
+    pub fn new(source: R, opts: &DecodeOptions) -> Result<Self> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(opts.delimiter)
+            .quote(opts.quote)
+            .escape(opts.escape)
+            .double_quote(true)
+            .buffer_capacity(1 << 20)
+            .from_reader(source);
+        let mut record = ByteRecord::new();
+        let mut sample = VecDeque::new();
+        let mut bytes = 0usize;
+        let check = |r: &ByteRecord| -> Result<()> {
+            if r.len() > MAX_COLUMNS {
+                return Err(Error::bad_line(
+                    BadInputKind::LimitExceeded,
+                    line_of(r),
+                    format!("{} fields exceed the limit of {MAX_COLUMNS} columns", r.len()),
+                ));
+            }
+            if let Some(f) = r.iter().find(|f| f.len() > MAX_FIELD_BYTES) {
+                return Err(Error::bad_line(
+                    BadInputKind::LimitExceeded,
+                    line_of(r),
+                    format!("a field of {} bytes exceeds the limit of {MAX_FIELD_BYTES} bytes", f.len()),
+                ));
+            }
+            Ok(())
+        };
+        if !reader.read_byte_record(&mut record).map_err(csv_error)? {
+            return Err(Error::bad(BadInputKind::Empty, "the file is empty: no header and no rows"));
+        }
+        check(&record)?;
+        let names = if opts.header {
+            let raw = record
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    std::str::from_utf8(f).map(str::to_owned).map_err(|_| {
+                        Error::bad_line(
+                            BadInputKind::InvalidUtf8,
+                            line_of(&record),
+                            format!("header field {} is not valid UTF-8", i + 1),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            unique_names(raw)
+        } else {
+            sample.push_back(record.clone());
+            (1..=record.len()).map(|i| format!("column_{i}")).collect()
+        };
+        let ncols = names.len();
+        while sample.len() < opts.sample_rows && bytes < (64 << 20) {
+            if !reader.read_byte_record(&mut record).map_err(csv_error)? {
+                break;
+            }
+            check(&record)?;
+            bytes += record.as_slice().len();
+            sample.push_back(record.clone());
+        }
+
+        // Kinds: explicit schema first, then the floor from an earlier pass, joined with the sample.
+        let mut fixed = vec![false; ncols];
+        let mut kinds = opts.floor.clone().unwrap_or_else(|| vec![Kind::Null; ncols]);
+        if kinds.len() != ncols {
+            return Err(Error::Internal("column count changed between passes".into()));
+        }
+        if let Some(explicit) = &opts.explicit {
+            for (name, t) in explicit {
+                let Some(i) = names.iter().position(|n| n == name) else {
+                    return Err(Error::bad(
+                        BadInputKind::InvalidSchema,
+                        format!("the schema names column {name:?}, which the file does not have (columns: {})", names.join(", ")),
+                    ));
+                };
+                kinds[i] = Kind::of_explicit(*t);
+                fixed[i] = true;
+            }
+        }
+        for r in &sample {
+            check_width(r, ncols)?;
+            for (i, v) in r.iter().enumerate() {
+                if fixed[i] || kinds[i] == Kind::Utf8 || opts.nulls.is_null(v) {
+                    continue;
+                }
+                kinds[i] = kinds[i].join(classify_or_err(v, r, i, &names)?);
+            }
+        }
+        let types: Vec<ColumnType> = kinds.iter().map(|k| k.column_type()).collect();
+        let schema = arrow_schema(&names, &types);
+        let columns = kinds.iter().map(|k| Column::new(*k, opts.batch_rows)).collect();
+        Ok(Self {
+            reader,
+            names,
+            kinds,
+            fixed,
+            schema,
+            sample,
+            record,
+            columns,
+            nulls: opts.nulls.clone(),
+            batch_rows: opts.batch_rows,
+            rows: 0,
+            finished: false,
+        })
+    }
+
+    /// The schema of every batch.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The kinds the batches are decoded with.
+    pub fn kinds(&self) -> &[Kind] {
+        &self.kinds
+    }
+
+    /// Data rows decoded so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    fn next_record(&mut self) -> Result<bool> {
+        if let Some(r) = self.sample.pop_front() {
+            self.record = r;
+            return Ok(true);
+        }
+        let more = self.reader.read_byte_record(&mut self.record).map_err(csv_error)?;
+        if more && self.record.iter().any(|f| f.len() > MAX_FIELD_BYTES) {
+            return Err(Error::bad_line(
+                BadInputKind::LimitExceeded,
+                line_of(&self.record),
+                format!("a field exceeds the limit of {MAX_FIELD_BYTES} bytes"),
+            ));
+        }
+        Ok(more)
+    }
+
+    /// The next batch, `Ok(None)` at the end of the file.
+    pub fn next_batch(&mut self) -> std::result::Result<Option<RecordBatch>, Interrupt> {
+        if self.finished {
+            return Ok(None);
+        }
+        let ncols = self.names.len();
+        let mut n = 0;
+        while n < self.batch_rows {
+            if !self.next_record()? {
+                self.finished = true;
+                break;
+            }
+            check_width(&self.record, ncols)?;
+            for (i, v) in self.record.iter().enumerate() {
+                let col = &mut self.columns[i];
+                if self.nulls.is_null(v) {
+                    col.append_null();
+                    continue;
+                }
+                match col.append(v) {
+                    Ok(true) => {}
+                    Ok(false) if self.fixed[i] => {
+                        return Err(Interrupt::Error(Error::bad_line(
+                            BadInputKind::SchemaMismatch,
+                            line_of(&self.record),
+                            format!(
+                                "column {:?}: {:?} is not a valid {}",
+                                self.names[i],
+                                String::from_utf8_lossy(v),
+                                serde_json::to_value(self.kinds[i].column_type())
+                                    .ok()
+                                    .and_then(|t| t.as_str().map(str::to_owned))
+                                    .unwrap_or_default()
+                            ),
+                        )));
+                    }
+                    Ok(false) => return Err(self.widen_from_here()),
+                    Err(_) => return Err(Interrupt::Error(invalid_utf8(&self.record, i, &self.names))),
+                }
+            }
+            n += 1;
+        }
+        self.rows += n as u64;
+        if n == 0 {
+            return Ok(None);
+        }
+        let arrays = self.columns.iter_mut().map(Column::finish).collect();
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), arrays).map_err(Error::from)?))
+    }
+
+    /// Classifies every remaining value, starting with the current record, into new kinds.
+    fn widen_from_here(&mut self) -> Interrupt {
+        let mut kinds = self.kinds.clone();
+        let ncols = self.names.len();
+        loop {
+            if let Err(e) = check_width(&self.record, ncols) {
+                return Interrupt::Error(e);
+            }
+            for (i, v) in self.record.iter().enumerate() {
+                if self.fixed[i] || kinds[i] == Kind::Utf8 || self.nulls.is_null(v) {
+                    continue;
+                }
+                match classify_or_err(v, &self.record, i, &self.names) {
+                    Ok(k) => kinds[i] = kinds[i].join(k),
+                    Err(e) => return Interrupt::Error(e),
+                }
+            }
+            match self.next_record() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Interrupt::Error(e),
+            }
+        }
+        tracing::debug!(before = ?self.kinds, after = ?kinds, "widening columns");
+        Interrupt::Widen(kinds)
+    }
+}
+
+fn check_width(r: &ByteRecord, ncols: usize) -> Result<()> {
+    if r.len() == ncols {
+        return Ok(());
+    }
+    Err(Error::bad_line(BadInputKind::RaggedRow, line_of(r), format!("expected {ncols} fields, found {}", r.len())))
+}
+
+fn classify_or_err(v: &[u8], r: &ByteRecord, i: usize, names: &[String]) -> Result<Kind> {
+    classify(v).ok_or_else(|| invalid_utf8(r, i, names))
+}
+
+fn invalid_utf8(r: &ByteRecord, i: usize, names: &[String]) -> Error {
+    Error::bad_line(BadInputKind::InvalidUtf8, line_of(r), format!("column {:?} is not valid UTF-8", names[i]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Float64Type, Int64Type};
+
+    fn decode_all(csv: &str, opts: &DecodeOptions) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), Interrupt> {
+        let mut d = CsvDecoder::new(csv.as_bytes(), opts)?;
+        let mut out = Vec::new();
+        while let Some(b) = d.next_batch()? {
+            out.push(b);
+        }
+        Ok((d.schema(), out))
+    }
+
+    fn bad_kind(r: std::result::Result<(SchemaRef, Vec<RecordBatch>), Interrupt>) -> (BadInputKind, Option<u64>) {
+        match r {
+            Err(Interrupt::Error(Error::BadInput { kind, line, .. })) => (kind, line),
+            Err(other) => panic!("expected bad input, got {other:?}"),
+            Ok(_) => panic!("expected bad input, got success"),
+        }
+    }
+
+    #[test]
+    fn infers_types_from_the_sample() {
+        let csv = "a,b,c,d,e,f,g\n1,1.5,true,2024-01-01,2024-01-01T00:00:00Z,x,\n2,,false,2024-01-02,2024-01-02T00:00:00Z,y,\n";
+        let (schema, batches) = decode_all(csv, &DecodeOptions::default()).unwrap();
+        let types: Vec<_> = schema.fields().iter().map(|f| f.data_type().clone()).collect();
+        assert_eq!(types[0], DataType::Int64);
+        assert_eq!(types[1], DataType::Float64);
+        assert_eq!(types[2], DataType::Boolean);
+        assert_eq!(types[3], DataType::Date32);
+        assert_eq!(types[4], ColumnType::TimestampUtc.data_type());
+        assert_eq!(types[5], DataType::Utf8);
+        assert_eq!(types[6], DataType::Utf8, "an all-null column is written as utf8");
+        assert_eq!(batches[0].num_rows(), 2);
+        assert!(batches[0].column(1).is_null(1));
+    }
+
+    #[test]
+    fn a_late_contradiction_widens_after_scanning_the_rest() {
+        let mut csv = String::from("n,m\n");
+        for i in 0..100 {
+            csv.push_str(&format!("{i},{i}\n"));
+        }
+        csv.push_str("1.5,7\n8,x\n");
+        let opts = DecodeOptions { sample_rows: 10, batch_rows: 16, ..Default::default() };
+        match decode_all(&csv, &opts) {
+            Err(Interrupt::Widen(k)) => assert_eq!(k, vec![Kind::Float, Kind::Utf8]),
+            other => panic!("expected widening, got {:?}", other.map(|_| ())),
+        }
+        let opts = DecodeOptions { floor: Some(vec![Kind::Float, Kind::Utf8]), ..opts };
+        let (schema, batches) = decode_all(&csv, &opts).unwrap();
+        assert_eq!(schema.field(0).data_type(), &DataType::Float64);
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(total, 102);
+        let last = batches.last().unwrap();
+        assert_eq!(last.column(0).as_primitive::<Float64Type>().value(last.num_rows() - 2), 1.5);
+        assert_eq!(last.column(1).as_string::<i32>().value(last.num_rows() - 1), "x");
+    }
+
+    #[test]
+    fn explicit_schema_overrides_and_rejects_with_a_line() {
+        let mut explicit = BTreeMap::new();
+        explicit.insert("a".to_owned(), ColumnType::Utf8);
+        explicit.insert("b".to_owned(), ColumnType::Int64);
+        let opts = DecodeOptions { explicit: Some(explicit), ..Default::default() };
+        let (schema, batches) = decode_all("a,b\n1,2\n", &opts).unwrap();
+        assert_eq!(schema.field(0).data_type(), &DataType::Utf8);
+        assert_eq!(batches[0].column(1).as_primitive::<Int64Type>().value(0), 2);
+        assert_eq!(bad_kind(decode_all("a,b\n1,2\n3,x\n", &opts)), (BadInputKind::SchemaMismatch, Some(3)));
+        let mut missing = BTreeMap::new();
+        missing.insert("zz".to_owned(), ColumnType::Utf8);
+        let opts = DecodeOptions { explicit: Some(missing), ..Default::default() };
+        assert_eq!(bad_kind(decode_all("a,b\n1,2\n", &opts)).0, BadInputKind::InvalidSchema);
+    }
+
+    #[test]
+    fn quoting_bom_crlf_and_nulls() {
+        let csv = "\u{feff}id,text\r\n1,\"a, \"\"quoted\"\"\r\nline\"\r\n2,NA\r\n";
+        let opts = DecodeOptions { nulls: NullTokens::new(&["NA".into(), String::new()]), ..Default::default() };
+        let (schema, batches) = decode_all(csv, &opts).unwrap();
+        assert_eq!(schema.field(0).name(), "id", "the BOM is stripped");
+        let text = batches[0].column(1).as_string::<i32>();
+        assert_eq!(text.value(0), "a, \"quoted\"\r\nline");
+        assert!(text.is_null(1));
+    }
+
+    #[test]
+    fn ragged_rows_and_invalid_utf8_name_their_line() {
+        assert_eq!(bad_kind(decode_all("a,b\n1,2\n3\n", &DecodeOptions::default())), (BadInputKind::RaggedRow, Some(3)));
+        let bytes = b"a,b\n1,2\n3,\xff\n";
+        let r = CsvDecoder::new(&bytes[..], &DecodeOptions::default()).and_then(|mut d| {
+            while d.next_batch().map_err(|e| match e {
+                Interrupt::Error(e) => e,
+                Interrupt::Widen(_) => Error::Internal("widen".into()),
+            })?
+            .is_some()
+            {}
+            Ok(())
+        });
+        match r {
+            Err(Error::BadInput { kind, line, .. }) => assert_eq!((kind, line), (BadInputKind::InvalidUtf8, Some(3))),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_and_header_only_files() {
+        assert_eq!(bad_kind(decode_all("", &DecodeOptions::default())).0, BadInputKind::Empty);
+        let (schema, batches) = decode_all("a,b\n", &DecodeOptions::default()).unwrap();
+        assert_eq!(schema.fields().len(), 2);
+        assert!(batches.is_empty());
+    }
+
+    #[test]
+    fn no_header_names_columns_and_keeps_the_first_row() {
+        let opts = DecodeOptions { header: false, ..Default::default() };
+        let (schema, batches) = decode_all("1;x\n2;y\n", &DecodeOptions { delimiter: b';', ..opts }).unwrap();
+        assert_eq!(schema.field(1).name(), "column_2");
+        assert_eq!(batches[0].num_rows(), 2);
+    }
+}

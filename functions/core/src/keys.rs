@@ -1,0 +1,70 @@
+//! Output keys: `<out>/parquet/<rel>.parquet` and `<out>/avro/<rel>.avro`, where `<rel>` is the
+//! input key relative to the input prefix with `.csv`, `.tsv`, `.csv.gz` or `.tsv.gz` stripped.
+//! A key that would leave `<out>` is bad input.
+
+use crate::error::{BadInputKind, Error, Result};
+use crate::options::Format;
+
+const STRIPPED: [&str; 4] = [".csv.gz", ".tsv.gz", ".csv", ".tsv"];
+
+/// Joins a prefix and a relative path with exactly one `/` between them.
+pub fn join(prefix: &str, rel: &str) -> String {
+    if prefix.is_empty() || prefix.ends_with('/') {
+        format!("{prefix}{rel}")
+    } else {
+        format!("{prefix}/{rel}")
+    }
+}
+
+/// `<rel>` of an input key.
+pub fn relative(input_prefix: &str, key: &str) -> Result<String> {
+    let invalid = |why: &str| Error::bad(BadInputKind::InvalidKey, format!("key {key:?} {why}"));
+    let rel = key.strip_prefix(input_prefix).ok_or_else(|| invalid("is not under the input prefix"))?;
+    let rel = rel.strip_prefix('/').filter(|_| !input_prefix.is_empty() && !input_prefix.ends_with('/')).unwrap_or(rel);
+    let lower = rel.to_ascii_lowercase();
+    let stem = STRIPPED
+        .iter()
+        .find(|s| lower.ends_with(*s))
+        .map_or(rel, |s| &rel[..rel.len() - s.len()]);
+    if stem.is_empty() || stem.starts_with('/') {
+        return Err(invalid("has an empty or absolute relative path"));
+    }
+    if stem.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return Err(invalid("has an empty, '.' or '..' path segment"));
+    }
+    Ok(stem.to_owned())
+}
+
+/// The output key of `format` for a relative path.
+pub fn output_key(output_prefix: &str, format: Format, rel: &str) -> String {
+    join(output_prefix, &format!("{}/{rel}{}", format.as_str(), format.extension()))
+}
+
+/// Whether the key names a gzip-compressed object.
+pub fn is_gzip(key: &str) -> bool {
+    key.len() >= 3 && key[key.len() - 3..].eq_ignore_ascii_case(".gz")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_keys_mirror_the_input_layout() {
+        assert_eq!(relative("landing/", "landing/2026/a.csv").unwrap(), "2026/a");
+        assert_eq!(relative("landing", "landing/a.TSV.GZ").unwrap(), "a");
+        assert_eq!(relative("", "x/y.csv.gz").unwrap(), "x/y");
+        assert_eq!(relative("", "notes.txt").unwrap(), "notes.txt");
+        assert_eq!(output_key("converted/", Format::Parquet, "2026/a"), "converted/parquet/2026/a.parquet");
+        assert_eq!(output_key("converted", Format::Avro, "a"), "converted/avro/a.avro");
+        assert_eq!(output_key("", Format::Avro, "a"), "avro/a.avro");
+    }
+
+    #[test]
+    fn keys_that_would_escape_are_rejected() {
+        for bad in ["in/../x.csv", "in//x.csv", "in/./x.csv", "in/.csv", "other/x.csv", "in//"] {
+            let e = relative("in/", bad).unwrap_err();
+            assert!(matches!(e, Error::BadInput { kind: BadInputKind::InvalidKey, .. }), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Payload types that cross process boundaries: the converter's batch event, per-file results
+//! and the batch result. Each is defined once, here, with one serde naming policy (snake_case).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FileError;
+use crate::options::{AvroOptions, CsvOptions, Format, ParquetOptions, default_formats};
+
+/// Where the inputs are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputLocation {
+    /// Input bucket.
+    pub bucket: String,
+    /// Input prefix; output keys are relative to it.
+    #[serde(default)]
+    pub prefix: String,
+    /// Key suffixes that are converted. Default `.csv`, `.csv.gz`, `.tsv`, `.tsv.gz`.
+    #[serde(default = "default_suffixes")]
+    pub suffixes: Vec<String>,
+}
+
+/// The default input suffixes.
+pub fn default_suffixes() -> Vec<String> {
+    [".csv", ".csv.gz", ".tsv", ".tsv.gz"].map(String::from).to_vec()
+}
+
+/// Where the outputs go.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputLocation {
+    /// Output bucket.
+    pub bucket: String,
+    /// Output prefix (`<out>` in DESIGN.md).
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// Everything a converter needs to know besides the files: locations and format options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Input location.
+    pub input: InputLocation,
+    /// Output location.
+    pub output: OutputLocation,
+    /// Formats to write. Default both.
+    #[serde(default = "default_formats")]
+    pub formats: Vec<Format>,
+    /// CSV options.
+    #[serde(default)]
+    pub csv: CsvOptions,
+    /// Parquet options.
+    #[serde(default)]
+    pub parquet: ParquetOptions,
+    /// Avro options.
+    #[serde(default)]
+    pub avro: AvroOptions,
+}
+
+impl Job {
+    /// A job with default options.
+    pub fn new(input: InputLocation, output: OutputLocation) -> Self {
+        Self {
+            input,
+            output,
+            formats: default_formats(),
+            csv: CsvOptions::default(),
+            parquet: ParquetOptions::default(),
+            avro: AvroOptions::default(),
+        }
+    }
+}
+
+/// One input object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Input key.
+    pub key: String,
+    /// Size in bytes, as listed.
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// The converter's event: one batch of files and the job they belong to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvertBatch {
+    /// The job options.
+    pub job: Job,
+    /// The files of this batch.
+    pub files: Vec<FileRef>,
+}
+
+/// Outcome of one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    /// Every requested output was written.
+    Converted,
+    /// The file was not converted; `error` says why. No output object was written.
+    Failed,
+    /// The outputs were up to date.
+    Skipped,
+}
+
+/// One written output object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRef {
+    /// Its format.
+    pub format: Format,
+    /// Its key in the output bucket.
+    pub key: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// The per-file result of DESIGN.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileResult {
+    /// Input key.
+    pub key: String,
+    /// Outcome.
+    pub status: FileStatus,
+    /// Data rows converted (the header is not counted).
+    #[serde(default)]
+    pub rows: u64,
+    /// Bytes read from the input object (compressed size for `.gz`).
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Output objects written.
+    #[serde(default)]
+    pub outputs: Vec<OutputRef>,
+    /// Wall time spent on the file.
+    #[serde(default)]
+    pub millis: u64,
+    /// Why the file failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<FileError>,
+}
+
+impl FileResult {
+    /// A failed result.
+    pub fn failed(key: impl Into<String>, bytes_in: u64, millis: u64, error: FileError) -> Self {
+        Self {
+            key: key.into(),
+            status: FileStatus::Failed,
+            rows: 0,
+            bytes_in,
+            outputs: Vec::new(),
+            millis,
+            error: Some(error),
+        }
+    }
+}
+
+/// The converter's response: one result per file of the batch, in batch order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchResult {
+    /// Per-file results.
+    pub files: Vec<FileResult>,
+}

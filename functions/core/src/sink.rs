@@ -1,0 +1,130 @@
+//! The format sinks: Parquet (parquet's `ArrowWriter`) and Avro object container files
+//! (arrow-avro's columnar writer), each writing into a [`PartSink`].
+//!
+//! Both consume the same `RecordBatch`es; nothing is parsed twice.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow_avro::compression::CompressionCodec;
+use arrow_avro::writer::format::AvroOcfFormat;
+use arrow_avro::writer::{Writer as AvroWriter, WriterBuilder as AvroWriterBuilder};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+use crate::options::{AvroCodec, AvroOptions, Format, ParquetCompression, ParquetOptions};
+use crate::upload::PartSink;
+
+/// A writer of one output format.
+pub enum FormatWriter {
+    /// Parquet.
+    Parquet(Box<ArrowWriter<PartSink>>),
+    /// Avro OCF; `schema` is set when field names had to be made valid Avro names.
+    Avro(Box<AvroWriter<PartSink, AvroOcfFormat>>, Option<SchemaRef>),
+}
+
+impl std::fmt::Debug for FormatWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Parquet(_) => "FormatWriter::Parquet",
+            Self::Avro(..) => "FormatWriter::Avro",
+        })
+    }
+}
+
+/// Parquet writer properties for the options.
+pub fn parquet_properties(opts: &ParquetOptions) -> WriterProperties {
+    let compression = match opts.compression {
+        ParquetCompression::Snappy => Compression::SNAPPY,
+        ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        ParquetCompression::None => Compression::UNCOMPRESSED,
+    };
+    WriterProperties::builder()
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
+        .build()
+}
+
+/// Avro names must match `[A-Za-z_][A-Za-z0-9_]*`; other characters become `_`, and a clash
+/// gets a numeric suffix. Returns `None` when every name is already valid.
+pub fn avro_schema(schema: &Schema) -> Option<SchemaRef> {
+    let valid = |n: &str| {
+        let mut c = n.chars();
+        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+    };
+    if schema.fields().iter().all(|f| valid(f.name())) {
+        return None;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut base: String =
+                f.name().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+            if !base.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                base.insert(0, '_');
+            }
+            let mut name = base.clone();
+            let mut n = 2;
+            while !seen.insert(name.clone()) {
+                name = format!("{base}_{n}");
+                n += 1;
+            }
+            f.as_ref().clone().with_name(name)
+        })
+        .collect();
+    Some(Arc::new(Schema::new(fields)))
+}
+
+impl FormatWriter {
+    /// A writer of `format` for batches of `schema`.
+    pub fn new(format: Format, schema: SchemaRef, parquet: &ParquetOptions, avro: &AvroOptions, sink: PartSink) -> Result<Self> {
+        Ok(match format {
+            Format::Parquet => {
+                Self::Parquet(Box::new(ArrowWriter::try_new(sink, schema, Some(parquet_properties(parquet)))?))
+            }
+            Format::Avro => {
+                let renamed = avro_schema(&schema);
+                let codec = match avro.codec {
+                    AvroCodec::Snappy => Some(CompressionCodec::Snappy),
+                    AvroCodec::Deflate => Some(CompressionCodec::Deflate),
+                    AvroCodec::Zstd => Some(CompressionCodec::ZStandard),
+                    AvroCodec::Null => None,
+                };
+                let target = renamed.clone().unwrap_or(schema);
+                let w = AvroWriterBuilder::new(target.as_ref().clone())
+                    .with_compression(codec)
+                    .build::<_, AvroOcfFormat>(sink)?;
+                Self::Avro(Box::new(w), renamed)
+            }
+        })
+    }
+
+    /// Writes one batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            Self::Parquet(w) => w.write(batch)?,
+            Self::Avro(w, None) => w.write(batch)?,
+            Self::Avro(w, Some(schema)) => {
+                w.write(&RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?)?
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the footer, sends the last part and returns the object size.
+    pub fn finish(self) -> Result<u64> {
+        let sink = match self {
+            Self::Parquet(w) => w.into_inner()?,
+            Self::Avro(mut w, _) => {
+                w.finish()?;
+                w.into_inner()
+            }
+        };
+        sink.finish().map_err(|e| Error::Internal(format!("finishing upload: {e}")))
+    }
+}

@@ -1,0 +1,256 @@
+//! Streaming uploads that are staged, then committed or discarded as one decision.
+//!
+//! A [`PartSink`] is the `std::io::Write` a format writer writes into. It cuts the stream into
+//! parts of at least 5 MiB and hands them to [`stage`], which starts a multipart upload once a
+//! second part exists and uploads parts while the writer goes on. An object that fits in one
+//! part is held and sent by a single PUT. Nothing is visible under the key until
+//! [`Staged::commit`]; [`Staged::discard`] aborts, so a failed file leaves no object behind.
+
+use std::io::{self, Write};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::s3::sdk_error;
+
+/// The S3 minimum for every part but the last.
+pub const MIN_PART_SIZE: usize = 5 << 20;
+/// Default part size.
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// Parts uploaded at once per object.
+pub const PARTS_IN_FLIGHT: usize = 2;
+const MAX_PARTS: u64 = 10_000;
+
+/// A piece of the object: its bytes and whether it is the last one.
+#[derive(Debug)]
+pub struct Part {
+    bytes: Bytes,
+    last: bool,
+}
+
+/// Part size for an object expected to reach `estimate` bytes, staying under 10,000 parts.
+pub fn part_size_for(estimate: u64) -> usize {
+    let needed = estimate.div_ceil(MAX_PARTS - 1_000);
+    usize::try_from(needed).unwrap_or(usize::MAX).max(DEFAULT_PART_SIZE)
+}
+
+/// The writing end: buffers bytes into parts and sends them to the uploader.
+#[derive(Debug)]
+pub struct PartSink {
+    tx: mpsc::Sender<Part>,
+    buf: Vec<u8>,
+    part_size: usize,
+    written: u64,
+}
+
+impl PartSink {
+    /// A sink and the receiving end that [`stage`] consumes.
+    pub fn new(part_size: usize) -> (Self, mpsc::Receiver<Part>) {
+        let part_size = part_size.max(MIN_PART_SIZE);
+        let (tx, rx) = mpsc::channel(1);
+        (Self { tx, buf: Vec::new(), part_size, written: 0 }, rx)
+    }
+
+    fn send(&mut self, last: bool) -> io::Result<()> {
+        let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Part { bytes, last })
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    /// Sends the last part and returns the object's size. Dropping a sink without calling this
+    /// makes the uploader abort.
+    pub fn finish(mut self) -> io::Result<u64> {
+        self.send(true)?;
+        Ok(self.written)
+    }
+}
+
+impl Write for PartSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.part_size + (self.part_size >> 3));
+        }
+        self.buf.extend_from_slice(data);
+        self.written += data.len() as u64;
+        if self.buf.len() >= self.part_size {
+            self.send(false)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Parts are cut by size only; the last one goes in `finish`.
+        Ok(())
+    }
+}
+
+/// An uploaded but not yet visible object.
+#[derive(Debug)]
+pub enum Staged {
+    /// Small enough for one PUT, held until commit.
+    Single {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The whole object.
+        body: Bytes,
+    },
+    /// A multipart upload with every part uploaded.
+    Multipart {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Upload id.
+        upload_id: String,
+        /// Parts in order.
+        parts: Vec<CompletedPart>,
+        /// Total size.
+        size: u64,
+    },
+}
+
+/// Receives parts from a [`PartSink`] and uploads them, returning the staged object, or
+/// `None` when the sink was dropped without `finish` (the writer gave up). Either way, and when
+/// a part fails, a started multipart upload is aborted.
+pub async fn stage(client: Client, bucket: String, key: String, mut rx: mpsc::Receiver<Part>) -> Result<Option<Staged>> {
+    let Some(first) = rx.recv().await else { return Ok(None) };
+    if first.last {
+        return Ok(Some(Staged::Single { bucket, key, body: first.bytes }));
+    }
+    let created = client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .map_err(|e| sdk_error("CreateMultipartUpload", &bucket, &key, e))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let result = upload_parts(&client, &bucket, &key, &upload_id, first, &mut rx).await;
+    match result {
+        Ok(Some((parts, size))) => Ok(Some(Staged::Multipart { bucket, key, upload_id, parts, size })),
+        Ok(None) => {
+            abort(&client, &bucket, &key, &upload_id).await;
+            Ok(None)
+        }
+        Err(e) => {
+            abort(&client, &bucket, &key, &upload_id).await;
+            Err(e)
+        }
+    }
+}
+
+async fn upload_parts(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    first: Part,
+    rx: &mut mpsc::Receiver<Part>,
+) -> Result<Option<(Vec<CompletedPart>, u64)>> {
+    // Spawned, so that parts progress while this task waits for the writer's next part.
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut done = Vec::new();
+    let mut size = 0u64;
+    let mut number = 0i32;
+    let mut next = Some(first);
+    while let Some(part) = next.take() {
+        while in_flight.len() >= PARTS_IN_FLIGHT {
+            done.push(joined(in_flight.join_next().await)?);
+        }
+        number += 1;
+        size += part.bytes.len() as u64;
+        let req = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(part.bytes));
+        let (n, b, k) = (number, bucket.to_owned(), key.to_owned());
+        in_flight.spawn(async move {
+            let out = req.send().await.map_err(|e| sdk_error("UploadPart", &b, &k, e))?;
+            Ok::<_, Error>(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).build())
+        });
+        if !part.last {
+            match rx.recv().await {
+                Some(p) => next = Some(p),
+                None => return Ok(None),
+            }
+        }
+    }
+    while !in_flight.is_empty() {
+        done.push(joined(in_flight.join_next().await)?);
+    }
+    done.sort_by_key(|p| p.part_number());
+    Ok(Some((done, size)))
+}
+
+fn joined(
+    r: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>,
+) -> Result<CompletedPart> {
+    match r {
+        Some(Ok(part)) => part,
+        Some(Err(e)) => Err(Error::Internal(format!("part upload task: {e}"))),
+        None => Err(Error::Internal("no part upload in flight".into())),
+    }
+}
+
+async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
+    if let Err(e) = client.abort_multipart_upload().bucket(bucket).key(key).upload_id(upload_id).send().await {
+        tracing::warn!(bucket, key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "abort of multipart upload failed; the bucket lifecycle rule removes it");
+    }
+}
+
+impl Staged {
+    /// Bucket and key.
+    pub fn location(&self) -> (&str, &str) {
+        match self {
+            Self::Single { bucket, key, .. } | Self::Multipart { bucket, key, .. } => (bucket, key),
+        }
+    }
+
+    /// Makes the object visible under its key.
+    pub async fn commit(self, client: &Client) -> Result<()> {
+        match self {
+            Self::Single { bucket, key, body } => {
+                client
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("PutObject", &bucket, &key, e))?;
+            }
+            Self::Multipart { bucket, key, upload_id, parts, .. } => {
+                let r = client
+                    .complete_multipart_upload()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .send()
+                    .await;
+                if let Err(e) = r {
+                    abort(client, &bucket, &key, &upload_id).await;
+                    return Err(sdk_error("CompleteMultipartUpload", &bucket, &key, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the object: aborts a multipart upload, forgets a held body.
+    pub async fn discard(self, client: &Client) {
+        if let Self::Multipart { bucket, key, upload_id, .. } = self {
+            abort(client, &bucket, &key, &upload_id).await;
+        }
+    }
+}
