@@ -293,10 +293,11 @@ fn run_pipeline(reader: impl Read + Send, gz: bool, opts: &DecodeOptions, w: Wri
     };
     let mut decoder = CsvDecoder::new(source, opts)?;
     let schema = decoder.schema();
+    let plain = decoder.mostly_distinct().to_vec();
     let mut writers = w
         .sinks
         .into_iter()
-        .map(|(format, sink)| FormatWriter::new(format, schema.clone(), &w.parquet, &w.avro, sink))
+        .map(|(format, sink)| FormatWriter::new(format, schema.clone(), &plain, (&w.parquet, &w.avro), sink))
         .collect::<Result<Vec<_>>>()?;
 
     if !threaded {

@@ -199,6 +199,7 @@ pub struct CsvDecoder<R: Read> {
     kinds: Vec<Kind>,
     fixed: Vec<bool>,
     schema: SchemaRef,
+    distinct: Vec<bool>,
     sample: VecDeque<ByteRecord>,
     record: ByteRecord,
     columns: Vec<Column>,
@@ -317,6 +318,7 @@ impl<R: Read> CsvDecoder<R> {
         }
         let types: Vec<ColumnType> = kinds.iter().map(|k| k.column_type()).collect();
         let schema = arrow_schema(&names, &types);
+        let distinct = (0..ncols).map(|i| mostly_distinct(&sample, i, &opts.nulls)).collect();
         let columns = kinds.iter().map(|k| Column::new(*k, opts.batch_rows)).collect();
         Ok(Self {
             reader,
@@ -324,6 +326,7 @@ impl<R: Read> CsvDecoder<R> {
             kinds,
             fixed,
             schema,
+            distinct,
             sample,
             record,
             columns,
@@ -337,6 +340,12 @@ impl<R: Read> CsvDecoder<R> {
     /// The schema of every batch.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// Per column, whether most sampled values are distinct (ids, amounts, timestamps): a
+    /// dictionary encoding would only cost time for such a column.
+    pub fn mostly_distinct(&self) -> &[bool] {
+        &self.distinct
     }
 
     /// The kinds the batches are decoded with.
@@ -441,6 +450,17 @@ impl<R: Read> CsvDecoder<R> {
         tracing::debug!(before = ?self.kinds, after = ?kinds, "widening columns");
         Interrupt::Widen(kinds)
     }
+}
+
+/// Whether more than half of the sampled non-null values of column `i` are distinct.
+fn mostly_distinct(sample: &VecDeque<ByteRecord>, i: usize, nulls: &NullTokens) -> bool {
+    let values: Vec<&[u8]> = sample.iter().filter_map(|r| r.get(i)).filter(|v| !nulls.is_null(v)).collect();
+    if values.len() < 64 {
+        return false;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(values.len() / 2 + 1);
+    let limit = values.len() / 2;
+    values.iter().any(|v| seen.insert(*v) && seen.len() > limit)
 }
 
 fn check_width(r: &ByteRecord, ncols: usize) -> Result<()> {
@@ -563,6 +583,16 @@ mod tests {
             Err(Error::BadInput { kind, line, .. }) => assert_eq!((kind, line), (BadInputKind::InvalidUtf8, Some(3))),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn distinctness_is_measured_on_the_sample() {
+        let mut csv = String::from("id,flag\n");
+        for i in 0..200 {
+            csv.push_str(&format!("{i},{}\n", i % 2 == 0));
+        }
+        let d = CsvDecoder::new(csv.as_bytes(), &DecodeOptions::default()).unwrap();
+        assert_eq!(d.mostly_distinct(), &[true, false]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod error;
 pub mod keys;
 pub mod local;
+pub mod local_fs;
 pub mod options;
 pub mod plan;
 pub mod payload;

@@ -60,7 +60,7 @@ impl LocalS3 {
             let link = scratch.path().join(&b.name);
             std::os::unix::fs::symlink(dir, &link).map_err(|e| io("linking", &link, e))?;
         }
-        let fs = s3s_fs::FileSystem::new(scratch.path()).map_err(|e| Error::Internal(format!("s3s-fs: {e:?}")))?;
+        let fs = crate::local_fs::LocalFs::new(scratch.path()).map_err(|e| Error::Internal(format!("s3s-fs: {e}")))?;
 
         let access_key = format!("csvlake-{}", std::process::id());
         let secret_key = {

@@ -13,6 +13,7 @@ use arrow_avro::writer::{Writer as AvroWriter, WriterBuilder as AvroWriterBuilde
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 use crate::options::{AvroCodec, AvroOptions, Format, ParquetCompression, ParquetOptions};
@@ -35,17 +36,23 @@ impl std::fmt::Debug for FormatWriter {
     }
 }
 
-/// Parquet writer properties for the options.
-pub fn parquet_properties(opts: &ParquetOptions) -> WriterProperties {
+/// Parquet writer properties for the options. Columns flagged in `plain` (mostly distinct
+/// values) skip dictionary encoding, which would grow a dictionary only to fall back to plain.
+pub fn parquet_properties(opts: &ParquetOptions, schema: &Schema, plain: &[bool]) -> WriterProperties {
     let compression = match opts.compression {
         ParquetCompression::Snappy => Compression::SNAPPY,
         ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
         ParquetCompression::None => Compression::UNCOMPRESSED,
     };
-    WriterProperties::builder()
+    let mut b = WriterProperties::builder()
         .set_compression(compression)
-        .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
-        .build()
+        .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)));
+    for (field, plain) in schema.fields().iter().zip(plain) {
+        if *plain {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    b.build()
 }
 
 /// Avro names must match `[A-Za-z_][A-Za-z0-9_]*`; other characters become `_`, and a clash
@@ -82,10 +89,12 @@ pub fn avro_schema(schema: &Schema) -> Option<SchemaRef> {
 
 impl FormatWriter {
     /// A writer of `format` for batches of `schema`.
-    pub fn new(format: Format, schema: SchemaRef, parquet: &ParquetOptions, avro: &AvroOptions, sink: PartSink) -> Result<Self> {
+    pub fn new(format: Format, schema: SchemaRef, plain: &[bool], opts: (&ParquetOptions, &AvroOptions), sink: PartSink) -> Result<Self> {
+        let (parquet, avro) = opts;
         Ok(match format {
             Format::Parquet => {
-                Self::Parquet(Box::new(ArrowWriter::try_new(sink, schema, Some(parquet_properties(parquet)))?))
+                let props = parquet_properties(parquet, &schema, plain);
+                Self::Parquet(Box::new(ArrowWriter::try_new(sink, schema, Some(props))?))
             }
             Format::Avro => {
                 let renamed = avro_schema(&schema);
