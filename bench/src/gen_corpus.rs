@@ -427,4 +427,46 @@ mod tests {
         }
         assert_eq!(x, y);
     }
+
+    /// The corpus infers to the schema the benchmark promises, through the real decoder, and
+    /// decodes in full without widening.
+    #[test]
+    fn corpus_infers_the_documented_schema() {
+        use arrow::datatypes::{DataType, TimeUnit};
+        use csvlake::decode::{CsvDecoder, DecodeOptions};
+
+        let mut rows = RowWriter::new(42);
+        let mut csv = HEADER.as_bytes().to_vec();
+        for id in 1..=30_000 {
+            rows.push_row(&mut csv, id, id == 1);
+        }
+        let mut decoder = CsvDecoder::new(csv.as_slice(), &DecodeOptions::default()).unwrap();
+        let schema = decoder.schema();
+        let types: Vec<(&str, DataType)> =
+            schema.fields().iter().map(|f| (f.name().as_str(), f.data_type().clone())).collect();
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        assert_eq!(
+            types,
+            vec![
+                ("id", DataType::Int64),
+                ("account", DataType::Int64),
+                ("amount", DataType::Float64),
+                ("active", DataType::Boolean),
+                ("name", DataType::Utf8),
+                ("event_time", utc),
+                ("event_date", DataType::Date32),
+                ("region", DataType::Utf8),
+                ("qty", DataType::Int64),
+                ("score", DataType::Float64),
+            ]
+        );
+        let (mut total, mut amount_nulls, mut region_nulls) = (0, 0, 0);
+        while let Some(batch) = decoder.next_batch().map_err(|e| format!("{e:?}")).unwrap() {
+            total += batch.num_rows();
+            amount_nulls += batch.column(2).null_count();
+            region_nulls += batch.column(7).null_count();
+        }
+        assert_eq!(total, 30_000);
+        assert!(amount_nulls > 0 && region_nulls > 0, "amount and region have nulls");
+    }
 }
