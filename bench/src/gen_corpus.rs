@@ -33,31 +33,25 @@ const SPAN_DAYS: usize = 730;
 
 /// Given names used to build the `name` column.
 const FIRST_NAMES: &[&str] = &[
-    "Ann", "Bo", "Cy", "Dan", "Eva", "Finn", "Gus", "Ida", "Jo", "Kai", "Lea", "Max", "Nia",
-    "Otto", "Pia", "Raj", "Sam", "Tea", "Uma", "Vic", "Wu", "Yan", "Zoe", "Ola",
+    "Ann", "Bo", "Cy", "Dan", "Eva", "Finn", "Gus", "Ida", "Jo", "Kai", "Lea", "Max", "Nia", "Otto", "Pia", "Raj",
+    "Sam", "Tea", "Uma", "Vic", "Wu", "Yan", "Zoe", "Ola",
 ];
 
 /// Family names used to build the `name` column.
 const LAST_NAMES: &[&str] = &[
-    "Lee", "Kim", "Ng", "Roy", "Diaz", "Park", "Ito", "Moss", "Vega", "Kahn", "Sato", "Berg",
-    "Ruiz", "Li", "Cole", "Fox", "Wolf", "Hale", "Nash", "Oda", "Rao", "Shaw", "Tan", "Yu",
+    "Lee", "Kim", "Ng", "Roy", "Diaz", "Park", "Ito", "Moss", "Vega", "Kahn", "Sato", "Berg", "Ruiz", "Li", "Cole",
+    "Fox", "Wolf", "Hale", "Nash", "Oda", "Rao", "Shaw", "Tan", "Yu",
 ];
 
 /// Nicknames, inserted in double quotes for the names that contain a quote.
 const NICKNAMES: &[&str] = &["Al", "Bee", "Doc", "Kit", "Red", "Ace"];
 
 /// Values of the `region` column.
-const REGIONS: &[&str] = &[
-    "eu-west", "eu-north", "us-east", "us-west", "ap-south", "ap-east", "sa-east", "af-south",
-];
+const REGIONS: &[&str] = &["eu-west", "eu-north", "us-east", "us-west", "ap-south", "ap-east", "sa-east", "af-south"];
 
 /// Command-line arguments of `gen-corpus`.
 #[derive(Debug, Parser)]
-#[command(
-    name = "gen-corpus",
-    version,
-    about = "Write a deterministic synthetic CSV corpus"
-)]
+#[command(name = "gen-corpus", version, about = "Write a deterministic synthetic CSV corpus")]
 struct Args {
     /// Directory to write the CSV files into (created if missing).
     #[arg(long)]
@@ -175,10 +169,7 @@ fn push_padded(buf: &mut Vec<u8>, mut value: u64, width: usize) {
 
 /// Appends a field, quoting it per RFC 4180 when it holds a quote, comma or line break.
 fn push_field(buf: &mut Vec<u8>, field: &str) {
-    if field
-        .bytes()
-        .any(|b| matches!(b, b'"' | b',' | b'\n' | b'\r'))
-    {
+    if field.bytes().any(|b| matches!(b, b'"' | b',' | b'\n' | b'\r')) {
         buf.push(b'"');
         for b in field.bytes() {
             if b == b'"' {
@@ -236,11 +227,7 @@ struct RowWriter {
 impl RowWriter {
     /// Creates a row writer seeded with `seed`.
     fn new(seed: u64) -> Self {
-        Self {
-            rng: SplitMix64::new(seed),
-            dates: date_table(),
-            name: String::with_capacity(32),
-        }
+        Self { rng: SplitMix64::new(seed), dates: date_table(), name: String::with_capacity(32) }
     }
 
     /// Appends one complete CSV line (with trailing `\n`) for row `id`.
@@ -271,11 +258,7 @@ impl RowWriter {
         buf.push(b',');
 
         // active
-        buf.extend_from_slice(if rng.below(2) == 0 {
-            b"true,"
-        } else {
-            b"false,"
-        });
+        buf.extend_from_slice(if rng.below(2) == 0 { b"true," } else { b"false," });
 
         // name
         make_name(rng, &mut self.name);
@@ -322,12 +305,7 @@ impl RowWriter {
 }
 
 /// Writes one CSV file; returns `(rows, bytes)` written. `next_id` is advanced past the rows.
-fn write_file(
-    path: &Path,
-    rows: &mut RowWriter,
-    limit: Limit,
-    next_id: &mut u64,
-) -> Result<(u64, u64)> {
+fn write_file(path: &Path, rows: &mut RowWriter, limit: Limit, next_id: &mut u64) -> Result<(u64, u64)> {
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(256);
@@ -349,8 +327,7 @@ fn write_file(
         count += 1;
         *next_id += 1;
     }
-    out.flush()
-        .with_context(|| format!("writing {}", path.display()))?;
+    out.flush().with_context(|| format!("writing {}", path.display()))?;
     Ok((count, bytes))
 }
 
@@ -369,11 +346,7 @@ fn main() -> Result<()> {
     let mut next_id = 1u64;
     let (mut total_rows, mut total_bytes) = (0u64, 0u64);
     for index in 0..args.files {
-        let name = if args.files == 1 {
-            "large.csv".to_owned()
-        } else {
-            format!("part-{index:05}.csv")
-        };
+        let name = if args.files == 1 { "large.csv".to_owned() } else { format!("part-{index:05}.csv") };
         let (r, b) = write_file(&args.out.join(name), &mut rows, limit, &mut next_id)?;
         total_rows += r;
         total_bytes += b;
@@ -399,10 +372,7 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(START_DAY), (2025, 1, 1));
         assert_eq!(civil_from_days(START_DAY + 365), (2026, 1, 1));
-        assert_eq!(
-            civil_from_days(START_DAY + SPAN_DAYS as i64 - 1),
-            (2026, 12, 31)
-        );
+        assert_eq!(civil_from_days(START_DAY + SPAN_DAYS as i64 - 1), (2026, 12, 31));
     }
 
     /// Fields with quotes are wrapped and their quotes doubled; plain fields are not.

@@ -14,7 +14,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use csvlake::Converter;
 use csvlake::local::{LocalBucket, LocalS3};
-use csvlake::options::{AvroCodec, AvroOptions, CsvOptions, Format, ParquetCompression, ParquetOptions, parse_schema_json};
+use csvlake::options::{
+    AvroCodec, AvroOptions, CsvOptions, Format, ParquetCompression, ParquetOptions, parse_schema_json,
+};
 use csvlake::payload::{ConvertBatch, FileResult, FileStatus, InputLocation, Job, OutputLocation, default_suffixes};
 use indicatif::{ProgressBar, ProgressStyle};
 use lambda_runtime::{Context as LambdaContext, LambdaEvent};
@@ -114,9 +116,7 @@ fn location(s: &str) -> Result<Location> {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CSVLAKE_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CSVLAKE_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -213,8 +213,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             bar.set_message(format!("{n}/{nfiles} files"));
         })
     };
-    let converter =
-        Converter::new(client).with_memory_budget_mib(args.memory_mb).with_max_files(args.max_files).with_progress(progress);
+    let converter = Converter::new(client)
+        .with_memory_budget_mib(args.memory_mb)
+        .with_max_files(args.max_files)
+        .with_progress(progress);
 
     let mut results = Vec::with_capacity(nfiles);
     for files in csvlake::plan::batches(files, args.batch_files, args.batch_bytes) {

@@ -16,10 +16,7 @@ pub fn memory_budget_mib(memory_mib: u32) -> u32 {
 
 /// The budget from the Lambda environment (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), 1 GiB elsewhere.
 pub fn memory_budget_from_env() -> u32 {
-    std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(1024, memory_budget_mib)
+    std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse().ok()).map_or(1024, memory_budget_mib)
 }
 
 /// Handles one batch.

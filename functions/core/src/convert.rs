@@ -285,7 +285,13 @@ enum Msg {
     End,
 }
 
-fn run_pipeline(reader: impl Read + Send, gz: bool, opts: &DecodeOptions, w: Writers, threaded: bool) -> Result<Outcome> {
+fn run_pipeline(
+    reader: impl Read + Send,
+    gz: bool,
+    opts: &DecodeOptions,
+    w: Writers,
+    threaded: bool,
+) -> Result<Outcome> {
     let source: Box<dyn Read + Send> = if gz {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 << 10, reader)))
     } else {
@@ -325,7 +331,12 @@ fn run_pipeline(reader: impl Read + Send, gz: bool, opts: &DecodeOptions, w: Wri
         for writer in writers {
             let (tx, rx) = sync_channel::<Msg>(2);
             senders.push(tx);
-            handles.push(s.spawn(move || write_all(writer, rx)));
+            let name = format!("csvlake-{}", writer.format().as_str());
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn_scoped(s, move || write_all(writer, rx))
+                .map_err(|e| Error::Internal(format!("starting a writer thread: {e}")))?;
+            handles.push(handle);
         }
         let decoded = 'decode: loop {
             match decoder.next_batch() {
@@ -347,8 +358,10 @@ fn run_pipeline(reader: impl Read + Send, gz: bool, opts: &DecodeOptions, w: Wri
             }
         };
         drop(senders);
-        let written: Vec<Result<u64>> =
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Internal("format writer panicked".into())))).collect();
+        let written: Vec<Result<u64>> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Internal("format writer panicked".into()))))
+            .collect();
         match decoded {
             Err(Some(e)) => Err(e),
             Ok(Some(kinds)) => Ok(Outcome::Widen(kinds)),

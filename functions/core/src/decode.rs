@@ -11,8 +11,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -20,8 +19,8 @@ use csv::ByteRecord;
 
 use crate::error::{BadInputKind, Error, Result};
 use crate::schema::{
-    ColumnType, Kind, arrow_schema, classify, parse_bool, parse_date, parse_float, parse_int,
-    parse_timestamp_str, unique_names,
+    ColumnType, Kind, arrow_schema, classify, parse_bool, parse_date, parse_float, parse_int, parse_timestamp_str,
+    unique_names,
 };
 
 /// Rows read for inference before the first batch is decoded.
@@ -136,10 +135,9 @@ impl Column {
             Kind::Float => Self::Float(Float64Builder::with_capacity(capacity)),
             Kind::Date => Self::Date(Date32Builder::with_capacity(capacity)),
             Kind::Timestamp => Self::Ts(TimestampMicrosecondBuilder::with_capacity(capacity), false),
-            Kind::TimestampUtc => Self::Ts(
-                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
-                true,
-            ),
+            Kind::TimestampUtc => {
+                Self::Ts(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"), true)
+            }
             Kind::Null | Kind::Utf8 => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
         }
     }
@@ -300,7 +298,10 @@ impl<R: Read> CsvDecoder<R> {
                 let Some(i) = names.iter().position(|n| n == name) else {
                     return Err(Error::bad(
                         BadInputKind::InvalidSchema,
-                        format!("the schema names column {name:?}, which the file does not have (columns: {})", names.join(", ")),
+                        format!(
+                            "the schema names column {name:?}, which the file does not have (columns: {})",
+                            names.join(", ")
+                        ),
                     ));
                 };
                 kinds[i] = Kind::of_explicit(*t);
@@ -568,14 +569,19 @@ mod tests {
 
     #[test]
     fn ragged_rows_and_invalid_utf8_name_their_line() {
-        assert_eq!(bad_kind(decode_all("a,b\n1,2\n3\n", &DecodeOptions::default())), (BadInputKind::RaggedRow, Some(3)));
+        assert_eq!(
+            bad_kind(decode_all("a,b\n1,2\n3\n", &DecodeOptions::default())),
+            (BadInputKind::RaggedRow, Some(3))
+        );
         let bytes = b"a,b\n1,2\n3,\xff\n";
         let r = CsvDecoder::new(&bytes[..], &DecodeOptions::default()).and_then(|mut d| {
-            while d.next_batch().map_err(|e| match e {
-                Interrupt::Error(e) => e,
-                Interrupt::Widen(_) => Error::Internal("widen".into()),
-            })?
-            .is_some()
+            while d
+                .next_batch()
+                .map_err(|e| match e {
+                    Interrupt::Error(e) => e,
+                    Interrupt::Widen(_) => Error::Internal("widen".into()),
+                })?
+                .is_some()
             {}
             Ok(())
         });

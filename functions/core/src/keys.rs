@@ -9,11 +9,7 @@ const STRIPPED: [&str; 4] = [".csv.gz", ".tsv.gz", ".csv", ".tsv"];
 
 /// Joins a prefix and a relative path with exactly one `/` between them.
 pub fn join(prefix: &str, rel: &str) -> String {
-    if prefix.is_empty() || prefix.ends_with('/') {
-        format!("{prefix}{rel}")
-    } else {
-        format!("{prefix}/{rel}")
-    }
+    if prefix.is_empty() || prefix.ends_with('/') { format!("{prefix}{rel}") } else { format!("{prefix}/{rel}") }
 }
 
 /// `<rel>` of an input key.
@@ -22,10 +18,7 @@ pub fn relative(input_prefix: &str, key: &str) -> Result<String> {
     let rel = key.strip_prefix(input_prefix).ok_or_else(|| invalid("is not under the input prefix"))?;
     let rel = rel.strip_prefix('/').filter(|_| !input_prefix.is_empty() && !input_prefix.ends_with('/')).unwrap_or(rel);
     let lower = rel.to_ascii_lowercase();
-    let stem = STRIPPED
-        .iter()
-        .find(|s| lower.ends_with(*s))
-        .map_or(rel, |s| &rel[..rel.len() - s.len()]);
+    let stem = STRIPPED.iter().find(|s| lower.ends_with(*s)).map_or(rel, |s| &rel[..rel.len() - s.len()]);
     if stem.is_empty() || stem.starts_with('/') {
         return Err(invalid("has an empty or absolute relative path"));
     }

@@ -4,6 +4,7 @@
 //! → the Parquet and Avro sinks ([`sink`]) → staged S3 uploads ([`upload`]). The Lambda binaries
 //! and the command line are thin layers over [`convert::Converter`].
 
+pub mod avro;
 pub mod convert;
 pub mod decode;
 pub mod error;
@@ -11,8 +12,8 @@ pub mod keys;
 pub mod local;
 pub mod local_fs;
 pub mod options;
-pub mod plan;
 pub mod payload;
+pub mod plan;
 pub mod s3;
 pub mod schema;
 pub mod sink;

@@ -65,15 +65,23 @@ impl LocalS3 {
         let access_key = format!("csvlake-{}", std::process::id());
         let secret_key = {
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-            format!("{:016x}{:016x}", h.finish(), std::collections::hash_map::RandomState::new().build_hasher().finish())
+            h.write_u128(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+            );
+            format!(
+                "{:016x}{:016x}",
+                h.finish(),
+                std::collections::hash_map::RandomState::new().build_hasher().finish()
+            )
         };
         let service = {
             let mut b = S3ServiceBuilder::new(fs);
             b.set_auth(SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
             b.build()
         };
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| Error::Internal(format!("binding 127.0.0.1: {e}")))?;
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| Error::Internal(format!("binding 127.0.0.1: {e}")))?;
         let addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
         let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(async move {

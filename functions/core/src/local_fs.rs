@@ -50,9 +50,8 @@ impl LocalFs {
 
     fn object_path(&self, bucket: &str, key: &str) -> S3Result<PathBuf> {
         let rel = Path::new(key);
-        let clean = !key.is_empty()
-            && !bucket.contains('/')
-            && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        let clean =
+            !key.is_empty() && !bucket.contains('/') && rel.components().all(|c| matches!(c, Component::Normal(_)));
         if !clean {
             return Err(s3_error!(InvalidArgument, "key {key:?} is not a plain relative path"));
         }
@@ -66,11 +65,7 @@ impl LocalFs {
 }
 
 fn io_err(e: std::io::Error) -> s3s::S3Error {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        s3_error!(NoSuchKey)
-    } else {
-        s3_error!(InternalError, "{e}")
-    }
+    if e.kind() == std::io::ErrorKind::NotFound { s3_error!(NoSuchKey) } else { s3_error!(InternalError, "{e}") }
 }
 
 fn etag_of(meta: &std::fs::Metadata) -> ETag {

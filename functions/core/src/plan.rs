@@ -22,7 +22,10 @@ pub async fn list_inputs(client: &Client, input: &InputLocation) -> Result<Vec<F
         for obj in page.contents() {
             let Some(key) = obj.key() else { continue };
             if is_input(key, &input.suffixes) {
-                files.push(FileRef { key: key.to_owned(), size: obj.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0) });
+                files.push(FileRef {
+                    key: key.to_owned(),
+                    size: obj.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                });
             }
         }
     }

@@ -251,9 +251,7 @@ pub fn unique_names(raw: impl IntoIterator<Item = String>) -> Vec<String> {
 
 /// The Arrow schema of a file: every column nullable, since nulls may appear anywhere.
 pub fn arrow_schema(names: &[String], types: &[ColumnType]) -> SchemaRef {
-    Arc::new(Schema::new(
-        names.iter().zip(types).map(|(n, t)| Field::new(n, t.data_type(), true)).collect::<Vec<_>>(),
-    ))
+    Arc::new(Schema::new(names.iter().zip(types).map(|(n, t)| Field::new(n, t.data_type(), true)).collect::<Vec<_>>()))
 }
 
 #[cfg(test)]
@@ -302,8 +300,18 @@ mod tests {
     fn a_value_a_type_rejects_always_widens_it() {
         // The guarantee the re-conversion relies on: if parse under T fails, join(T, classify(v)) != T.
         let values = [
-            "true", "1", "-3", "1.5", "9007199254740993", "007", "2024-01-02", "2024-01-02T03:04:05",
-            "2024-01-02T03:04:05Z", "x", "1e5", "NaN",
+            "true",
+            "1",
+            "-3",
+            "1.5",
+            "9007199254740993",
+            "007",
+            "2024-01-02",
+            "2024-01-02T03:04:05",
+            "2024-01-02T03:04:05Z",
+            "x",
+            "1e5",
+            "NaN",
         ];
         let kinds = [Kind::Bool, Kind::Int, Kind::BigInt, Kind::Float, Kind::Date, Kind::Timestamp, Kind::TimestampUtc];
         for t in kinds {

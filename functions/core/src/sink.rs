@@ -1,5 +1,5 @@
 //! The format sinks: Parquet (parquet's `ArrowWriter`) and Avro object container files
-//! (arrow-avro's columnar writer), each writing into a [`PartSink`].
+//! ([`OcfWriter`] over arrow-avro's columnar encoder), each writing into a [`PartSink`].
 //!
 //! Both consume the same `RecordBatch`es; nothing is parsed twice.
 
@@ -7,16 +7,14 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use arrow_avro::compression::CompressionCodec;
-use arrow_avro::writer::format::AvroOcfFormat;
-use arrow_avro::writer::{Writer as AvroWriter, WriterBuilder as AvroWriterBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
+use crate::avro::OcfWriter;
 use crate::error::{Error, Result};
-use crate::options::{AvroCodec, AvroOptions, Format, ParquetCompression, ParquetOptions};
+use crate::options::{AvroOptions, Format, ParquetCompression, ParquetOptions};
 use crate::upload::PartSink;
 
 /// A writer of one output format.
@@ -24,7 +22,7 @@ pub enum FormatWriter {
     /// Parquet.
     Parquet(Box<ArrowWriter<PartSink>>),
     /// Avro OCF; `schema` is set when field names had to be made valid Avro names.
-    Avro(Box<AvroWriter<PartSink, AvroOcfFormat>>, Option<SchemaRef>),
+    Avro(Box<OcfWriter<PartSink>>, Option<SchemaRef>),
 }
 
 impl std::fmt::Debug for FormatWriter {
@@ -60,7 +58,8 @@ pub fn parquet_properties(opts: &ParquetOptions, schema: &Schema, plain: &[bool]
 pub fn avro_schema(schema: &Schema) -> Option<SchemaRef> {
     let valid = |n: &str| {
         let mut c = n.chars();
-        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
     };
     if schema.fields().iter().all(|f| valid(f.name())) {
         return None;
@@ -89,7 +88,13 @@ pub fn avro_schema(schema: &Schema) -> Option<SchemaRef> {
 
 impl FormatWriter {
     /// A writer of `format` for batches of `schema`.
-    pub fn new(format: Format, schema: SchemaRef, plain: &[bool], opts: (&ParquetOptions, &AvroOptions), sink: PartSink) -> Result<Self> {
+    pub fn new(
+        format: Format,
+        schema: SchemaRef,
+        plain: &[bool],
+        opts: (&ParquetOptions, &AvroOptions),
+        sink: PartSink,
+    ) -> Result<Self> {
         let (parquet, avro) = opts;
         Ok(match format {
             Format::Parquet => {
@@ -98,19 +103,18 @@ impl FormatWriter {
             }
             Format::Avro => {
                 let renamed = avro_schema(&schema);
-                let codec = match avro.codec {
-                    AvroCodec::Snappy => Some(CompressionCodec::Snappy),
-                    AvroCodec::Deflate => Some(CompressionCodec::Deflate),
-                    AvroCodec::Zstd => Some(CompressionCodec::ZStandard),
-                    AvroCodec::Null => None,
-                };
                 let target = renamed.clone().unwrap_or(schema);
-                let w = AvroWriterBuilder::new(target.as_ref().clone())
-                    .with_compression(codec)
-                    .build::<_, AvroOcfFormat>(sink)?;
-                Self::Avro(Box::new(w), renamed)
+                Self::Avro(Box::new(OcfWriter::new(sink, &target, avro.codec)?), renamed)
             }
         })
+    }
+
+    /// The format written.
+    pub fn format(&self) -> Format {
+        match self {
+            Self::Parquet(_) => Format::Parquet,
+            Self::Avro(..) => Format::Avro,
+        }
     }
 
     /// Writes one batch.
@@ -118,9 +122,7 @@ impl FormatWriter {
         match self {
             Self::Parquet(w) => w.write(batch)?,
             Self::Avro(w, None) => w.write(batch)?,
-            Self::Avro(w, Some(schema)) => {
-                w.write(&RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?)?
-            }
+            Self::Avro(w, Some(schema)) => w.write(&RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?)?,
         }
         Ok(())
     }
@@ -129,10 +131,7 @@ impl FormatWriter {
     pub fn finish(self) -> Result<u64> {
         let sink = match self {
             Self::Parquet(w) => w.into_inner()?,
-            Self::Avro(mut w, _) => {
-                w.finish()?;
-                w.into_inner()
-            }
+            Self::Avro(w, _) => w.into_inner(),
         };
         sink.finish().map_err(|e| Error::Internal(format!("finishing upload: {e}")))
     }

@@ -123,7 +123,12 @@ pub enum Staged {
 /// Receives parts from a [`PartSink`] and uploads them, returning the staged object, or
 /// `None` when the sink was dropped without `finish` (the writer gave up). Either way, and when
 /// a part fails, a started multipart upload is aborted.
-pub async fn stage(client: Client, bucket: String, key: String, mut rx: mpsc::Receiver<Part>) -> Result<Option<Staged>> {
+pub async fn stage(
+    client: Client,
+    bucket: String,
+    key: String,
+    mut rx: mpsc::Receiver<Part>,
+) -> Result<Option<Staged>> {
     let Some(first) = rx.recv().await else { return Ok(None) };
     if first.last {
         return Ok(Some(Staged::Single { bucket, key, body: first.bytes }));
@@ -198,9 +203,7 @@ async fn upload_parts(
     Ok(Some((done, size)))
 }
 
-fn joined(
-    r: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>,
-) -> Result<CompletedPart> {
+fn joined(r: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>) -> Result<CompletedPart> {
     match r {
         Some(Ok(part)) => part,
         Some(Err(e)) => Err(Error::Internal(format!("part upload task: {e}"))),

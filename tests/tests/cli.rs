@@ -1,0 +1,192 @@
+//! The `csvlake` command line, run as a process on local directories: exit status 0 when every
+//! file converts, 2 when some fail (listing them with their line), 1 on a fatal error.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use csvlake_tests::{Cell, Expect, assert_cells_eq, assert_parquet_schema, read_avro, read_parquet, walk};
+use parquet::basic::Compression;
+
+/// The `csvlake` binary of this build, built on first use so that it is never stale.
+///
+/// `CARGO_BIN_EXE_csvlake` is only set for tests of the package that owns the binary, so the
+/// binary is looked up beside the test executable (`<target>/<profile>/deps/..`).
+fn csvlake_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("CARGO_BIN_EXE_csvlake") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps").to_path_buf();
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        // Variables cargo sets for this test process must not reach the nested cargo: build
+        // scripts that track them (ring tracks CARGO_MANIFEST_DIR) would rebuild every time.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                )
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
+        let status = build
+            .args(["build", "--quiet", "-p", "csvlake-cli", "--bin", "csvlake", "--profile", &profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p csvlake-cli failed: {status}");
+        let bin = profile_dir.join(format!("csvlake{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(csvlake_bin())
+        .arg("run")
+        .args(args)
+        .arg("--quiet")
+        .env_remove("CSVLAKE_LOG")
+        .output()
+        .expect("run csvlake");
+    eprintln!(
+        "csvlake {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn write(dir: &Path, rel: &str, text: &[u8]) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn relative_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        walk(dir).iter().map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn exit_status_0_when_every_file_converts() {
+    let root = tempfile::tempdir().unwrap();
+    let (input, output) = (root.path().join("in"), root.path().join("out"));
+    write(&input, "a.csv", b"id,name\n1,ann\n2,\"b, c\"\n");
+    write(&input, "sub/b.tsv", b"x\ty\n1.5\ttrue\n");
+    write(&input, "notes.txt", b"ignored");
+
+    let out = run(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("2 files: 2 converted, 0 failed"), "{stdout}");
+    assert!(stdout.contains("3 rows"), "{stdout}");
+    assert!(!stdout.contains("failed:"), "{stdout}");
+
+    assert_eq!(
+        relative_files(&output),
+        ["avro/a.avro", "avro/sub/b.avro", "parquet/a.parquet", "parquet/sub/b.parquet"]
+    );
+    let a = read_parquet(&output.join("parquet/a.parquet"));
+    assert_parquet_schema("a.parquet", &a, &["id", "name"], &[Expect::Int, Expect::Text]);
+    let want = vec![vec![Cell::Int(1), Cell::Text("ann".into())], vec![Cell::Int(2), Cell::Text("b, c".into())]];
+    assert_cells_eq("a.parquet", &want, &a.rows);
+    let b = read_avro(&output.join("avro/sub/b.avro"));
+    assert_cells_eq("b.avro", &[vec![Cell::Float(1.5), Cell::Bool(true)]], &b.rows);
+    assert_eq!(relative_files(&input).len(), 3, "the input directory is untouched");
+}
+
+#[test]
+fn exit_status_2_lists_failed_files_with_their_line() {
+    let root = tempfile::tempdir().unwrap();
+    let (input, output) = (root.path().join("in"), root.path().join("out"));
+    write(&input, "good.csv", b"a,b\n1,2\n");
+    write(&input, "bad.csv", b"a,b\n1,2\n3\n4,5\n");
+    write(&input, "empty.csv", b"");
+
+    let out = run(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("3 files: 1 converted, 2 failed"), "{stdout}");
+    assert!(stdout.contains("failed: bad_input.ragged_row: 1 files"), "{stdout}");
+    assert!(stdout.contains("failed: bad_input.empty: 1 files"), "{stdout}");
+    let line = stdout.lines().find(|l| l.trim_start().starts_with("bad.csv:")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("line 3"), "the failed file's line is named: {line}");
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("empty.csv:")), "{stdout}");
+
+    assert_eq!(relative_files(&output), ["avro/good.avro", "parquet/good.parquet"], "nothing for the bad files");
+}
+
+#[test]
+fn exit_status_1_on_a_missing_input_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let (input, output) = (root.path().join("does-not-exist"), root.path().join("out"));
+    let out = run(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a directory") && stderr.contains("does-not-exist"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(!output.exists(), "no output directory is created");
+}
+
+#[test]
+fn options_reach_the_conversion() {
+    let root = tempfile::tempdir().unwrap();
+    let (input, output) = (root.path().join("in"), root.path().join("out"));
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&format!("{i};'x; {i}';NA\n"));
+    }
+    write(&input, "d.csv", text.as_bytes());
+    write(&root.path().join("cfg"), "schema.json", br#"{"column_1": "string"}"#);
+    let schema = root.path().join("cfg/schema.json");
+
+    let out = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--formats",
+        "parquet",
+        "--delimiter",
+        ";",
+        "--quote",
+        "'",
+        "--no-header",
+        "--null-value",
+        "NA",
+        "--schema",
+        schema.to_str().unwrap(),
+        "--parquet-compression",
+        "zstd",
+        "--row-group-rows",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(relative_files(&output), ["parquet/d.parquet"]);
+    let pq = read_parquet(&output.join("parquet/d.parquet"));
+    assert_parquet_schema("d.parquet", &pq, &["column_1", "column_2", "column_3"], &[Expect::Text; 3]);
+    assert_eq!(pq.metadata.num_row_groups(), 5);
+    assert!(matches!(pq.metadata.row_group(0).column(0).compression(), Compression::ZSTD(_)));
+    let want: Vec<Vec<Cell>> =
+        (0..50).map(|i| vec![Cell::Text(i.to_string()), Cell::Text(format!("x; {i}")), Cell::Null]).collect();
+    assert_cells_eq("d.parquet", &want, &pq.rows);
+}

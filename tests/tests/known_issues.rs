@@ -1,0 +1,55 @@
+//! Behaviour the library gets wrong today. Each test states the correct behaviour and is
+//! ignored, with the reason, until the library is fixed; run them with `--ignored`.
+
+use std::collections::BTreeMap;
+
+use csvlake::payload::FileStatus;
+use csvlake_tests::{Harness, result_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "csv-core reports a CRLF record's line one too low (BurntSushi/rust-csv#395); decode.rs line_of trusts it"]
+async fn crlf_input_errors_name_the_physical_line() {
+    let h = Harness::start().await;
+    h.put("crlf/ragged.csv", "a,b\r\n1,2\r\n3\r\n");
+    h.put("crlf/quoted.csv", "a,b\r\n1,\"x\r\ny\"\r\n2\r\n");
+    h.put("crlf/utf8.csv", b"a,b\r\n1,x\r\n2,\xff\r\n".as_slice());
+    let result = h.run(&h.job("crlf/", "out/")).await;
+    for (key, kind, line) in [
+        ("crlf/ragged.csv", "bad_input.ragged_row", 3),
+        ("crlf/quoted.csv", "bad_input.ragged_row", 4),
+        ("crlf/utf8.csv", "bad_input.invalid_utf8", 3),
+    ] {
+        let r = result_for(&result, key);
+        assert_eq!(r.status, FileStatus::Failed, "{key}");
+        let e = r.error.as_ref().unwrap();
+        assert_eq!((e.kind.as_str(), e.line), (kind, Some(line)), "{key}: {}", e.message);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "csv-core gives the first record after a blank line the blank line's number (BurntSushi/rust-csv#208)"]
+async fn errors_after_a_blank_line_name_the_physical_line() {
+    let h = Harness::start().await;
+    h.put("blank/ragged.csv", "a,b\n1,2\n\n3\n");
+    let result = h.run(&h.job("blank/", "out/")).await;
+    let e = result_for(&result, "blank/ragged.csv").error.clone().unwrap();
+    assert_eq!((e.kind.as_str(), e.line), ("bad_input.ragged_row", Some(4)), "{}", e.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "keys differing only in their suffix (a.csv, a.tsv, a.csv.gz) map to one output key; the last writer wins"]
+async fn inputs_differing_only_in_suffix_never_share_an_output() {
+    let h = Harness::start().await;
+    h.put("s/a.csv", "v\n1\n");
+    h.put("s/a.tsv", "v\nx\n");
+    h.put("s/a.csv.gz", csvlake_tests::gzip(b"v\ntrue\n"));
+    let result = h.run(&h.job("s/", "out/")).await;
+    let mut writers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for f in result.files.iter().filter(|f| f.status == FileStatus::Converted) {
+        for o in &f.outputs {
+            writers.entry(o.key.as_str()).or_default().push(f.key.as_str());
+        }
+    }
+    let shared: Vec<_> = writers.iter().filter(|(_, w)| w.len() > 1).collect();
+    assert!(shared.is_empty(), "outputs written by several inputs, all reported converted: {shared:?}");
+}
