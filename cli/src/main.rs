@@ -190,9 +190,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         _ => bail!("--input and --output must both be local directories or both be s3:// locations"),
     };
     let job = job_from(&args, input, output)?;
-    let files = csvlake::plan::list_inputs(&client, &job.input).await?;
+    let listed = csvlake::plan::list_inputs(&client, &job.input).await?;
+    let (files, collided) = csvlake::plan::without_collisions(listed, &job.input.prefix);
     let total_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let nfiles = files.len();
+    let nfiles = files.len() + collided.len();
 
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -218,7 +219,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         .with_max_files(args.max_files)
         .with_progress(progress);
 
-    let mut results = Vec::with_capacity(nfiles);
+    let mut results = collided;
     for files in csvlake::plan::batches(files, args.batch_files, args.batch_bytes) {
         let event = LambdaEvent::new(ConvertBatch { job: job.clone(), files }, LambdaContext::default());
         let out = csvlake_converter::handle(event, &converter).await?;

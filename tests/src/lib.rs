@@ -146,12 +146,17 @@ impl Harness {
         )
     }
 
-    /// Lists the job's inputs over S3 and converts them in one batch through the converter
-    /// Lambda's handler. Results are returned sorted by key.
+    /// Lists the job's inputs over S3, sets aside inputs whose outputs would collide, and
+    /// converts the rest in one batch through the converter Lambda's handler. Results are
+    /// returned sorted by key.
     pub async fn run(&self, job: &Job) -> BatchResult {
         let files = csvlake::plan::list_inputs(self.converter.client(), &job.input).await.expect("list inputs");
         assert!(!files.is_empty(), "no input under {:?}", job.input.prefix);
-        self.run_files(job, files).await
+        let (files, collided) = csvlake::plan::without_collisions(files, &job.input.prefix);
+        let mut result = self.run_files(job, files).await;
+        result.files.extend(collided);
+        result.files.sort_by(|a, b| a.key.cmp(&b.key));
+        result
     }
 
     /// Converts the given files in one batch through the converter Lambda's handler, as the

@@ -192,7 +192,7 @@ impl Column {
 
 /// Streams a CSV source as Arrow record batches.
 pub struct CsvDecoder<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineIndex<R>>,
     names: Vec<String>,
     kinds: Vec<Kind>,
     fixed: Vec<bool>,
@@ -211,8 +211,93 @@ fn line_of(record: &ByteRecord) -> u64 {
     record.position().map_or(0, csv::Position::line)
 }
 
-fn csv_error(e: csv::Error) -> Error {
-    let line = e.position().map(csv::Position::line);
+/// Counts newlines as the bytes pass, keeping the offsets of recent ones, so that a record's
+/// physical line follows from its byte offset. csv-core's own line count is one short for CRLF
+/// files and after blank lines (BurntSushi/rust-csv#395, #208).
+struct LineIndex<R> {
+    inner: R,
+    offset: u64,
+    /// Offsets of recent newlines, each with whether its line was blank (only `\r` before it).
+    newlines: VecDeque<(u64, bool)>,
+    evicted: u64,
+    consumed: u64,
+    content_since_newline: bool,
+}
+
+/// Newline offsets kept; the csv reader's buffer never holds more lines than this unless lines
+/// average under 4 bytes, where the line number may then be approximate.
+const TRACKED_NEWLINES: usize = 1 << 18;
+
+impl<R: Read> Read for LineIndex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let chunk = &buf[..n];
+        let mut start = 0;
+        for i in memchr::memchr_iter(b'\n', chunk) {
+            let content = self.content_since_newline || chunk[start..i].iter().any(|b| *b != b'\r');
+            self.newlines.push_back((self.offset + i as u64, !content));
+            self.content_since_newline = false;
+            start = i + 1;
+        }
+        self.content_since_newline |= chunk[start..].iter().any(|b| *b != b'\r');
+        self.offset += n as u64;
+        if self.newlines.len() > TRACKED_NEWLINES {
+            let drop = self.newlines.len() - TRACKED_NEWLINES;
+            self.newlines.drain(..drop);
+            self.evicted += drop as u64;
+        }
+        Ok(n)
+    }
+}
+
+impl<R> LineIndex<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, offset: 0, newlines: VecDeque::new(), evicted: 0, consumed: 0, content_since_newline: false }
+    }
+
+    fn newline(&self, index: u64) -> Option<(u64, bool)> {
+        self.newlines.get(usize::try_from(index - self.evicted).ok()?).copied()
+    }
+
+    /// The 1-based line of a record that csv reports at `offset`; offsets must be asked in
+    /// increasing order. csv reports a record at the end of the previous one, so the newline of
+    /// a CRLF and blank lines may lie between that offset and the record's first byte.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        self.consumed = self.consumed.max(self.evicted);
+        while self.newline(self.consumed).is_some_and(|(p, _)| p < offset) {
+            self.consumed += 1;
+        }
+        while let Some((p, blank)) = self.newline(self.consumed) {
+            // The line ending at `p` holds the offset; the record cannot start on it if nothing
+            // but line-ending bytes lie between the offset and `p`.
+            if !(blank || p == offset) {
+                break;
+            }
+            self.consumed += 1;
+        }
+        self.consumed + 1
+    }
+}
+
+/// Reads the next record and gives it its physical line number.
+fn read_record<R: Read>(reader: &mut csv::Reader<LineIndex<R>>, record: &mut ByteRecord) -> Result<bool> {
+    match reader.read_byte_record(record) {
+        Ok(true) => {
+            if let Some(mut pos) = record.position().cloned() {
+                pos.set_line(reader.get_mut().line_at(pos.byte()));
+                record.set_position(Some(pos));
+            }
+            Ok(true)
+        }
+        Ok(false) => Ok(false),
+        Err(e) => {
+            let line = e.position().map(|p| reader.get_mut().line_at(p.byte()));
+            Err(csv_error(e, line))
+        }
+    }
+}
+
+fn csv_error(e: csv::Error, line: Option<u64>) -> Error {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => Error::Transient(format!("reading input: {io}")),
         other => match line {
@@ -233,7 +318,7 @@ impl<R: Read> CsvDecoder<R> {
             .escape(opts.escape)
             .double_quote(true)
             .buffer_capacity(1 << 20)
-            .from_reader(source);
+            .from_reader(LineIndex::new(source));
         let mut record = ByteRecord::new();
         let mut sample = VecDeque::new();
         let mut bytes = 0usize;
@@ -254,7 +339,7 @@ impl<R: Read> CsvDecoder<R> {
             }
             Ok(())
         };
-        if !reader.read_byte_record(&mut record).map_err(csv_error)? {
+        if !read_record(&mut reader, &mut record)? {
             return Err(Error::bad(BadInputKind::Empty, "the file is empty: no header and no rows"));
         }
         check(&record)?;
@@ -279,7 +364,7 @@ impl<R: Read> CsvDecoder<R> {
         };
         let ncols = names.len();
         while sample.len() < opts.sample_rows && bytes < (64 << 20) {
-            if !reader.read_byte_record(&mut record).map_err(csv_error)? {
+            if !read_record(&mut reader, &mut record)? {
                 break;
             }
             check(&record)?;
@@ -364,7 +449,7 @@ impl<R: Read> CsvDecoder<R> {
             self.record = r;
             return Ok(true);
         }
-        let more = self.reader.read_byte_record(&mut self.record).map_err(csv_error)?;
+        let more = read_record(&mut self.reader, &mut self.record)?;
         if more && self.record.iter().any(|f| f.len() > MAX_FIELD_BYTES) {
             return Err(Error::bad_line(
                 BadInputKind::LimitExceeded,
@@ -599,6 +684,23 @@ mod tests {
         }
         let d = CsvDecoder::new(csv.as_bytes(), &DecodeOptions::default()).unwrap();
         assert_eq!(d.mostly_distinct(), &[true, false]);
+    }
+
+    #[test]
+    fn lines_are_physical_for_crlf_blank_lines_and_quoted_newlines() {
+        let cases: [(&str, u64); 4] = [
+            ("a,b\r\n1,2\r\n3\r\n", 3),
+            ("a,b\r\n1,\"x\r\ny\"\r\n2\r\n", 4),
+            ("a,b\n1,2\n\n3\n", 4),
+            ("\u{feff}a,b\n1,\"x\ny\nz\"\n\n\n3\n", 7),
+        ];
+        for (csv, line) in cases {
+            assert_eq!(
+                bad_kind(decode_all(csv, &DecodeOptions::default())),
+                (BadInputKind::RaggedRow, Some(line)),
+                "{csv:?}"
+            );
+        }
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub enum BadInputKind {
     InvalidKey,
     /// The object disappeared between planning and conversion.
     NotFound,
+    /// Another input of the run maps to the same output keys.
+    OutputCollision,
 }
 
 impl BadInputKind {
@@ -53,6 +55,7 @@ impl BadInputKind {
             Self::LimitExceeded => "bad_input.limit_exceeded",
             Self::InvalidKey => "bad_input.invalid_key",
             Self::NotFound => "bad_input.not_found",
+            Self::OutputCollision => "bad_input.output_collision",
         }
     }
 }

@@ -3,8 +3,11 @@
 
 use aws_sdk_s3::Client;
 
-use crate::error::Result;
-use crate::payload::{FileRef, InputLocation};
+use std::collections::HashMap;
+
+use crate::error::{BadInputKind, Error, Result};
+use crate::keys;
+use crate::payload::{FileRef, FileResult, InputLocation};
 use crate::s3::sdk_error;
 
 /// Whether a key is an input: it ends with one of the suffixes (ASCII case-insensitive).
@@ -30,6 +33,38 @@ pub async fn list_inputs(client: &Client, input: &InputLocation) -> Result<Vec<F
         }
     }
     Ok(files)
+}
+
+/// Separates inputs whose outputs would collide: `a.csv`, `a.tsv` and `a.csv.gz` all map to
+/// `a.parquet`. The first key in byte order keeps the outputs; each other one is a failed
+/// result naming the key it collides with, so that no output is silently replaced.
+pub fn without_collisions(files: Vec<FileRef>, input_prefix: &str) -> (Vec<FileRef>, Vec<FileResult>) {
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut sorted = files;
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut kept = Vec::with_capacity(sorted.len());
+    let mut failed = Vec::new();
+    for f in sorted {
+        // Keys that cannot be mapped fail in the converter, with their own message.
+        let Ok(rel) = keys::relative(input_prefix, &f.key) else {
+            kept.push(f);
+            continue;
+        };
+        match owner.get(&rel) {
+            Some(first) => {
+                let e = Error::bad(
+                    BadInputKind::OutputCollision,
+                    format!("{} would write the same outputs ({rel}) as {first}, which keeps them", f.key),
+                );
+                failed.push(FileResult::failed(&f.key, f.size, 0, e.to_file_error()));
+            }
+            None => {
+                owner.insert(rel, f.key.clone());
+                kept.push(f);
+            }
+        }
+    }
+    (kept, failed)
 }
 
 /// Splits files into consecutive batches of at most `max_files` files and `max_bytes` bytes;
@@ -65,6 +100,17 @@ mod tests {
         let b = batches(files, 2, 50);
         let keys: Vec<Vec<&str>> = b.iter().map(|b| b.iter().map(|f| f.key.as_str()).collect()).collect();
         assert_eq!(keys, vec![vec!["a", "b"], vec!["c"], vec!["d", "e"], vec!["g"]]);
+    }
+
+    #[test]
+    fn colliding_outputs_keep_the_first_key() {
+        let files = vec![f("in/a.tsv", 1), f("in/a.csv", 2), f("in/b.csv", 3), f("in/a.csv.gz", 4)];
+        let (kept, failed) = without_collisions(files, "in/");
+        let kept: Vec<&str> = kept.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(kept, ["in/a.csv", "in/b.csv"]);
+        let failed: Vec<(&str, &str)> =
+            failed.iter().map(|r| (r.key.as_str(), r.error.as_ref().unwrap().kind.as_str())).collect();
+        assert_eq!(failed, [("in/a.csv.gz", "bad_input.output_collision"), ("in/a.tsv", "bad_input.output_collision")]);
     }
 
     #[test]

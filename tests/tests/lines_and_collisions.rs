@@ -1,5 +1,5 @@
-//! Behaviour the library gets wrong today. Each test states the correct behaviour and is
-//! ignored, with the reason, until the library is fixed; run them with `--ignored`.
+//! Physical line numbers in errors (CRLF files, blank lines) and inputs whose outputs would
+//! collide: cases that the CSV parser and the output layout get wrong unless handled.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,6 @@ use csvlake::payload::FileStatus;
 use csvlake_tests::{Harness, result_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "csv-core reports a CRLF record's line one too low (BurntSushi/rust-csv#395); decode.rs line_of trusts it"]
 async fn crlf_input_errors_name_the_physical_line() {
     let h = Harness::start().await;
     h.put("crlf/ragged.csv", "a,b\r\n1,2\r\n3\r\n");
@@ -27,7 +26,6 @@ async fn crlf_input_errors_name_the_physical_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "csv-core gives the first record after a blank line the blank line's number (BurntSushi/rust-csv#208)"]
 async fn errors_after_a_blank_line_name_the_physical_line() {
     let h = Harness::start().await;
     h.put("blank/ragged.csv", "a,b\n1,2\n\n3\n");
@@ -37,7 +35,6 @@ async fn errors_after_a_blank_line_name_the_physical_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "keys differing only in their suffix (a.csv, a.tsv, a.csv.gz) map to one output key; the last writer wins"]
 async fn inputs_differing_only_in_suffix_never_share_an_output() {
     let h = Harness::start().await;
     h.put("s/a.csv", "v\n1\n");
@@ -52,4 +49,10 @@ async fn inputs_differing_only_in_suffix_never_share_an_output() {
     }
     let shared: Vec<_> = writers.iter().filter(|(_, w)| w.len() > 1).collect();
     assert!(shared.is_empty(), "outputs written by several inputs, all reported converted: {shared:?}");
+    assert_eq!(result_for(&result, "s/a.csv").status, FileStatus::Converted);
+    for loser in ["s/a.csv.gz", "s/a.tsv"] {
+        let e = result_for(&result, loser).error.clone().unwrap();
+        assert_eq!(e.kind, "bad_input.output_collision", "{loser}");
+        assert!(e.message.contains("s/a.csv,") || e.message.ends_with("s/a.csv, which keeps them"), "{}", e.message);
+    }
 }
