@@ -148,15 +148,16 @@ fn job_from(args: &RunArgs, input: InputLocation, output: OutputLocation) -> Res
         null_values: args.null_values.clone().unwrap_or_else(|| vec![String::new()]),
         schema,
     };
-    csv.validate()?;
-    Ok(Job {
+    let job = Job {
         input,
         output,
         formats: args.formats.clone(),
         csv,
         parquet: ParquetOptions { compression: args.parquet_compression, row_group_rows: args.row_group_rows },
         avro: AvroOptions { codec: args.avro_codec },
-    })
+    };
+    job.validate()?;
+    Ok(job)
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -194,6 +195,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let (files, collided) = csvlake::plan::without_collisions(listed, &job.input.prefix);
     let total_bytes: u64 = files.iter().map(|f| f.size).sum();
     let nfiles = files.len() + collided.len();
+    if nfiles == 0 {
+        eprintln!("csvlake: no input under {} with a suffix of {}", args.input, job.input.suffixes.join(", "));
+    }
 
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()

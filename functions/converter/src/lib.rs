@@ -29,3 +29,25 @@ pub async fn handle(event: LambdaEvent<ConvertBatch>, converter: &Converter) -> 
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use csvlake::convert::file_weight_mib;
+
+    #[test]
+    fn the_budget_leaves_room_for_the_runtime() {
+        assert_eq!(memory_budget_mib(1769), 1609);
+        assert_eq!(memory_budget_mib(128), 96, "never below one large file");
+    }
+
+    #[test]
+    fn large_files_weigh_more_so_fewer_run_at_once() {
+        assert_eq!(file_weight_mib(10_000), 4);
+        assert_eq!(file_weight_mib(20 << 20), 44);
+        assert_eq!(file_weight_mib(5 << 30), 96);
+        // A 1,769 MB function converts up to 16 large files at once, or hundreds of small ones.
+        assert_eq!(memory_budget_mib(1769) / file_weight_mib(5 << 30), 16);
+        assert!(memory_budget_mib(1769) / file_weight_mib(50_000) >= 400);
+    }
+}

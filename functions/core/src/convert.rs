@@ -97,7 +97,7 @@ impl Converter {
     /// per-file `failed` result; a transient or internal error fails the whole batch, after
     /// the files already under way have finished (so nothing is left half-written).
     pub async fn convert_batch(&self, batch: &ConvertBatch) -> Result<BatchResult> {
-        batch.job.csv.validate()?;
+        batch.job.validate()?;
         let budget = Arc::new(Semaphore::new(self.memory_budget_mib as usize));
         let results: Vec<Result<FileResult>> = futures::stream::iter(&batch.files)
             .map(|file| {

@@ -25,6 +25,8 @@ use crate::schema::{
 
 /// Rows read for inference before the first batch is decoded.
 pub const DEFAULT_SAMPLE_ROWS: usize = 16_384;
+/// Bytes of rows held for inference at most, so that wide rows keep memory bounded.
+pub const MAX_SAMPLE_BYTES: usize = 8 << 20;
 /// Rows per `RecordBatch`.
 pub const DEFAULT_BATCH_ROWS: usize = 8_192;
 /// Largest accepted field, so that one bad quote cannot buffer a whole object in memory.
@@ -363,7 +365,7 @@ impl<R: Read> CsvDecoder<R> {
             (1..=record.len()).map(|i| format!("column_{i}")).collect()
         };
         let ncols = names.len();
-        while sample.len() < opts.sample_rows && bytes < (64 << 20) {
+        while sample.len() < opts.sample_rows && bytes < MAX_SAMPLE_BYTES {
             if !read_record(&mut reader, &mut record)? {
                 break;
             }

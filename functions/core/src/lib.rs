@@ -21,4 +21,5 @@ pub mod upload;
 
 pub use convert::Converter;
 pub use error::{Error, Result};
+pub use local_fs::LocalFs;
 pub use options::Format;

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+use crate::local_fs::LocalFs;
 use crate::s3::Endpoint;
 
 /// A running embedded endpoint.
@@ -45,6 +46,11 @@ impl LocalS3 {
     /// Serves `buckets` on an ephemeral loopback port. The scratch root is created beside the
     /// last bucket's directory, which is where outputs go.
     pub async fn start(buckets: &[LocalBucket]) -> Result<Self> {
+        Self::start_with(buckets, |fs| fs).await
+    }
+
+    /// Like [`LocalS3::start`], with the storage wrapped by `wrap`: tests inject faults there.
+    pub async fn start_with<S: s3s::S3>(buckets: &[LocalBucket], wrap: impl FnOnce(LocalFs) -> S) -> Result<Self> {
         let last = buckets.last().ok_or_else(|| Error::Internal("no bucket to serve".into()))?;
         let mut dirs = Vec::new();
         for b in buckets {
@@ -60,7 +66,7 @@ impl LocalS3 {
             let link = scratch.path().join(&b.name);
             std::os::unix::fs::symlink(dir, &link).map_err(|e| io("linking", &link, e))?;
         }
-        let fs = crate::local_fs::LocalFs::new(scratch.path()).map_err(|e| Error::Internal(format!("s3s-fs: {e}")))?;
+        let fs = LocalFs::new(scratch.path()).map_err(|e| Error::Internal(format!("s3s-fs: {e}")))?;
 
         let access_key = format!("csvlake-{}", std::process::id());
         let secret_key = {
@@ -75,7 +81,7 @@ impl LocalS3 {
             )
         };
         let service = {
-            let mut b = S3ServiceBuilder::new(fs);
+            let mut b = S3ServiceBuilder::new(wrap(fs));
             b.set_auth(SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
             b.build()
         };

@@ -56,6 +56,18 @@ pub struct Job {
 }
 
 impl Job {
+    /// Checks what can be checked before reading any file: at least one format, a valid CSV
+    /// dialect, a positive row-group size.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.formats.is_empty() {
+            return Err(crate::Error::Internal("formats is empty: name parquet, avro or both".into()));
+        }
+        if self.parquet.row_group_rows == 0 {
+            return Err(crate::Error::Internal("parquet.row_group_rows must be positive".into()));
+        }
+        self.csv.validate()
+    }
+
     /// A job with default options.
     pub fn new(input: InputLocation, output: OutputLocation) -> Self {
         Self {

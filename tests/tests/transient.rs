@@ -1,0 +1,107 @@
+//! Batch-level failures: an S3 error that outlives the SDK's retries fails the whole batch with
+//! the Lambda error type `csvlake.Transient` (the state machine retries it), a denied request
+//! with `csvlake.Internal`; a fault the SDK's own retries absorb is invisible.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_s3::Client;
+use csvlake::Converter;
+use csvlake::LocalFs;
+use csvlake::local::{LocalBucket, LocalS3};
+use csvlake::payload::{ConvertBatch, FileRef, FileStatus, InputLocation, Job, OutputLocation};
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use s3s::dto::{GetObjectInput, GetObjectOutput};
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+
+/// Storage whose GetObject fails `failures` times (then works), with SlowDown or AccessDenied.
+struct FailingGets {
+    inner: LocalFs,
+    failures: Arc<AtomicUsize>,
+    denied: bool,
+}
+
+#[async_trait::async_trait]
+impl S3 for FailingGets {
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let left = self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match left {
+            Ok(_) if self.denied => Err(s3_error!(AccessDenied)),
+            Ok(_) => Err(s3_error!(SlowDown)),
+            Err(_) => self.inner.get_object(req).await,
+        }
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<s3s::dto::PutObjectInput>,
+    ) -> S3Result<S3Response<s3s::dto::PutObjectOutput>> {
+        self.inner.put_object(req).await
+    }
+}
+
+struct Setup {
+    _root: tempfile::TempDir,
+    _server: LocalS3,
+    output: std::path::PathBuf,
+    converter: Converter,
+    gets_left: Arc<AtomicUsize>,
+}
+
+async fn setup(failures: usize, denied: bool) -> Setup {
+    let root = tempfile::tempdir().unwrap();
+    let (input, output) = (root.path().join("in"), root.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.csv"), "x,y\n1,2\n").unwrap();
+    let gets_left = Arc::new(AtomicUsize::new(failures));
+    let counter = gets_left.clone();
+    let server = LocalS3::start_with(
+        &[LocalBucket { name: "input".into(), dir: input }, LocalBucket { name: "output".into(), dir: output.clone() }],
+        move |inner| FailingGets { inner, failures: counter, denied },
+    )
+    .await
+    .unwrap();
+    // Three attempts with short backoff: the SDK's standard retry, quicker for the test.
+    let retry = RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(5));
+    let client = Client::from_conf(server.client().config().to_builder().retry_config(retry).build());
+    Setup { _root: root, _server: server, output, converter: Converter::new(client), gets_left }
+}
+
+fn batch() -> LambdaEvent<ConvertBatch> {
+    let job = Job::new(
+        InputLocation { bucket: "input".into(), prefix: String::new(), suffixes: vec![".csv".into()] },
+        OutputLocation { bucket: "output".into(), prefix: String::new() },
+    );
+    LambdaEvent::new(ConvertBatch { job, files: vec![FileRef { key: "a.csv".into(), size: 8 }] }, Context::default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_beyond_the_sdk_retries_fails_the_batch_as_transient() {
+    let s = setup(usize::MAX, false).await;
+    let err = csvlake_converter::handle(batch(), &s.converter).await.expect_err("the batch fails");
+    let d = Diagnostic::from(err);
+    assert_eq!(d.error_type, "csvlake.Transient", "{}", d.error_message);
+    assert!(d.error_message.contains("a.csv"), "{}", d.error_message);
+    assert_eq!(usize::MAX - s.gets_left.load(Ordering::SeqCst), 3, "the SDK tried three times");
+    assert!(!s.output.join("parquet").exists() && !s.output.join("avro").exists(), "nothing was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_the_sdk_retries_absorb_is_invisible() {
+    let s = setup(2, false).await;
+    let result = csvlake_converter::handle(batch(), &s.converter).await.expect("the third attempt succeeds");
+    assert_eq!(result.files[0].status, FileStatus::Converted);
+    assert_eq!(result.files[0].rows, 1);
+    assert!(s.output.join("parquet/a.parquet").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_request_fails_the_batch_as_internal() {
+    let s = setup(usize::MAX, true).await;
+    let err = csvlake_converter::handle(batch(), &s.converter).await.expect_err("the batch fails");
+    let d = Diagnostic::from(err);
+    assert_eq!(d.error_type, "csvlake.Internal", "{}", d.error_message);
+    assert_eq!(usize::MAX - s.gets_left.load(Ordering::SeqCst), 1, "a denied request is not retried");
+}
