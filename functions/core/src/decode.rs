@@ -121,6 +121,8 @@ impl From<Error> for Interrupt {
 
 /// One column being built.
 enum Column {
+    /// Only nulls so far: a value means the sample could not tell the type, so it widens.
+    Null(StringBuilder),
     Bool(BooleanBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
@@ -140,7 +142,8 @@ impl Column {
             Kind::TimestampUtc => {
                 Self::Ts(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"), true)
             }
-            Kind::Null | Kind::Utf8 => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
+            Kind::Null => Self::Null(StringBuilder::new()),
+            Kind::Utf8 => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
         }
     }
 
@@ -151,7 +154,7 @@ impl Column {
             Self::Float(b) => b.append_null(),
             Self::Date(b) => b.append_null(),
             Self::Ts(b, _) => b.append_null(),
-            Self::Text(b) => b.append_null(),
+            Self::Null(b) | Self::Text(b) => b.append_null(),
         }
     }
 
@@ -159,6 +162,7 @@ impl Column {
     #[inline]
     fn append(&mut self, v: &[u8]) -> std::result::Result<bool, std::str::Utf8Error> {
         Ok(match self {
+            Self::Null(_) => false,
             Self::Bool(b) => parse_bool(v).map(|x| b.append_value(x)).is_some(),
             Self::Int(b) => parse_int(v).map(|x| b.append_value(x)).is_some(),
             Self::Float(b) => parse_float(v).map(|x| b.append_value(x)).is_some(),
@@ -187,7 +191,7 @@ impl Column {
             Self::Float(b) => Arc::new(b.finish()),
             Self::Date(b) => Arc::new(b.finish()),
             Self::Ts(b, _) => Arc::new(b.finish()),
-            Self::Text(b) => Arc::new(b.finish()),
+            Self::Null(b) | Self::Text(b) => Arc::new(b.finish()),
         }
     }
 }
@@ -625,6 +629,22 @@ mod tests {
         let last = batches.last().unwrap();
         assert_eq!(last.column(0).as_primitive::<Float64Type>().value(last.num_rows() - 2), 1.5);
         assert_eq!(last.column(1).as_string::<i32>().value(last.num_rows() - 1), "x");
+    }
+
+    #[test]
+    fn a_column_null_throughout_the_sample_is_typed_by_its_first_values() {
+        let mut csv = String::from("a,b\n");
+        for i in 0..50 {
+            csv.push_str(&format!("{i},\n"));
+        }
+        csv.push_str("50,7\n51,\n");
+        let opts = DecodeOptions { sample_rows: 10, ..Default::default() };
+        match decode_all(&csv, &opts) {
+            Err(Interrupt::Widen(k)) => assert_eq!(k, vec![Kind::Int, Kind::Int]),
+            other => panic!("expected widening, got {:?}", other.map(|_| ())),
+        }
+        let (schema, _) = decode_all(&csv, &DecodeOptions { floor: Some(vec![Kind::Int, Kind::Int]), ..opts }).unwrap();
+        assert_eq!(schema.field(1).data_type(), &DataType::Int64);
     }
 
     #[test]
