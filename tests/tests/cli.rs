@@ -190,3 +190,38 @@ fn options_reach_the_conversion() {
         (0..50).map(|i| vec![Cell::Text(i.to_string()), Cell::Text(format!("x; {i}")), Cell::Null]).collect();
     assert_cells_eq("d.parquet", &want, &pq.rows);
 }
+
+#[test]
+fn s3_locations_go_through_the_endpoint_url() {
+    use csvlake::local::{LocalBucket, LocalS3};
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let root = tempfile::tempdir().expect("tempdir");
+    let (raw, lake) = (root.path().join("raw"), root.path().join("lake"));
+    write(&raw, "landing/2026/a.csv", b"id,v\n1,x\n2,y\n");
+    write(&raw, "other/b.csv", b"id\n1\n");
+    let server = rt
+        .block_on(LocalS3::start(&[
+            LocalBucket { name: "raw".into(), dir: raw.clone() },
+            LocalBucket { name: "lake".into(), dir: lake.clone() },
+        ]))
+        .expect("start the endpoint");
+    let ep = server.endpoint().clone();
+    let out = Command::new(csvlake_bin())
+        .args(["run", "--input", "s3://raw/landing/", "--output", "s3://lake/converted", "--quiet"])
+        .args(["--endpoint-url", &ep.url])
+        .env("AWS_ACCESS_KEY_ID", &ep.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &ep.secret_key)
+        .env("AWS_REGION", &ep.region)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .expect("run csvlake");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("1 files: 1 converted"), "{stdout}");
+    assert_eq!(relative_files(&lake), ["converted/avro/2026/a.avro", "converted/parquet/2026/a.parquet"]);
+    drop(server);
+}
