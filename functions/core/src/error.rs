@@ -28,8 +28,6 @@ pub enum BadInputKind {
     SchemaMismatch,
     /// The explicit schema itself is invalid or names a column the file lacks.
     InvalidSchema,
-    /// The header has no usable column names.
-    InvalidHeader,
     /// A configured limit (field size, columns) was exceeded.
     LimitExceeded,
     /// The key cannot be mapped under the output prefix (`..`, absolute, empty segments).
@@ -51,7 +49,6 @@ impl BadInputKind {
             Self::Compression => "bad_input.compression",
             Self::SchemaMismatch => "bad_input.schema_mismatch",
             Self::InvalidSchema => "bad_input.invalid_schema",
-            Self::InvalidHeader => "bad_input.invalid_header",
             Self::LimitExceeded => "bad_input.limit_exceeded",
             Self::InvalidKey => "bad_input.invalid_key",
             Self::NotFound => "bad_input.not_found",
