@@ -171,6 +171,7 @@ impl Converter {
 
         let part_size = part_size_for(if gz { bytes_in.saturating_mul(10) } else { bytes_in.saturating_mul(2) });
         let formats: BTreeSet<Format> = job.formats.iter().copied().collect();
+        let nformats = formats.len();
         let mut sinks = Vec::new();
         let mut uploads = Vec::new();
         for format in formats {
@@ -213,7 +214,7 @@ impl Converter {
             }
         }
         let result = match (pipeline, upload_error) {
-            (Ok(Outcome::Done { rows }), None) if staged.len() == job.formats.iter().collect::<BTreeSet<_>>().len() => {
+            (Ok(Outcome::Done { rows }), None) if staged.len() == nformats => {
                 return Ok(Pass::Done { rows, bytes_in, staged });
             }
             // An upload failure is the cause; the writer only saw its pipe close.

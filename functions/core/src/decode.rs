@@ -293,6 +293,7 @@ fn read_record<R: Read>(reader: &mut csv::Reader<LineIndex<R>>, record: &mut Byt
                 pos.set_line(reader.get_mut().line_at(pos.byte()));
                 record.set_position(Some(pos));
             }
+            check_limits(record)?;
             Ok(true)
         }
         Ok(false) => Ok(false),
@@ -328,27 +329,9 @@ impl<R: Read> CsvDecoder<R> {
         let mut record = ByteRecord::new();
         let mut sample = VecDeque::new();
         let mut bytes = 0usize;
-        let check = |r: &ByteRecord| -> Result<()> {
-            if r.len() > MAX_COLUMNS {
-                return Err(Error::bad_line(
-                    BadInputKind::LimitExceeded,
-                    line_of(r),
-                    format!("{} fields exceed the limit of {MAX_COLUMNS} columns", r.len()),
-                ));
-            }
-            if let Some(f) = r.iter().find(|f| f.len() > MAX_FIELD_BYTES) {
-                return Err(Error::bad_line(
-                    BadInputKind::LimitExceeded,
-                    line_of(r),
-                    format!("a field of {} bytes exceeds the limit of {MAX_FIELD_BYTES} bytes", f.len()),
-                ));
-            }
-            Ok(())
-        };
         if !read_record(&mut reader, &mut record)? {
             return Err(Error::bad(BadInputKind::Empty, "the file is empty: no header and no rows"));
         }
-        check(&record)?;
         let names = if opts.header {
             let raw = record
                 .iter()
@@ -373,7 +356,6 @@ impl<R: Read> CsvDecoder<R> {
             if !read_record(&mut reader, &mut record)? {
                 break;
             }
-            check(&record)?;
             bytes += record.as_slice().len();
             sample.push_back(record.clone());
         }
@@ -455,15 +437,7 @@ impl<R: Read> CsvDecoder<R> {
             self.record = r;
             return Ok(true);
         }
-        let more = read_record(&mut self.reader, &mut self.record)?;
-        if more && self.record.iter().any(|f| f.len() > MAX_FIELD_BYTES) {
-            return Err(Error::bad_line(
-                BadInputKind::LimitExceeded,
-                line_of(&self.record),
-                format!("a field exceeds the limit of {MAX_FIELD_BYTES} bytes"),
-            ));
-        }
-        Ok(more)
+        read_record(&mut self.reader, &mut self.record)
     }
 
     /// The next batch, `Ok(None)` at the end of the file.
@@ -553,6 +527,19 @@ fn mostly_distinct(sample: &VecDeque<ByteRecord>, i: usize, nulls: &NullTokens) 
     let mut seen = std::collections::HashSet::with_capacity(values.len() / 2 + 1);
     let limit = values.len() / 2;
     values.iter().any(|v| seen.insert(*v) && seen.len() > limit)
+}
+
+/// The limits that keep one record's memory bounded, checked on every record read.
+fn check_limits(r: &ByteRecord) -> Result<()> {
+    if r.len() > MAX_COLUMNS {
+        let message = format!("{} fields exceed the limit of {MAX_COLUMNS} columns", r.len());
+        return Err(Error::bad_line(BadInputKind::LimitExceeded, line_of(r), message));
+    }
+    if let Some(f) = r.iter().find(|f| f.len() > MAX_FIELD_BYTES) {
+        let message = format!("a field of {} bytes exceeds the limit of {MAX_FIELD_BYTES} bytes", f.len());
+        return Err(Error::bad_line(BadInputKind::LimitExceeded, line_of(r), message));
+    }
+    Ok(())
 }
 
 fn check_width(r: &ByteRecord, ncols: usize) -> Result<()> {
@@ -723,6 +710,17 @@ mod tests {
                 "{csv:?}"
             );
         }
+    }
+
+    #[test]
+    fn limits_apply_to_every_record_with_its_line() {
+        let wide = format!("a\n{}\n", ",".repeat(MAX_COLUMNS));
+        assert_eq!(bad_kind(decode_all(&wide, &DecodeOptions::default())), (BadInputKind::LimitExceeded, Some(2)));
+        let mut long = String::from("a\n1\n");
+        long.push_str(&"x".repeat(MAX_FIELD_BYTES + 1));
+        long.push('\n');
+        let opts = DecodeOptions { sample_rows: 1, ..Default::default() };
+        assert_eq!(bad_kind(decode_all(&long, &opts)), (BadInputKind::LimitExceeded, Some(3)), "after the sample too");
     }
 
     #[test]
