@@ -225,7 +225,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
 
     let mut results = collided;
     for files in csvlake::plan::batches(files, args.batch_files, args.batch_bytes) {
-        let event = LambdaEvent::new(ConvertBatch { job: job.clone(), files }, LambdaContext::default());
+        let event = LambdaEvent::new(ConvertBatch { job: job.clone(), batch: None, files }, LambdaContext::default());
         let out = csvlake_converter::handle(event, &converter).await?;
         results.extend(out.files);
     }

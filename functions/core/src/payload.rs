@@ -96,6 +96,9 @@ pub struct FileRef {
 pub struct ConvertBatch {
     /// The job options.
     pub job: Job,
+    /// Index of the batch in the run's manifest, when it comes from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
     /// The files of this batch.
     pub files: Vec<FileRef>,
 }
