@@ -192,7 +192,16 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let job = job_from(&args, input, output)?;
     let listed = csvlake::plan::list_inputs(&client, &job.input).await?;
-    let (files, collided) = csvlake::plan::without_collisions(listed, &job.input.prefix);
+    let limits = csvlake::run::BatchLimits { max_files: args.batch_files, max_bytes: args.batch_bytes };
+    let mut planner = csvlake::plan::Planner::new(&job.input.prefix, limits, None);
+    for f in listed {
+        planner.add(csvlake::plan::Listed { key: f.key, size: f.size, modified_ms: 0 })?;
+    }
+    planner.finish()?;
+    let batches: Vec<csvlake::run::ManifestBatch> = serde_json::from_slice(&planner.take_manifest())?;
+    let collided: Vec<FileResult> =
+        String::from_utf8(planner.take_rejected())?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let files: Vec<_> = batches.iter().flat_map(|b| b.files.iter().cloned()).collect();
     let total_bytes: u64 = files.iter().map(|f| f.size).sum();
     let nfiles = files.len() + collided.len();
     if nfiles == 0 {
@@ -224,8 +233,11 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         .with_progress(progress);
 
     let mut results = collided;
-    for files in csvlake::plan::batches(files, args.batch_files, args.batch_bytes) {
-        let event = LambdaEvent::new(ConvertBatch { job: job.clone(), batch: None, files }, LambdaContext::default());
+    for b in batches {
+        let event = LambdaEvent::new(
+            ConvertBatch { job: job.clone(), batch: Some(b.batch), files: b.files },
+            LambdaContext::default(),
+        );
         let out = csvlake_converter::handle(event, &converter).await?;
         results.extend(out.files);
     }

@@ -22,6 +22,8 @@ use csvlake::local::{LocalBucket, LocalS3};
 use csvlake::payload::{
     BatchResult, ConvertBatch, FileRef, FileResult, InputLocation, Job, OutputLocation, default_suffixes,
 };
+use csvlake::plan::{Listed, Planner};
+use csvlake::run::{BatchLimits, ManifestBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 
@@ -152,9 +154,16 @@ impl Harness {
     pub async fn run(&self, job: &Job) -> BatchResult {
         let files = csvlake::plan::list_inputs(self.converter.client(), &job.input).await.expect("list inputs");
         assert!(!files.is_empty(), "no input under {:?}", job.input.prefix);
-        let (files, collided) = csvlake::plan::without_collisions(files, &job.input.prefix);
-        let mut result = self.run_files(job, files).await;
-        result.files.extend(collided);
+        let unbounded = BatchLimits { max_files: usize::MAX, max_bytes: u64::MAX };
+        let mut planner = Planner::new(&job.input.prefix, unbounded, None);
+        for f in files {
+            planner.add(Listed { key: f.key, size: f.size, modified_ms: 0 }).expect("plan");
+        }
+        planner.finish().expect("plan");
+        let batches: Vec<ManifestBatch> = serde_json::from_slice(&planner.take_manifest()).expect("manifest");
+        let rejected = String::from_utf8(planner.take_rejected()).expect("utf-8");
+        let mut result = self.run_files(job, batches.into_iter().flat_map(|b| b.files).collect()).await;
+        result.files.extend(rejected.lines().map(|l| serde_json::from_str::<FileResult>(l).expect("result line")));
         result.files.sort_by(|a, b| a.key.cmp(&b.key));
         result
     }

@@ -74,7 +74,10 @@ fn batch() -> LambdaEvent<ConvertBatch> {
         InputLocation { bucket: "input".into(), prefix: String::new(), suffixes: vec![".csv".into()] },
         OutputLocation { bucket: "output".into(), prefix: String::new() },
     );
-    LambdaEvent::new(ConvertBatch { job, batch: None, files: vec![FileRef { key: "a.csv".into(), size: 8 }] }, Context::default())
+    LambdaEvent::new(
+        ConvertBatch { job, batch: None, files: vec![FileRef { key: "a.csv".into(), size: 8 }] },
+        Context::default(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,37 @@
-//! Finding the inputs of a run: a paged listing of the input prefix filtered by suffix, and
-//! grouping the files into batches.
+//! Planning a run: which inputs to convert, and in which batches.
+//!
+//! [`plan`] is the planner Lambda's work. It finds the candidates (a paged listing of the
+//! input prefix in mode `scan`, one HEAD per key in modes `keys` and `report`), rejects keys
+//! whose outputs would collide or leave the output prefix, skips up-to-date inputs when the run
+//! is incremental, and streams batches into the manifest object as it goes.
+//!
+//! Memory does not hold the keys of the run: [`Planner`] keeps a 16-byte hash per output name
+//! (collisions), and an incremental run a 32-byte entry per existing output name, built from one
+//! listing of the output prefix (no HEAD per object). The batches being filled are the only keys
+//! in memory.
+
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_s3::Client;
-
-use std::collections::HashMap;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{BadInputKind, Error, Result};
 use crate::keys;
-use crate::payload::{FileRef, FileResult, InputLocation};
-use crate::s3::sdk_error;
+use crate::options::Format;
+use crate::payload::{FileRef, FileResult, InputLocation, Job};
+use crate::run::{BatchLimits, ManifestBatch, Mode, ObjectLocation, Plan, PlanRequest, ResultsLocation, RunInput};
+use crate::run::{names, run_key};
+use crate::s3::{error_code, sdk_error};
+use crate::upload::ObjectWriter;
+
+/// Batches being filled at once. More open batches pack tighter; each holds up to
+/// `max_files` keys in memory.
+const OPEN_BATCHES: usize = 8;
+/// Key bytes per batch at most, so that a batch event and its result stay far below the
+/// 256 KiB Step Functions payload limit even with long keys.
+pub const MAX_BATCH_KEY_BYTES: usize = 48 << 10;
+/// HEAD requests in flight in modes `keys` and `report`.
+const HEADS_IN_FLIGHT: usize = 64;
 
 /// Whether a key is an input: it ends with one of the suffixes (ASCII case-insensitive).
 pub fn is_input(key: &str, suffixes: &[String]) -> bool {
@@ -18,99 +41,605 @@ pub fn is_input(key: &str, suffixes: &[String]) -> bool {
 
 /// Lists every input object under the prefix, following continuation tokens.
 pub async fn list_inputs(client: &Client, input: &InputLocation) -> Result<Vec<FileRef>> {
-    let mut pages = client.list_objects_v2().bucket(&input.bucket).prefix(&input.prefix).into_paginator().send();
     let mut files = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| sdk_error("ListObjectsV2", &input.bucket, &input.prefix, e))?;
-        for obj in page.contents() {
-            let Some(key) = obj.key() else { continue };
-            if is_input(key, &input.suffixes) {
-                files.push(FileRef {
-                    key: key.to_owned(),
-                    size: obj.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                });
-            }
-        }
+    let mut pages = list(client, &input.bucket, &input.prefix);
+    while let Some(page) = pages.try_next().await? {
+        files.extend(page.into_iter().filter(|o| is_input(&o.key, &input.suffixes)).map(Listed::into_file));
     }
     Ok(files)
 }
 
-/// Separates inputs whose outputs would collide: `a.csv`, `a.tsv` and `a.csv.gz` all map to
-/// `a.parquet`. The first key in byte order keeps the outputs; each other one is a failed
-/// result naming the key it collides with, so that no output is silently replaced.
-pub fn without_collisions(files: Vec<FileRef>, input_prefix: &str) -> (Vec<FileRef>, Vec<FileResult>) {
-    let mut owner: HashMap<String, String> = HashMap::new();
-    let mut sorted = files;
-    sorted.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut kept = Vec::with_capacity(sorted.len());
-    let mut failed = Vec::new();
-    for f in sorted {
-        // Keys that cannot be mapped fail in the converter, with their own message.
-        let Ok(rel) = keys::relative(input_prefix, &f.key) else {
-            kept.push(f);
-            continue;
-        };
-        match owner.get(&rel) {
-            Some(first) => {
-                let e = Error::bad(
-                    BadInputKind::OutputCollision,
-                    format!("{} would write the same outputs ({rel}) as {first}, which keeps them", f.key),
-                );
-                failed.push(FileResult::failed(&f.key, f.size, 0, e.to_file_error()));
-            }
-            None => {
-                owner.insert(rel, f.key.clone());
-                kept.push(f);
-            }
-        }
-    }
-    (kept, failed)
+/// An object as a listing (or a HEAD) shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, in milliseconds since the epoch.
+    pub modified_ms: i64,
 }
 
-/// Splits files into consecutive batches of at most `max_files` files and `max_bytes` bytes;
-/// a file larger than `max_bytes` gets a batch of its own.
-pub fn batches(files: Vec<FileRef>, max_files: usize, max_bytes: u64) -> Vec<Vec<FileRef>> {
-    let mut out: Vec<Vec<FileRef>> = Vec::new();
-    let mut bytes = 0u64;
-    for f in files {
-        let full = out.last().is_none_or(|b| b.len() >= max_files.max(1) || bytes + f.size > max_bytes);
-        if full {
-            out.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += f.size;
-        if let Some(b) = out.last_mut() {
-            b.push(f);
+impl Listed {
+    fn into_file(self) -> FileRef {
+        FileRef { key: self.key, size: self.size }
+    }
+}
+
+fn millis(t: Option<&aws_sdk_s3::primitives::DateTime>) -> i64 {
+    t.and_then(|t| t.to_millis().ok()).unwrap_or(0)
+}
+
+/// The pages of a ListObjectsV2 listing, each as the objects it holds.
+fn list<'a>(
+    client: &'a Client,
+    bucket: &'a str,
+    prefix: &'a str,
+) -> impl futures::Stream<Item = Result<Vec<Listed>>> + Unpin + 'a {
+    let pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+    Box::pin(futures::stream::unfold(pages, move |mut pages| async move {
+        let page = pages.next().await?;
+        let page = page.map_err(|e| sdk_error("ListObjectsV2", bucket, prefix, e)).map(|page| {
+            page.contents()
+                .iter()
+                .filter_map(|o| {
+                    Some(Listed {
+                        key: o.key()?.to_owned(),
+                        size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                        modified_ms: millis(o.last_modified()),
+                    })
+                })
+                .collect()
+        });
+        Some((page, pages))
+    }))
+}
+
+fn name_hash(rel: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(rel.as_bytes())
+}
+
+fn format_bit(format: Format) -> u8 {
+    match format {
+        Format::Parquet => 1,
+        Format::Avro => 2,
+    }
+}
+
+/// The outputs that exist, by output name (`<rel>`): which formats, and the oldest one's
+/// modification time. Built from one listing of each format's prefix.
+#[derive(Debug)]
+pub struct OutputIndex {
+    required: u8,
+    entries: HashMap<u128, (u8, i64)>,
+}
+
+impl OutputIndex {
+    /// An empty index for a run that writes `formats`.
+    pub fn new(formats: &[Format]) -> Self {
+        Self { required: formats.iter().map(|f| format_bit(*f)).fold(0, |a, b| a | b), entries: HashMap::new() }
+    }
+
+    /// Records an output object listed under `format_prefix` (`<out>/parquet/`); other keys are
+    /// ignored.
+    pub fn add(&mut self, format: Format, format_prefix: &str, key: &str, modified_ms: i64) {
+        let Some(rel) = key.strip_prefix(format_prefix).and_then(|k| k.strip_suffix(format.extension())) else {
+            return;
+        };
+        let e = self.entries.entry(name_hash(rel)).or_insert((0, i64::MAX));
+        e.0 |= format_bit(format);
+        e.1 = e.1.min(modified_ms);
+    }
+
+    /// Whether every output of `rel` exists and none is older than the input.
+    pub fn up_to_date(&self, rel: &str, input_modified_ms: i64) -> bool {
+        // S3 times have one-second resolution, so an output written in the same second as its
+        // input counts as up to date.
+        self.entries
+            .get(&name_hash(rel))
+            .is_some_and(|(have, oldest)| have & self.required == self.required && *oldest >= input_modified_ms)
+    }
+
+    /// Output names recorded.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Lists the output prefix of every format of the job.
+pub async fn index_outputs(client: &Client, job: &Job) -> Result<OutputIndex> {
+    let mut index = OutputIndex::new(&job.formats);
+    for &format in &job.formats {
+        let prefix = keys::join(&job.output.prefix, &format!("{}/", format.as_str()));
+        let mut pages = list(client, &job.output.bucket, &prefix);
+        while let Some(page) = pages.try_next().await? {
+            for o in page {
+                index.add(format, &prefix, &o.key, o.modified_ms);
+            }
         }
     }
-    out
+    Ok(index)
+}
+
+/// Counts of a plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanCounts {
+    /// Files in batches.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Batches.
+    pub batches: u64,
+    /// Inputs skipped as up to date.
+    pub skipped: u64,
+    /// Inputs rejected.
+    pub rejected: u64,
+}
+
+#[derive(Debug, Default)]
+struct Bin {
+    files: Vec<FileRef>,
+    bytes: u64,
+    key_bytes: usize,
+}
+
+impl Bin {
+    fn fits(&self, f: &FileRef, limits: &BatchLimits) -> bool {
+        self.files.len() < limits.max_files
+            && self.bytes + f.size <= limits.max_bytes
+            && self.key_bytes + f.key.len() <= MAX_BATCH_KEY_BYTES
+    }
+
+    fn full(&self, limits: &BatchLimits) -> bool {
+        // Within 2% of max_bytes, no file worth waiting for would still fit.
+        self.files.len() >= limits.max_files
+            || self.bytes >= limits.max_bytes - limits.max_bytes / 50
+            || self.key_bytes >= MAX_BATCH_KEY_BYTES - 1024
+    }
+
+    fn fill(&self, limits: &BatchLimits) -> f64 {
+        (self.bytes as f64 / limits.max_bytes as f64).max(self.files.len() as f64 / limits.max_files as f64)
+    }
+}
+
+/// The streaming core of planning: takes candidates one at a time and produces the manifest's
+/// bytes and the rejected files' result lines as it goes. I/O stays with the caller, so the
+/// same code plans from S3 and from a benchmark's generated listing.
+#[derive(Debug)]
+pub struct Planner {
+    input_prefix: String,
+    limits: BatchLimits,
+    outputs: Option<OutputIndex>,
+    names: HashSet<u128>,
+    open: Vec<Bin>,
+    manifest: Vec<u8>,
+    rejected: Vec<u8>,
+    counts: PlanCounts,
+}
+
+impl Planner {
+    /// A planner for inputs under `input_prefix`; `outputs` (incremental runs) skips inputs
+    /// whose outputs are up to date.
+    pub fn new(input_prefix: &str, limits: BatchLimits, outputs: Option<OutputIndex>) -> Self {
+        Self {
+            input_prefix: input_prefix.to_owned(),
+            limits,
+            outputs,
+            names: HashSet::new(),
+            open: Vec::new(),
+            manifest: Vec::new(),
+            rejected: Vec::new(),
+            counts: PlanCounts::default(),
+        }
+    }
+
+    /// Takes one candidate. Candidates must come in key order (as listings return them), so
+    /// that of keys whose outputs collide, the first in byte order keeps them.
+    pub fn add(&mut self, obj: Listed) -> Result<()> {
+        let rel = match keys::relative(&self.input_prefix, &obj.key) {
+            Ok(rel) => rel,
+            Err(e) => return self.reject(&obj.key, obj.size, &e),
+        };
+        if !self.names.insert(name_hash(&rel)) {
+            let e = Error::bad(
+                BadInputKind::OutputCollision,
+                format!(
+                    "{} would write the same outputs ({rel}) as another input of this run whose key differs only \
+                     in its suffix; the first such key in byte order keeps them",
+                    obj.key
+                ),
+            );
+            return self.reject(&obj.key, obj.size, &e);
+        }
+        if self.outputs.as_ref().is_some_and(|o| o.up_to_date(&rel, obj.modified_ms)) {
+            self.counts.skipped += 1;
+            return Ok(());
+        }
+        self.pack(FileRef { key: obj.key, size: obj.size })
+    }
+
+    /// Records a failed result decided at planning time.
+    pub fn reject(&mut self, key: &str, size: u64, error: &Error) -> Result<()> {
+        let result = FileResult::failed(key, size, 0, error.to_file_error());
+        serde_json::to_writer(&mut self.rejected, &result)?;
+        self.rejected.push(b'\n');
+        self.counts.rejected += 1;
+        Ok(())
+    }
+
+    fn pack(&mut self, f: FileRef) -> Result<()> {
+        self.counts.files += 1;
+        self.counts.bytes += f.size;
+        if f.size >= self.limits.max_bytes {
+            let mut bin = Bin::default();
+            bin.files.push(f);
+            return self.emit(bin);
+        }
+        // Best fit: the fullest open batch that still has room.
+        let best = (0..self.open.len())
+            .filter(|&i| self.open[i].fits(&f, &self.limits))
+            .max_by_key(|&i| (self.open[i].bytes, self.open[i].files.len()));
+        let i = match best {
+            Some(i) => i,
+            None => {
+                if self.open.len() >= OPEN_BATCHES {
+                    let fullest = (0..self.open.len())
+                        .max_by(|&a, &b| self.open[a].fill(&self.limits).total_cmp(&self.open[b].fill(&self.limits)))
+                        .unwrap_or(0);
+                    let bin = self.open.swap_remove(fullest);
+                    self.emit(bin)?;
+                }
+                self.open.push(Bin::default());
+                self.open.len() - 1
+            }
+        };
+        let bin = &mut self.open[i];
+        bin.bytes += f.size;
+        bin.key_bytes += f.key.len();
+        bin.files.push(f);
+        if bin.full(&self.limits) {
+            let bin = self.open.swap_remove(i);
+            self.emit(bin)?;
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, bin: Bin) -> Result<()> {
+        self.manifest.extend_from_slice(if self.counts.batches == 0 { b"[\n" } else { b",\n" });
+        serde_json::to_writer(&mut self.manifest, &ManifestBatch { batch: self.counts.batches, files: bin.files })?;
+        self.counts.batches += 1;
+        Ok(())
+    }
+
+    /// Manifest bytes produced since the last call.
+    pub fn take_manifest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.manifest)
+    }
+
+    /// Rejected-result lines produced since the last call.
+    pub fn take_rejected(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.rejected)
+    }
+
+    /// Closes the open batches and the manifest's array; the last bytes are left to take.
+    pub fn finish(&mut self) -> Result<PlanCounts> {
+        let mut open = std::mem::take(&mut self.open);
+        open.sort_by_key(|b| std::cmp::Reverse(b.bytes));
+        for bin in open {
+            self.emit(bin)?;
+        }
+        self.manifest.extend_from_slice(if self.counts.batches == 0 { b"[]\n" } else { b"\n]\n" });
+        Ok(self.counts)
+    }
+}
+
+/// The planner Lambda's work: plans the run and writes its manifest (and rejected results).
+pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
+    let PlanRequest { run_id, input } = request;
+    check_run_id(&run_id)?;
+    let input = match input.mode {
+        Mode::Report => {
+            let report = input.report.clone().ok_or_else(|| {
+                Error::Internal("invalid execution input: mode report needs report: {\"bucket\", \"key\"}".into())
+            })?;
+            input.over(read_run_input(client, &report).await?)
+        }
+        _ => input,
+    };
+    let job = input.job()?;
+    let limits = input.batch_limits()?;
+    let tolerated_failure_percentage = input.tolerated_failure_percentage()?;
+    let incremental = input.incremental.unwrap_or(false);
+    let outputs = if incremental { Some(index_outputs(client, &job).await?) } else { None };
+
+    let out = &job.output;
+    let manifest = ObjectLocation { bucket: out.bucket.clone(), key: run_key(&out.prefix, &run_id, names::MANIFEST) };
+    let rejected_at =
+        ObjectLocation { bucket: out.bucket.clone(), key: run_key(&out.prefix, &run_id, names::REJECTED) };
+    let mut writers = Writers {
+        manifest: ObjectWriter::new(client, &manifest.bucket, &manifest.key),
+        rejected: None,
+        rejected_at: &rejected_at,
+        client,
+    };
+    let mut planner = Planner::new(&job.input.prefix, limits, outputs);
+    match input.mode {
+        Mode::Scan => {
+            let mut pages = list(client, &job.input.bucket, &job.input.prefix);
+            while let Some(page) = pages.try_next().await? {
+                for obj in page.into_iter().filter(|o| is_input(&o.key, &job.input.suffixes)) {
+                    planner.add(obj)?;
+                }
+                writers.drain(&mut planner).await?;
+            }
+        }
+        Mode::Keys | Mode::Report => {
+            let mut keys = input.keys;
+            if keys.is_empty() {
+                return Err(Error::Internal("invalid execution input: mode keys needs a non-empty keys list".into()));
+            }
+            keys.sort_unstable();
+            keys.dedup();
+            let bucket = job.input.bucket.as_str();
+            let mut heads = futures::stream::iter(keys).map(|key| head(client, bucket, key)).buffered(HEADS_IN_FLIGHT);
+            let mut n = 0usize;
+            while let Some(found) = heads.next().await {
+                match found? {
+                    Ok(obj) => planner.add(obj)?,
+                    Err(key) => {
+                        let e = Error::bad(BadInputKind::NotFound, format!("s3://{bucket}/{key} does not exist"));
+                        planner.reject(&key, 0, &e)?;
+                    }
+                }
+                n += 1;
+                if n.is_multiple_of(1000) {
+                    writers.drain(&mut planner).await?;
+                }
+            }
+        }
+    }
+    let counts = planner.finish()?;
+    writers.drain(&mut planner).await?;
+    let rejected_results = writers.commit().await?.then_some(rejected_at.clone());
+    tracing::info!(run_id, ?counts, "planned");
+    Ok(Plan {
+        results: ResultsLocation { bucket: out.bucket.clone(), prefix: run_key(&out.prefix, &run_id, names::RESULTS) },
+        run_id,
+        mode: input.mode,
+        incremental,
+        files: counts.files,
+        bytes: counts.bytes,
+        batches: counts.batches,
+        skipped: counts.skipped,
+        rejected: counts.rejected,
+        manifest,
+        rejected_results,
+        max_concurrency: input.max_concurrency.unwrap_or(crate::run::DEFAULT_MAX_CONCURRENCY),
+        tolerated_failure_percentage,
+        job,
+    })
+}
+
+struct Writers<'a> {
+    client: &'a Client,
+    manifest: ObjectWriter,
+    rejected: Option<ObjectWriter>,
+    rejected_at: &'a ObjectLocation,
+}
+
+impl Writers<'_> {
+    async fn drain(&mut self, planner: &mut Planner) -> Result<()> {
+        self.manifest.write(&planner.take_manifest()).await?;
+        let rejected = planner.take_rejected();
+        if !rejected.is_empty() {
+            let at = self.rejected_at;
+            let w = self.rejected.get_or_insert_with(|| ObjectWriter::new(self.client, &at.bucket, &at.key));
+            w.write(&rejected).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the manifest and the rejected results; whether there were any.
+    async fn commit(self) -> Result<bool> {
+        self.manifest.commit().await?;
+        match self.rejected {
+            Some(w) => w.commit().await.map(|_| true),
+            None => Ok(false),
+        }
+    }
+}
+
+/// The run id names objects under `_runs/`; Step Functions execution names already exclude `/`.
+fn check_run_id(run_id: &str) -> Result<()> {
+    let ok = !run_id.is_empty()
+        && run_id.len() <= 80
+        && run_id != "."
+        && run_id != ".."
+        && run_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Internal(format!("invalid run id {run_id:?}: use up to 80 of A-Z a-z 0-9 - _ . :")))
+    }
+}
+
+/// HEAD of one key: the object, or the key back when it does not exist.
+async fn head(client: &Client, bucket: &str, key: String) -> Result<std::result::Result<Listed, String>> {
+    match client.head_object().bucket(bucket).key(&key).send().await {
+        Ok(o) => Ok(Ok(Listed {
+            size: o.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+            modified_ms: millis(o.last_modified()),
+            key,
+        })),
+        Err(e) if matches!(error_code(&e), Some("NotFound" | "NoSuchKey")) => Ok(Err(key)),
+        Err(e) => Err(sdk_error("HeadObject", bucket, &key, e)),
+    }
+}
+
+/// Reads a `failed-keys.json` (or any execution input stored in S3).
+pub async fn read_run_input(client: &Client, at: &ObjectLocation) -> Result<RunInput> {
+    let body = client
+        .get_object()
+        .bucket(&at.bucket)
+        .key(&at.key)
+        .send()
+        .await
+        .map_err(|e| sdk_error("GetObject", &at.bucket, &at.key, e))?
+        .body
+        .collect()
+        .await
+        .map_err(|e| Error::Transient(format!("reading {}: {e}", at.uri())))?
+        .into_bytes();
+    serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("{} is not a failed-keys file: {e}", at.uri())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn f(key: &str, size: u64) -> FileRef {
-        FileRef { key: key.into(), size }
+    fn obj(key: &str, size: u64) -> Listed {
+        Listed { key: key.into(), size, modified_ms: 1_000 }
+    }
+
+    fn batches(p: &mut Planner) -> Vec<ManifestBatch> {
+        p.finish().unwrap();
+        serde_json::from_slice(&p.take_manifest()).unwrap()
     }
 
     #[test]
-    fn batches_respect_both_bounds() {
-        let files = vec![f("a", 10), f("b", 10), f("c", 100), f("d", 1), f("e", 1), f("g", 1)];
-        let b = batches(files, 2, 50);
-        let keys: Vec<Vec<&str>> = b.iter().map(|b| b.iter().map(|f| f.key.as_str()).collect()).collect();
-        assert_eq!(keys, vec![vec!["a", "b"], vec!["c"], vec!["d", "e"], vec!["g"]]);
+    fn every_file_lands_in_exactly_one_batch_within_the_bounds() {
+        let limits = BatchLimits { max_files: 7, max_bytes: 1_000 };
+        let mut p = Planner::new("in/", limits, None);
+        // A deterministic spread of sizes, a few beyond max_bytes.
+        let mut x = 12345u64;
+        let mut total = 0;
+        for i in 0..2_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let size = (x >> 33) % 400 + if i % 97 == 0 { 1_500 } else { 0 };
+            total += size;
+            p.add(obj(&format!("in/{i:05}.csv"), size)).unwrap();
+        }
+        let b = batches(&mut p);
+        let mut keys: Vec<&str> = b.iter().flat_map(|b| b.files.iter().map(|f| f.key.as_str())).collect();
+        assert_eq!(keys.len(), 2_000);
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 2_000, "no file twice");
+        assert_eq!(b.iter().flat_map(|b| &b.files).map(|f| f.size).sum::<u64>(), total);
+        for (i, batch) in b.iter().enumerate() {
+            assert_eq!(batch.batch, i as u64);
+            let bytes: u64 = batch.files.iter().map(|f| f.size).sum();
+            assert!(batch.files.len() <= 7);
+            assert!(
+                bytes <= 1_000 || batch.files.len() == 1,
+                "batch {i}: {bytes} bytes in {} files",
+                batch.files.len()
+            );
+        }
+        // Similar bytes: all but the last few batches (closed at the end) are well filled.
+        let filled: Vec<f64> = b
+            .iter()
+            .filter(|b| b.files.len() > 1)
+            .map(|b| b.files.iter().map(|f| f.size).sum::<u64>() as f64 / 1_000.0)
+            .map(|bytes| bytes.max(0.0))
+            .collect();
+        let well = filled.iter().filter(|&&f| f >= 0.75).count();
+        assert!(well + OPEN_BATCHES >= filled.len(), "{well} of {} batches at 75% or more", filled.len());
     }
 
     #[test]
-    fn colliding_outputs_keep_the_first_key() {
-        let files = vec![f("in/a.tsv", 1), f("in/a.csv", 2), f("in/b.csv", 3), f("in/a.csv.gz", 4)];
-        let (kept, failed) = without_collisions(files, "in/");
-        let kept: Vec<&str> = kept.iter().map(|f| f.key.as_str()).collect();
-        assert_eq!(kept, ["in/a.csv", "in/b.csv"]);
-        let failed: Vec<(&str, &str)> =
-            failed.iter().map(|r| (r.key.as_str(), r.error.as_ref().unwrap().kind.as_str())).collect();
-        assert_eq!(failed, [("in/a.csv.gz", "bad_input.output_collision"), ("in/a.tsv", "bad_input.output_collision")]);
+    fn a_file_beyond_max_bytes_is_a_batch_of_its_own() {
+        let mut p = Planner::new("", BatchLimits { max_files: 10, max_bytes: 100 }, None);
+        for (k, s) in [("a.csv", 10), ("big.csv", 100), ("c.csv", 10)] {
+            p.add(obj(k, s)).unwrap();
+        }
+        let b = batches(&mut p);
+        let keys: Vec<Vec<&str>> = b.iter().map(|b| b.files.iter().map(|f| f.key.as_str()).collect()).collect();
+        assert_eq!(keys, vec![vec!["big.csv"], vec!["a.csv", "c.csv"]]);
+    }
+
+    #[test]
+    fn colliding_outputs_keep_the_first_key_and_bad_keys_are_rejected() {
+        let mut p = Planner::new("in/", BatchLimits::default(), None);
+        for k in ["in/a.csv", "in/a.csv.gz", "in/a.tsv", "in/b.csv", "in/x/../c.csv"] {
+            p.add(obj(k, 1)).unwrap();
+        }
+        let counts = p.finish().unwrap();
+        assert_eq!((counts.files, counts.rejected), (2, 3));
+        let rejected: Vec<FileResult> =
+            String::from_utf8(p.take_rejected()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let kinds: Vec<(&str, &str)> =
+            rejected.iter().map(|r| (r.key.as_str(), r.error.as_ref().unwrap().kind.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("in/a.csv.gz", "bad_input.output_collision"),
+                ("in/a.tsv", "bad_input.output_collision"),
+                ("in/x/../c.csv", "bad_input.invalid_key")
+            ]
+        );
+        let b: Vec<ManifestBatch> = serde_json::from_slice(&p.take_manifest()).unwrap();
+        assert_eq!(b[0].files.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(), ["in/a.csv", "in/b.csv"]);
+    }
+
+    #[test]
+    fn incremental_skips_inputs_whose_outputs_are_all_as_new() {
+        let mut index = OutputIndex::new(&Format::ALL);
+        index.add(Format::Parquet, "out/parquet/", "out/parquet/a.parquet", 2_000);
+        index.add(Format::Avro, "out/avro/", "out/avro/a.avro", 2_000);
+        index.add(Format::Parquet, "out/parquet/", "out/parquet/b.parquet", 2_000); // no Avro
+        index.add(Format::Parquet, "out/parquet/", "out/parquet/c.parquet", 500); // older
+        index.add(Format::Avro, "out/avro/", "out/avro/c.avro", 2_000);
+        index.add(Format::Avro, "out/avro/", "out/avro/notes.txt", 2_000);
+        assert_eq!(index.len(), 3);
+        let mut p = Planner::new("in/", BatchLimits::default(), Some(index));
+        for k in ["in/a.csv", "in/b.csv", "in/c.csv", "in/d.csv"] {
+            p.add(obj(k, 1)).unwrap();
+        }
+        let counts = p.finish().unwrap();
+        assert_eq!((counts.files, counts.skipped), (3, 1));
+        let b: Vec<ManifestBatch> = serde_json::from_slice(&p.take_manifest()).unwrap();
+        let keys: Vec<&str> = b.iter().flat_map(|b| &b.files).map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["in/b.csv", "in/c.csv", "in/d.csv"]);
+        let only_parquet = {
+            let mut i = OutputIndex::new(&[Format::Parquet]);
+            i.add(Format::Parquet, "out/parquet/", "out/parquet/b.parquet", 2_000);
+            i
+        };
+        assert!(only_parquet.up_to_date("b", 1_000), "a run that writes Parquet only needs Parquet");
+    }
+
+    #[test]
+    fn an_empty_plan_is_an_empty_manifest() {
+        let mut p = Planner::new("", BatchLimits::default(), None);
+        assert_eq!(p.finish().unwrap(), PlanCounts::default());
+        assert_eq!(serde_json::from_slice::<Vec<ManifestBatch>>(&p.take_manifest()).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn long_keys_close_a_batch_before_the_payload_limit() {
+        let mut p = Planner::new("", BatchLimits { max_files: 256, max_bytes: u64::MAX }, None);
+        let long = "k".repeat(1_000);
+        for i in 0..256 {
+            p.add(obj(&format!("{long}{i:03}.csv"), 1)).unwrap();
+        }
+        for b in batches(&mut p) {
+            let event = serde_json::to_vec(&b).unwrap();
+            assert!(event.len() < 64 << 10, "{} bytes", event.len());
+        }
+    }
+
+    #[test]
+    fn run_ids_cannot_escape_the_runs_prefix() {
+        assert!(check_run_id("run-2026-11-21T07_30_00Z").is_ok());
+        for bad in ["", "..", "a/b", "a b"] {
+            assert!(check_run_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

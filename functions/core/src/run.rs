@@ -530,8 +530,7 @@ mod tests {
 
     #[test]
     fn a_minimal_input_gets_the_defaults_and_typos_are_named() {
-        let input: RunInput =
-            serde_json::from_str(r#"{"input": {"bucket": "a"}, "output": {"bucket": "b"}}"#).unwrap();
+        let input: RunInput = serde_json::from_str(r#"{"input": {"bucket": "a"}, "output": {"bucket": "b"}}"#).unwrap();
         assert_eq!(input.incremental, None);
         assert_eq!(input.max_concurrency(), 500);
         assert_eq!(input.tolerated_failure_percentage().unwrap(), 5.0);

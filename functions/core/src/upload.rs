@@ -72,6 +72,76 @@ impl PartSink {
         self.send(true)?;
         Ok(self.written)
     }
+
+    /// [`Write::write_all`] for async callers, which must not block their thread.
+    pub async fn write_async(&mut self, data: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(data);
+        self.written += data.len() as u64;
+        if self.buf.len() >= self.part_size {
+            self.send_async(false).await?;
+        }
+        Ok(())
+    }
+
+    /// [`PartSink::finish`] for async callers.
+    pub async fn finish_async(mut self) -> io::Result<u64> {
+        self.send_async(true).await?;
+        Ok(self.written)
+    }
+
+    async fn send_async(&mut self, last: bool) -> io::Result<()> {
+        let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .send(Part { bytes, last })
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+}
+
+/// An object written from async code as a stream of bytes: [`PartSink`] and [`stage`] together,
+/// committed at [`ObjectWriter::commit`]. Dropped uncommitted, it leaves no object behind.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    client: Client,
+    sink: PartSink,
+    staging: tokio::task::JoinHandle<Result<Option<Staged>>>,
+}
+
+impl ObjectWriter {
+    /// Starts an object at `bucket`/`key`.
+    pub fn new(client: &Client, bucket: &str, key: &str) -> Self {
+        let (sink, rx) = PartSink::new(DEFAULT_PART_SIZE);
+        let staging = tokio::spawn(stage(client.clone(), bucket.to_owned(), key.to_owned(), rx));
+        Self { client: client.clone(), sink, staging }
+    }
+
+    /// Appends bytes.
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        if self.sink.write_async(data).await.is_err() {
+            // The uploader stopped: its own error says why.
+            return Err(self.stopped().await);
+        }
+        Ok(())
+    }
+
+    /// Sends the rest and makes the object visible; returns its size.
+    pub async fn commit(self) -> Result<u64> {
+        let Self { client, sink, staging } = self;
+        let size = sink.finish_async().await;
+        let staged = staging.await.map_err(|e| Error::Internal(format!("upload task: {e}")))??;
+        let staged = staged.ok_or_else(|| Error::Internal("the upload ended without its last part".into()))?;
+        let size = size.map_err(|e| Error::Internal(format!("upload: {e}")))?;
+        staged.commit(&client).await?;
+        Ok(size)
+    }
+
+    async fn stopped(&mut self) -> Error {
+        match (&mut self.staging).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(_)) => Error::Internal("the upload stopped early".into()),
+            Err(e) => Error::Internal(format!("upload task: {e}")),
+        }
+    }
 }
 
 impl Write for PartSink {

@@ -1,2 +1,26 @@
-//! The planner Lambda. Its handler arrives with the orchestration of runs; until then the crate
-//! only builds, so that the workspace and the deployment layout are complete.
+//! The planner Lambda: finds the files of a run (a paged listing, explicit keys, or an earlier
+//! run's failed keys), skips up-to-date ones in incremental runs, bin-packs the rest into
+//! batches and writes the batch manifest to S3. It returns a small plan whose size does not
+//! depend on the number of files; the Distributed Map reads the manifest itself.
+
+use csvlake::run::{Plan, PlanRequest};
+use lambda_runtime::LambdaEvent;
+
+/// Handles one planning request.
+pub async fn handle(event: LambdaEvent<PlanRequest>, client: &aws_sdk_s3::Client) -> Result<Plan, csvlake::Error> {
+    let request = event.payload;
+    tracing::info!(run_id = %request.run_id, mode = ?request.input.mode, "planning");
+    let result = csvlake::plan::plan(client, request).await;
+    match &result {
+        Ok(plan) => tracing::info!(
+            files = plan.files,
+            batches = plan.batches,
+            skipped = plan.skipped,
+            rejected = plan.rejected,
+            manifest = %plan.manifest.uri(),
+            "planned"
+        ),
+        Err(e) => tracing::error!(error = %e, error_type = e.error_type(), "planning failed"),
+    }
+    result
+}
