@@ -57,8 +57,8 @@ const READ_BUFFER: usize = 256 << 10;
 /// `failed-keys.json`. Returns the summary that the state machine's last states read.
 ///
 /// S3 failures are [`Error::Transient`] or [`Error::Internal`] as [`sdk_error`] classifies them;
-/// a results file that does not parse is internal. Nothing is written to `report.json` or
-/// `failed-keys.json` unless every result was read.
+/// a results file that does not parse is internal. No object becomes visible unless every result
+/// was read: `files.jsonl` streams into a staged upload that is committed only then.
 pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSummary> {
     let plan = &request.plan;
     let out = &plan.job.output;

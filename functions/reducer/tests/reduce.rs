@@ -498,3 +498,22 @@ async fn a_large_run_split_over_many_results_files_is_reduced_in_full() {
     assert!(keys.iter().all(|k| k.starts_with("in/")));
     assert!(!keys.iter().any(|k| k.contains("/00005-")), "batch 5 succeeded after all");
 }
+
+#[tokio::test]
+async fn unreadable_results_fail_the_reduce_and_leave_no_report() {
+    let env = env().await;
+    let client = &env.client;
+    put_fixtures(client, 3).await;
+    let key = format!("{RESULTS}/{MAP_RUN}/SUCCEEDED_0.json");
+    put(client, &key, "[{\"ExecutionArn\": 1}]").await;
+    let request = ReduceRequest { plan: plan(3, 6), convert: Some(map_output()), convert_error: None };
+    let e = csvlake_reducer::handle(LambdaEvent::new(request.clone(), Context::default()), client).await.unwrap_err();
+    assert!(matches!(&e, Error::Internal(m) if m.contains(&key)), "{e}");
+
+    client.delete_object().bucket(BUCKET).key(&key).send().await.unwrap();
+    let e = csvlake_reducer::handle(LambdaEvent::new(request, Context::default()), client).await.unwrap_err();
+    assert!(matches!(&e, Error::Internal(m) if m.contains("GetObject")), "{e}");
+    for name in ["report.json", "files.jsonl", "failed-keys.json"] {
+        assert_eq!(get(client, &format!("out/_runs/r1/{name}")).await, None, "{name}");
+    }
+}
