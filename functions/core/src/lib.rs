@@ -14,6 +14,7 @@ pub mod local_fs;
 pub mod options;
 pub mod payload;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod s3;
 pub mod schema;

@@ -1,2 +1,38 @@
-//! The reducer Lambda. Its handler arrives with the orchestration of runs; until then the crate
-//! only builds, so that the workspace and the deployment layout are complete.
+//! The reducer Lambda: the last task of a run. It reads the Distributed Map's ResultWriter files
+//! (or, when the Map failed, whatever results it left), writes `report.json`, `files.jsonl` and
+//! `failed-keys.json` under `<out>/_runs/<run_id>/`, prints the run's counts as one CloudWatch
+//! Embedded Metric Format line, and returns a small [`RunSummary`] whose `exceeded_tolerance`
+//! decides whether the execution succeeds. The work itself is [`csvlake::report::reduce`].
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use csvlake::report;
+use csvlake::run::{ReduceRequest, RunSummary};
+use lambda_runtime::LambdaEvent;
+
+/// Handles the `Reduce` state: the plan, plus the Map's output or the error its Catch recorded.
+pub async fn handle(
+    event: LambdaEvent<ReduceRequest>,
+    client: &aws_sdk_s3::Client,
+) -> Result<RunSummary, csvlake::Error> {
+    let request = event.payload;
+    let plan = &request.plan;
+    match &request.convert_error {
+        Some(e) => {
+            tracing::warn!(run_id = %plan.run_id, batches = plan.batches, error = %e.error, "reducing a run whose Map failed")
+        }
+        None => tracing::info!(run_id = %plan.run_id, batches = plan.batches, "reducing run"),
+    }
+    let summary = match report::reduce(client, &request).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(run_id = %plan.run_id, error = %e, error_type = e.error_type(), "reduce failed");
+            return Err(e);
+        }
+    };
+    let now =
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    // EMF is read from the function's log stream, one JSON object per line.
+    println!("{}", report::emf(&summary, now));
+    Ok(summary)
+}

@@ -1,12 +1,12 @@
-//! Lambda entry point of the reducer (not yet implemented: it fails every invocation clearly).
+//! Lambda entry point of the reducer: builds the S3 client once and reduces runs.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    lambda_runtime::run(service_fn(|_event: LambdaEvent<serde_json::Value>| async {
-        Err::<serde_json::Value, csvlake::Error>(csvlake::Error::Internal("the reducer is not implemented yet".into()))
-    }))
-    .await
+    let endpoint = std::env::var("CSVLAKE_S3_ENDPOINT_URL").ok();
+    let client = csvlake::s3::env_client(endpoint.as_deref()).await;
+    let client = &client;
+    lambda_runtime::run(service_fn(move |event| async move { csvlake_reducer::handle(event, client).await })).await
 }

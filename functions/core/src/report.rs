@@ -1,0 +1,821 @@
+//! The reducer's work: the per-file results of a run, aggregated into `report.json`,
+//! `files.jsonl` and `failed-keys.json` under `<out>/_runs/<run_id>/`.
+//!
+//! The results come from the Distributed Map's ResultWriter: a `manifest.json` that lists
+//! `SUCCEEDED_n.json`, `FAILED_n.json` and `PENDING_n.json` files, each a JSON array of
+//! [`ChildExecution`]s. In AWS a results file can reach gigabytes, so nothing here holds a whole
+//! file or every file result: each body is parsed element by element as it streams in, every
+//! result goes straight to the `files.jsonl` upload, and failed files are spooled to temporary
+//! files until the report's header is known. What stays in memory grows with the number of
+//! batches by one bit each (which batches have a result), and with nothing else of the run.
+//!
+//! Files count once, whatever happened to them:
+//! - a file of a succeeded batch counts as its converter result says, or as failed
+//!   (`csvlake.Internal`) when the converter returned no result for it;
+//! - a file of a failed batch counts as failed with the batch's error (`csvlake.Transient`,
+//!   `States.Timeout`…), and one of a batch still pending with `csvlake.NotRun`;
+//! - a file of a batch that has no result at all (the Map stopped early, or failed before writing
+//!   results) counts as failed with `csvlake.NotRun`;
+//! - files the planner rejected count as the planner's results say.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use aws_sdk_s3::Client;
+use serde::de::{self, DeserializeOwned, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer as _};
+use tokio::task::JoinHandle;
+use tokio_util::io::SyncIoBridge;
+
+use crate::error::{Error, FileError, INTERNAL_ERROR_TYPE, Result};
+use crate::payload::{BatchResult, FileRef, FileResult, FileStatus};
+use crate::run::{
+    ChildExecution, FailedFile, ManifestBatch, Mode, ObjectLocation, ReduceRequest, Report, ResultManifest, RunInput,
+    RunStatus, RunSummary, Totals, names, run_key,
+};
+use crate::s3::sdk_error;
+use crate::upload::{DEFAULT_PART_SIZE, PartSink, Staged, stage};
+
+/// Error kind of the files of a batch that never ran, or had not finished when the Map ended.
+pub const NOT_RUN_KIND: &str = "csvlake.NotRun";
+/// Error kind of the files of a child execution that failed without naming an error (one that
+/// was aborted, for instance).
+pub const BATCH_FAILED_KIND: &str = "csvlake.BatchFailed";
+/// Error messages taken from a child execution's cause are cut to about this many bytes.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// The CloudWatch namespace of the run metrics.
+pub const METRICS_NAMESPACE: &str = "csvlake";
+
+/// Bytes read from S3 at a time by the streaming parsers.
+const READ_BUFFER: usize = 256 << 10;
+
+/// Reads the results of a run and writes its report, `files.jsonl` and, when a file failed,
+/// `failed-keys.json`. Returns the summary that the state machine's last states read.
+///
+/// S3 failures are [`Error::Transient`] or [`Error::Internal`] as [`sdk_error`] classifies them;
+/// a results file that does not parse is internal. No object becomes visible unless every result
+/// was read: `files.jsonl` streams into a staged upload that is committed only then.
+pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSummary> {
+    let plan = &request.plan;
+    let out = &plan.job.output;
+    let location =
+        |name: &str| ObjectLocation { bucket: out.bucket.clone(), key: run_key(&out.prefix, &plan.run_id, name) };
+    let (files_loc, report_loc, failed_keys_loc) =
+        (location(names::FILES), location(names::REPORT), location(names::FAILED_KEYS));
+
+    let (sink, files_upload) = Upload::start(client, &files_loc);
+    let tally =
+        Tally::new(sink, plan.batches).map_err(|e| Error::Internal(format!("creating a temporary file: {e}")))?;
+    let tally = match tally_run(client, request, tally).await {
+        Ok(t) => t,
+        Err(e) => return Err(files_upload.abandon(client, e).await),
+    };
+    let Tally { mut totals, by_kind, files, failed, keys, .. } = tally;
+    let uri = files_loc.uri();
+    let finished = blocking(move || files.finish().map(drop).map_err(|e| write_error(&uri, e))).await;
+    files_upload.complete(client, finished).await?;
+
+    totals.skipped += plan.skipped;
+    totals.files = totals.converted + totals.failed + totals.skipped;
+    let expected = plan.files + plan.rejected + plan.skipped;
+    if totals.files != expected {
+        tracing::warn!(counted = totals.files, planned = expected, "the results do not account for the planned files");
+    }
+    let exceeded_tolerance = exceeds(request, &totals);
+    let status = if exceeded_tolerance { RunStatus::Failed } else { RunStatus::Succeeded };
+
+    let report = Report {
+        run_id: plan.run_id.clone(),
+        status,
+        input: plan.job.input.clone(),
+        output: plan.job.output.clone(),
+        totals: totals.clone(),
+        failures_by_kind: by_kind.clone(),
+        map_error: request.convert_error.clone(),
+        failed: Vec::new(),
+    };
+    write_report(client, &report_loc, &report, failed).await?;
+
+    let failed_keys = if totals.failed > 0 {
+        let job = &plan.job;
+        let retry = RunInput {
+            input: Some(job.input.clone()),
+            output: Some(job.output.clone()),
+            mode: Mode::Keys,
+            formats: Some(job.formats.clone()),
+            csv: Some(job.csv.clone()),
+            parquet: Some(job.parquet.clone()),
+            avro: Some(job.avro.clone()),
+            ..RunInput::default()
+        };
+        write_failed_keys(client, &failed_keys_loc, &retry, keys).await?;
+        Some(failed_keys_loc)
+    } else {
+        None
+    };
+
+    tracing::info!(
+        run_id = %plan.run_id,
+        converted = totals.converted,
+        failed = totals.failed,
+        skipped = totals.skipped,
+        exceeded_tolerance,
+        "run reduced"
+    );
+    Ok(RunSummary {
+        run_id: plan.run_id.clone(),
+        status,
+        exceeded_tolerance,
+        totals,
+        failures_by_kind: by_kind,
+        map_error: request.convert_error.clone(),
+        report: report_loc,
+        files: files_loc,
+        failed_keys,
+    })
+}
+
+/// Whether the run failed: the Map itself failed, or more files failed than tolerated.
+fn exceeds(request: &ReduceRequest, totals: &Totals) -> bool {
+    let processed = (totals.converted + totals.failed) as f64;
+    request.convert_error.is_some()
+        || totals.failed as f64 * 100.0 > request.plan.tolerated_failure_percentage * processed
+}
+
+/// One CloudWatch Embedded Metric Format record of the run's counts, without dimensions (run
+/// ids are too many to be one); the run id and status ride along as plain properties. Print it
+/// as one line to stdout and CloudWatch Logs extracts the metrics.
+pub fn emf(summary: &RunSummary, timestamp_ms: u64) -> serde_json::Value {
+    let t = &summary.totals;
+    let metrics = [
+        ("FilesConverted", "Count", t.converted),
+        ("FilesFailed", "Count", t.failed),
+        ("FilesSkipped", "Count", t.skipped),
+        ("Rows", "Count", t.rows),
+        ("BytesIn", "Bytes", t.bytes_in),
+        ("BytesOut", "Bytes", t.bytes_out),
+    ];
+    let mut record = serde_json::Map::new();
+    record.insert(
+        "_aws".into(),
+        serde_json::json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [[]],
+                "Metrics": metrics.iter().map(|(name, unit, _)| serde_json::json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    for (name, _, value) in metrics {
+        record.insert(name.into(), value.into());
+    }
+    record.insert("run_id".into(), summary.run_id.clone().into());
+    record.insert("status".into(), serde_json::json!(summary.status));
+    serde_json::Value::Object(record)
+}
+
+/// What the reducer needs of a batch's input; the job is not read.
+#[derive(Deserialize)]
+struct BatchInput {
+    #[serde(default)]
+    batch: Option<u64>,
+    files: Vec<FileRef>,
+}
+
+/// Which kind of results file an entry comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Succeeded,
+    Failed,
+    Pending,
+}
+
+/// Reads every result of the run into the tally: the planner's rejections, the ResultWriter
+/// files, then the manifest's batches that no result covers.
+async fn tally_run(client: &Client, request: &ReduceRequest, mut tally: Tally) -> Result<Tally> {
+    let plan = &request.plan;
+    if let Some(loc) = &plan.rejected_results {
+        let body = open(client, &loc.bucket, &loc.key).await?;
+        let uri = loc.uri();
+        tally = blocking(move || {
+            each_line::<FileResult>(body, &uri, |r| tally.add(&r))?;
+            Ok(tally)
+        })
+        .await?;
+    }
+
+    if let Some(manifest_loc) = find_result_manifest(client, request).await? {
+        let manifest = read_result_manifest(client, &manifest_loc).await?;
+        let bucket = if manifest.destination_bucket.is_empty() {
+            manifest_loc.bucket.clone()
+        } else {
+            manifest.destination_bucket
+        };
+        let files = &manifest.result_files;
+        // Succeeded results first: a batch that failed and then succeeded on a redrive counts
+        // as the success.
+        let sources = files.succeeded.iter().map(|f| (f, Source::Succeeded)).chain(
+            files.failed.iter().map(|f| (f, Source::Failed)).chain(files.pending.iter().map(|f| (f, Source::Pending))),
+        );
+        for (file, source) in sources {
+            let body = open(client, &bucket, &file.key).await?;
+            let uri = format!("s3://{bucket}/{}", file.key);
+            tally = blocking(move || {
+                each_element::<ChildExecution, _>(body, &uri, |entry| tally.add_entry(entry, source))?;
+                Ok(tally)
+            })
+            .await?;
+        }
+    }
+
+    if tally.seen.any_unseen() {
+        let loc = &plan.manifest;
+        let body = open(client, &loc.bucket, &loc.key).await?;
+        let uri = loc.uri();
+        let message = match &request.convert_error {
+            Some(e) => format!("the batch did not run: the Map failed with {}: {}", e.error, cause_message(&e.cause)),
+            None => "the batch did not run: the Map wrote no result for it".to_owned(),
+        };
+        tally = blocking(move || {
+            each_element::<ManifestBatch, _>(body, &uri, |batch| tally.add_not_run(batch, &message))?;
+            Ok(tally)
+        })
+        .await?;
+        if tally.seen.any_unseen() {
+            tracing::warn!(manifest = %loc.uri(), "the batch manifest lacks some of the planned batches");
+        }
+    }
+    Ok(tally)
+}
+
+/// The ResultWriter manifest: from the Map's output, or else (the Map failed, and its Catch
+/// recorded the error instead) the newest one under the results prefix. None when the Map
+/// never ran or failed before writing results.
+async fn find_result_manifest(client: &Client, request: &ReduceRequest) -> Result<Option<ObjectLocation>> {
+    if let Some(convert) = &request.convert {
+        let d = &convert.result_writer_details;
+        return Ok(Some(ObjectLocation { bucket: d.bucket.clone(), key: d.key.clone() }));
+    }
+    let plan = &request.plan;
+    if plan.batches == 0 {
+        return Ok(None);
+    }
+    let bucket = &plan.results.bucket;
+    let prefix = match plan.results.prefix.as_str() {
+        "" => String::new(),
+        p if p.ends_with('/') => p.to_owned(),
+        p => format!("{p}/"),
+    };
+    let mut pages = client.list_objects_v2().bucket(bucket).prefix(&prefix).into_paginator().send();
+    let mut newest: Option<((i64, u32), String)> = None;
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("ListObjectsV2", bucket, &prefix, e))?;
+        for obj in page.contents() {
+            let Some(key) = obj.key().filter(|k| k.ends_with(&format!("/{}", names::MANIFEST))) else { continue };
+            let when = obj.last_modified().map_or((i64::MIN, 0), |d| (d.secs(), d.subsec_nanos()));
+            let candidate = (when, key.to_owned());
+            if newest.as_ref().is_none_or(|n| candidate > *n) {
+                newest = Some(candidate);
+            }
+        }
+    }
+    Ok(newest.map(|(_, key)| ObjectLocation { bucket: bucket.clone(), key }))
+}
+
+async fn read_result_manifest(client: &Client, loc: &ObjectLocation) -> Result<ResultManifest> {
+    let resp = client
+        .get_object()
+        .bucket(&loc.bucket)
+        .key(&loc.key)
+        .send()
+        .await
+        .map_err(|e| sdk_error("GetObject", &loc.bucket, &loc.key, e))?;
+    let bytes =
+        resp.body.collect().await.map_err(|e| Error::Transient(format!("reading {}: {e}", loc.uri())))?.into_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Internal(format!("{} is not a ResultWriter manifest: {e}", loc.uri())))
+}
+
+type Body = BufReader<SyncIoBridge<Pin<Box<dyn tokio::io::AsyncRead + Send>>>>;
+
+/// A blocking reader over an object's body, to be read in [`blocking`].
+async fn open(client: &Client, bucket: &str, key: &str) -> Result<Body> {
+    let resp =
+        client.get_object().bucket(bucket).key(key).send().await.map_err(|e| sdk_error("GetObject", bucket, key, e))?;
+    let body: Pin<Box<dyn tokio::io::AsyncRead + Send>> = Box::pin(resp.body.into_async_read());
+    Ok(BufReader::with_capacity(READ_BUFFER, SyncIoBridge::new(body)))
+}
+
+/// Runs blocking work (reading a body, writing into a [`PartSink`]) off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| Err(Error::Internal(format!("reducer task: {e}"))))
+}
+
+/// Calls `each` on every element of the JSON array `reader` holds, one element in memory at a
+/// time. An error of `each` stops the reading and is returned as it is.
+fn each_element<T, F>(reader: impl Read, what: &str, mut each: F) -> Result<()>
+where
+    T: DeserializeOwned,
+    F: FnMut(T) -> Result<()>,
+{
+    let mut stopped = None;
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let parsed = de
+        .deserialize_seq(Elements { each: &mut each, stopped: &mut stopped, element: PhantomData })
+        .and_then(|()| de.end());
+    if let Some(e) = stopped {
+        return Err(e);
+    }
+    parsed.map_err(|e| json_error(what, "a JSON array of the expected elements", e))
+}
+
+struct Elements<'a, T, F> {
+    each: &'a mut F,
+    stopped: &'a mut Option<Error>,
+    element: PhantomData<fn() -> T>,
+}
+
+impl<'de, T, F> Visitor<'de> for Elements<'_, T, F>
+where
+    T: Deserialize<'de>,
+    F: FnMut(T) -> Result<()>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while let Some(element) = seq.next_element::<T>()? {
+            if let Err(e) = (self.each)(element) {
+                *self.stopped = Some(e);
+                return Err(de::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Calls `each` on every value of the JSON lines `reader` holds.
+fn each_line<T: DeserializeOwned>(reader: impl Read, what: &str, mut each: impl FnMut(T) -> Result<()>) -> Result<()> {
+    for value in serde_json::Deserializer::from_reader(reader).into_iter::<T>() {
+        each(value.map_err(|e| json_error(what, "JSON lines of per-file results", e))?)?;
+    }
+    Ok(())
+}
+
+/// A read failure mid-body is the network's (transient); anything else is a malformed file.
+fn json_error(what: &str, expected: &str, e: serde_json::Error) -> Error {
+    if e.is_io() {
+        Error::Transient(format!("reading {what}: {e}"))
+    } else {
+        Error::Internal(format!("{what} is not {expected}: {e}"))
+    }
+}
+
+fn write_error(what: &str, e: io::Error) -> Error {
+    Error::Internal(format!("writing {what}: {e}"))
+}
+
+/// The message of a Step Functions cause: the `errorMessage` of a Lambda error object when it
+/// is one, else the cause itself; cut to [`MAX_MESSAGE_BYTES`].
+pub fn cause_message(cause: &str) -> String {
+    #[derive(Deserialize)]
+    struct LambdaError {
+        #[serde(rename = "errorMessage")]
+        error_message: String,
+    }
+    let trimmed = cause.trim();
+    match serde_json::from_str::<LambdaError>(trimmed) {
+        Ok(e) => capped(&e.error_message),
+        Err(_) => capped(trimmed),
+    }
+}
+
+/// `text`, cut at a character boundary to at most [`MAX_MESSAGE_BYTES`] bytes plus an ellipsis.
+fn capped(text: &str) -> String {
+    if text.len() <= MAX_MESSAGE_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The error of every file of a failed or pending child execution.
+fn batch_error(entry: &ChildExecution, source: Source) -> FileError {
+    let kind = match (entry.error.as_deref().filter(|e| !e.is_empty()), source) {
+        (Some(error), _) => error.to_owned(),
+        (None, Source::Pending) => NOT_RUN_KIND.to_owned(),
+        (None, _) => BATCH_FAILED_KIND.to_owned(),
+    };
+    let cause = entry.cause.as_deref().map(cause_message).filter(|m| !m.is_empty());
+    let message = cause.unwrap_or_else(|| match source {
+        Source::Pending => format!("the batch had not finished when the Map ended (status {})", entry.status),
+        _ => format!("the batch's child execution ended {}", entry.status),
+    });
+    FileError { kind, message, line: None }
+}
+
+/// Which batches have a result: one bit each.
+#[derive(Debug)]
+struct Seen {
+    bits: Vec<u64>,
+    len: u64,
+}
+
+impl Seen {
+    fn new(len: u64) -> Self {
+        Self { bits: vec![0; usize::try_from(len.div_ceil(64)).unwrap_or(usize::MAX)], len }
+    }
+
+    /// Marks a batch: `Some(true)` the first time, `Some(false)` after that, `None` when the
+    /// index lies outside the plan.
+    fn insert(&mut self, batch: u64) -> Option<bool> {
+        if batch >= self.len {
+            return None;
+        }
+        let (word, bit) = ((batch / 64) as usize, 1u64 << (batch % 64));
+        let fresh = self.bits[word] & bit == 0;
+        self.bits[word] |= bit;
+        Some(fresh)
+    }
+
+    fn any_unseen(&self) -> bool {
+        let full = (self.len / 64) as usize;
+        let rest = self.len % 64;
+        self.bits[..full].iter().any(|w| *w != u64::MAX) || (rest > 0 && self.bits[full] != (1u64 << rest) - 1)
+    }
+}
+
+/// A JSON array body written one element at a time to a temporary file.
+struct Spool {
+    file: BufWriter<File>,
+    empty: bool,
+}
+
+impl Spool {
+    fn new() -> io::Result<Self> {
+        Ok(Self { file: BufWriter::new(tempfile::tempfile()?), empty: true })
+    }
+
+    fn push(&mut self, value: &impl serde::Serialize) -> io::Result<()> {
+        if !self.empty {
+            self.file.write_all(b",")?;
+        }
+        self.empty = false;
+        serde_json::to_writer(&mut self.file, value).map_err(io::Error::other)
+    }
+
+    /// The elements written, comma-separated, from the start.
+    fn into_reader(self) -> io::Result<File> {
+        let mut file = self.file.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.rewind()?;
+        Ok(file)
+    }
+}
+
+/// Counts, and the streams that receive each file result.
+struct Tally {
+    totals: Totals,
+    by_kind: BTreeMap<String, u64>,
+    seen: Seen,
+    /// `files.jsonl`, uploading as it is written.
+    files: PartSink,
+    /// The report's `failed` elements.
+    failed: Spool,
+    /// The failed keys.
+    keys: Spool,
+    line: Vec<u8>,
+}
+
+impl Tally {
+    fn new(files: PartSink, batches: u64) -> io::Result<Self> {
+        Ok(Self {
+            totals: Totals::default(),
+            by_kind: BTreeMap::new(),
+            seen: Seen::new(batches),
+            files,
+            failed: Spool::new()?,
+            keys: Spool::new()?,
+            line: Vec::new(),
+        })
+    }
+
+    /// Counts one file result and writes it out. Runs on a blocking thread: the `files.jsonl`
+    /// sink blocks while a part uploads.
+    fn add(&mut self, result: &FileResult) -> Result<()> {
+        let t = &mut self.totals;
+        t.rows += result.rows;
+        t.bytes_in += result.bytes_in;
+        t.bytes_out += result.outputs.iter().map(|o| o.bytes).sum::<u64>();
+        t.millis += result.millis;
+        match result.status {
+            FileStatus::Converted => t.converted += 1,
+            FileStatus::Skipped => t.skipped += 1,
+            FileStatus::Failed => {
+                t.failed += 1;
+                let error = result.error.clone().unwrap_or_else(|| FileError {
+                    kind: INTERNAL_ERROR_TYPE.into(),
+                    message: "the file failed without an error".into(),
+                    line: None,
+                });
+                *self.by_kind.entry(error.kind.clone()).or_default() += 1;
+                self.keys.push(&result.key).map_err(|e| write_error("the failed keys", e))?;
+                self.failed
+                    .push(&FailedFile { key: result.key.clone(), error })
+                    .map_err(|e| write_error("the failed files", e))?;
+            }
+        }
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, result)?;
+        self.line.push(b'\n');
+        self.files.write_all(&self.line).map_err(|e| write_error(names::FILES, e))
+    }
+
+    fn add_failed(&mut self, files: Vec<FileRef>, error: &FileError) -> Result<()> {
+        for f in files {
+            self.add(&FileResult::failed(f.key, 0, 0, error.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// Counts the files of one child execution.
+    fn add_entry(&mut self, entry: ChildExecution, source: Source) -> Result<()> {
+        let input: BatchInput = match serde_json::from_str(&entry.input) {
+            Ok(i) => i,
+            Err(e) => {
+                // Its batch then has no result and counts as not run, from the manifest.
+                tracing::warn!(execution = %entry.execution_arn, error = %e, "a child execution's input does not parse");
+                return Ok(());
+            }
+        };
+        if let Some(batch) = input.batch {
+            match self.seen.insert(batch) {
+                Some(true) => {}
+                Some(false) => {
+                    tracing::warn!(batch, execution = %entry.execution_arn, "a second result for a batch is ignored");
+                    return Ok(());
+                }
+                None => tracing::warn!(batch, "a result names a batch outside the plan"),
+            }
+        }
+        if source != Source::Succeeded {
+            return self.add_failed(input.files, &batch_error(&entry, source));
+        }
+        let output = match entry.output.as_deref().map(serde_json::from_str::<BatchResult>) {
+            Some(Ok(output)) => output,
+            other => {
+                let message = match other {
+                    Some(Err(e)) => format!("the converter's output does not parse: {e}"),
+                    _ => "the batch succeeded without an output".to_owned(),
+                };
+                let error = FileError { kind: INTERNAL_ERROR_TYPE.into(), message, line: None };
+                return self.add_failed(input.files, &error);
+            }
+        };
+        for result in &output.files {
+            self.add(result)?;
+        }
+        let returned: HashSet<&str> = output.files.iter().map(|r| r.key.as_str()).collect();
+        let missing: Vec<FileRef> = input.files.into_iter().filter(|f| !returned.contains(f.key.as_str())).collect();
+        let error = FileError {
+            kind: INTERNAL_ERROR_TYPE.into(),
+            message: "the converter returned no result for this file".into(),
+            line: None,
+        };
+        self.add_failed(missing, &error)
+    }
+
+    /// Counts the files of a manifest batch that no result covers.
+    fn add_not_run(&mut self, batch: ManifestBatch, message: &str) -> Result<()> {
+        if self.seen.insert(batch.batch) != Some(true) {
+            return Ok(());
+        }
+        let error = FileError { kind: NOT_RUN_KIND.into(), message: message.to_owned(), line: None };
+        self.add_failed(batch.files, &error)
+    }
+}
+
+/// An object being uploaded from a [`PartSink`].
+struct Upload {
+    task: JoinHandle<Result<Option<Staged>>>,
+}
+
+impl Upload {
+    fn start(client: &Client, loc: &ObjectLocation) -> (PartSink, Upload) {
+        let (sink, rx) = PartSink::new(DEFAULT_PART_SIZE);
+        let task = tokio::spawn(stage(client.clone(), loc.bucket.clone(), loc.key.clone(), rx));
+        (sink, Upload { task })
+    }
+
+    /// Commits the object when the writer finished it, discards it otherwise. An upload failure
+    /// wins over the writer's error, which is then only a broken pipe.
+    async fn complete(self, client: &Client, written: Result<()>) -> Result<()> {
+        let staged = self.task.await.unwrap_or_else(|e| Err(Error::Internal(format!("upload task: {e}"))));
+        match (written, staged) {
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(staged)) => {
+                if let Some(s) = staged {
+                    s.discard(client).await;
+                }
+                Err(e)
+            }
+            (Ok(()), Ok(Some(s))) => s.commit(client).await,
+            (Ok(()), Ok(None)) => Err(Error::Internal("an upload ended without its last part".into())),
+        }
+    }
+
+    /// Discards the object after the writer failed with `error`; returns the cause to report.
+    async fn abandon(self, client: &Client, error: Error) -> Error {
+        match self.complete(client, Err(error)).await {
+            Err(e) => e,
+            Ok(()) => Error::Internal("an abandoned upload was committed".into()),
+        }
+    }
+}
+
+/// Writes an object through a [`PartSink`] on a blocking thread, then commits it.
+async fn put_streaming<F>(client: &Client, loc: &ObjectLocation, write: F) -> Result<()>
+where
+    F: FnOnce(&mut PartSink) -> io::Result<()> + Send + 'static,
+{
+    let (sink, upload) = Upload::start(client, loc);
+    let uri = loc.uri();
+    let written = blocking(move || {
+        let mut sink = sink;
+        write(&mut sink).and_then(|()| sink.finish()).map(drop).map_err(|e| write_error(&uri, e))
+    })
+    .await;
+    upload.complete(client, written).await
+}
+
+/// `report.json`: the header fields of `report` (whose `failed` is empty), then the spooled
+/// failed files as its `failed` array, so that only the header is ever in memory.
+async fn write_report(client: &Client, loc: &ObjectLocation, report: &Report, failed: Spool) -> Result<()> {
+    let mut head = serde_json::to_vec(report)?;
+    // `failed` is the last field: reopen its empty array.
+    if !head.ends_with(b"[]}") {
+        return Err(Error::Internal("the report does not end with its failed files".into()));
+    }
+    head.truncate(head.len() - 2);
+    put_streaming(client, loc, move |w| {
+        w.write_all(&head)?;
+        io::copy(&mut failed.into_reader()?, w)?;
+        w.write_all(b"]}")
+    })
+    .await
+}
+
+/// `failed-keys.json`: `retry` (without keys), then the spooled keys as its `keys` array.
+async fn write_failed_keys(client: &Client, loc: &ObjectLocation, retry: &RunInput, keys: Spool) -> Result<()> {
+    let mut head = serde_json::to_vec(retry)?;
+    // `keys` is left out when empty, and `input` is always there, so a field follows `{`.
+    if head.pop() != Some(b'}') || head.len() < 2 {
+        return Err(Error::Internal("the failed-keys input is not a JSON object".into()));
+    }
+    put_streaming(client, loc, move |w| {
+        w.write_all(&head)?;
+        w.write_all(b",\"keys\":[")?;
+        io::copy(&mut keys.into_reader()?, w)?;
+        w.write_all(b"]}")
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lambda_cause_gives_its_error_message_and_long_causes_are_cut() {
+        let cause = r#"{"errorMessage":"GetObject s3://raw/a.csv: dispatch failure","errorType":"csvlake.Transient","trace":[]}"#;
+        assert_eq!(cause_message(cause), "GetObject s3://raw/a.csv: dispatch failure");
+        assert_eq!(cause_message("  plain text  "), "plain text");
+        assert_eq!(cause_message(r#"{"other": 1}"#), r#"{"other": 1}"#);
+        let long = "é".repeat(1000);
+        let cut = cause_message(&long);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES + '…'.len_utf8(), "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(cut.starts_with("éé"));
+    }
+
+    #[test]
+    fn seen_tracks_each_batch_once() {
+        for len in [0u64, 1, 63, 64, 65, 130] {
+            let mut seen = Seen::new(len);
+            assert_eq!(seen.any_unseen(), len > 0, "len {len}");
+            for b in 0..len {
+                assert_eq!(seen.insert(b), Some(true));
+            }
+            assert!(!seen.any_unseen(), "len {len}");
+            if len > 0 {
+                assert_eq!(seen.insert(len - 1), Some(false));
+            }
+            assert_eq!(seen.insert(len), None);
+        }
+        let mut seen = Seen::new(65);
+        for b in 0..64 {
+            assert_eq!(seen.insert(b), Some(true));
+        }
+        assert!(seen.any_unseen());
+    }
+
+    #[test]
+    fn elements_stream_one_at_a_time_and_errors_are_classified() {
+        let mut got = Vec::new();
+        each_element::<u32, _>(&b" [1, 2 ,3] "[..], "x", |n| {
+            got.push(n);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, [1, 2, 3]);
+
+        let e = each_element::<u32, _>(&b"[1, \"a\"]"[..], "s3://b/k", |_| Ok(())).unwrap_err();
+        assert!(matches!(&e, Error::Internal(m) if m.contains("s3://b/k")), "{e}");
+        let e = each_element::<u32, _>(&b"{}"[..], "k", |_| Ok(())).unwrap_err();
+        assert!(matches!(e, Error::Internal(_)), "{e}");
+
+        // The callback's own error comes back as it is, and stops the reading.
+        let mut calls = 0;
+        let e = each_element::<u32, _>(&b"[1, 2, 3]"[..], "k", |_| {
+            calls += 1;
+            Err(Error::Transient("upload".into()))
+        })
+        .unwrap_err();
+        assert!(matches!(e, Error::Transient(m) if m == "upload"));
+        assert_eq!(calls, 1);
+
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"))
+            }
+        }
+        let e = each_element::<u32, _>(Broken, "k", |_| Ok(())).unwrap_err();
+        assert!(matches!(e, Error::Transient(_)), "{e}");
+    }
+
+    #[test]
+    fn json_lines_are_read_value_by_value() {
+        let text = b"{\"key\":\"a\",\"status\":\"failed\",\"error\":{\"kind\":\"k\",\"message\":\"m\"}}\n\n{\"key\":\"b\",\"status\":\"converted\"}\n";
+        let mut keys = Vec::new();
+        each_line::<FileResult>(&text[..], "x", |r| {
+            keys.push(r.key);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(keys, ["a", "b"]);
+        assert!(each_line::<FileResult>(&b"{\"key\":1}"[..], "x", |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn the_emf_record_names_every_metric_without_dimensions() {
+        let summary = RunSummary {
+            run_id: "r1".into(),
+            status: RunStatus::Succeeded,
+            exceeded_tolerance: false,
+            totals: Totals {
+                converted: 3,
+                failed: 1,
+                skipped: 2,
+                rows: 10,
+                bytes_in: 100,
+                bytes_out: 40,
+                ..Totals::default()
+            },
+            failures_by_kind: BTreeMap::new(),
+            map_error: None,
+            report: ObjectLocation { bucket: "b".into(), key: "r".into() },
+            files: ObjectLocation { bucket: "b".into(), key: "f".into() },
+            failed_keys: None,
+        };
+        let v = emf(&summary, 1_700_000_000_000);
+        let aws = &v["_aws"];
+        assert_eq!(aws["Timestamp"], 1_700_000_000_000u64);
+        let m = &aws["CloudWatchMetrics"][0];
+        assert_eq!(m["Namespace"], "csvlake");
+        assert_eq!(m["Dimensions"], serde_json::json!([[]]));
+        let names: Vec<&str> = m["Metrics"].as_array().unwrap().iter().map(|x| x["Name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["FilesConverted", "FilesFailed", "FilesSkipped", "Rows", "BytesIn", "BytesOut"]);
+        for name in names {
+            assert!(v[name].is_u64(), "{name} has a value");
+        }
+        assert_eq!(m["Metrics"][4]["Unit"], "Bytes");
+        assert_eq!(m["Metrics"][0]["Unit"], "Count");
+        assert_eq!(
+            (v["FilesConverted"].as_u64(), v["FilesFailed"].as_u64(), v["BytesOut"].as_u64()),
+            (Some(3), Some(1), Some(40))
+        );
+        assert_eq!(v["run_id"], "r1");
+        assert_eq!(v["status"], "succeeded");
+    }
+}
