@@ -187,6 +187,29 @@ enum Work<'m> {
     Map(&'m crate::definition::Map),
 }
 
+impl<'m> Work<'m> {
+    fn io(self) -> &'m Io {
+        match self {
+            Self::Task(task) => &task.io,
+            Self::Map(map) => &map.io,
+        }
+    }
+
+    fn handlers(self) -> &'m Handlers {
+        match self {
+            Self::Task(task) => &task.handlers,
+            Self::Map(map) => &map.handlers,
+        }
+    }
+
+    fn transition(self) -> &'m Transition {
+        match self {
+            Self::Task(task) => &task.transition,
+            Self::Map(map) => &map.transition,
+        }
+    }
+}
+
 impl Executor {
     /// An executor of `definition`, reading and writing S3 through `s3`.
     pub fn new(definition: Definition, s3: aws_sdk_s3::Client) -> Self {
@@ -273,9 +296,10 @@ impl Executor {
         history: &mut Vec<HistoryEvent>,
     ) -> Result<Step<'m>, TaskError> {
         let entered = now();
-        let context = execution.object(name, &entered, 0);
+        let context = || execution.object(name, &entered, 0);
         match state {
             State::Pass(pass) => {
+                let context = context();
                 let effective = select(&pass.input_path, &input, &context, name, "InputPath")?;
                 let mut result = match &pass.parameters {
                     Some(template) => template.eval(&effective, &context, name, "Parameters")?,
@@ -289,6 +313,7 @@ impl Executor {
                 Ok(Step::after(&pass.transition, output))
             }
             State::Choice(choice) => {
+                let context = context();
                 let effective = select(&choice.input_path, &input, &context, name, "InputPath")?;
                 let mut next = None;
                 for branch in &choice.choices {
@@ -306,58 +331,30 @@ impl Executor {
                 Ok(Step::Next(next, select(&choice.output_path, &effective, &context, name, "OutputPath")?))
             }
             State::Succeed(succeed) => {
+                let context = context();
                 let effective = select(&succeed.input_path, &input, &context, name, "InputPath")?;
                 Ok(Step::End(select(&succeed.output_path, &effective, &context, name, "OutputPath")?))
             }
             State::Fail(fail) => {
                 Err(TaskError::new(fail.error.clone().unwrap_or_default(), fail.cause.clone().unwrap_or_default()))
             }
-            State::Task(task) => {
-                self.run_work(
-                    name,
-                    Work::Task(task),
-                    &task.io,
-                    &task.handlers,
-                    &task.transition,
-                    execution,
-                    &entered,
-                    input,
-                    history,
-                )
-                .await
-            }
-            State::Map(map) => {
-                self.run_work(
-                    name,
-                    Work::Map(map),
-                    &map.io,
-                    &map.handlers,
-                    &map.transition,
-                    execution,
-                    &entered,
-                    input,
-                    history,
-                )
-                .await
-            }
+            State::Task(task) => self.run_work(name, Work::Task(task), execution, &entered, input, history).await,
+            State::Map(map) => self.run_work(name, Work::Map(map), execution, &entered, input, history).await,
         }
     }
 
     /// A Task or Map state: attempts under Retry, then either the result processed into the
     /// output or the error handed to Catch.
-    #[allow(clippy::too_many_arguments)]
     async fn run_work<'m>(
         &self,
         name: &str,
         work: Work<'m>,
-        io: &'m Io,
-        handlers: &'m Handlers,
-        transition: &'m Transition,
         execution: &ExecutionContext,
         entered: &str,
         input: Value,
         history: &mut Vec<HistoryEvent>,
     ) -> Result<Step<'m>, TaskError> {
+        let (io, handlers, transition) = (work.io(), work.handlers(), work.transition());
         let mut context = execution.object(name, entered, 0);
         let effective = select(&io.input_path, &input, &context, name, "InputPath")?;
         let mut attempts = vec![0u32; handlers.retry.len()];
