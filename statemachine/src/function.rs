@@ -1,0 +1,115 @@
+//! What a Task invokes: a [`Function`] registered under its ARN, and the adapter that makes one
+//! of a Lambda handler, reporting its errors the way Lambda and Step Functions do.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::TaskError;
+
+/// How long a handler is told it has (the Lambda maximum): the deadline in its context.
+const DEADLINE: Duration = Duration::from_secs(900);
+
+/// A function a Task state can invoke through `arn:aws:states:::lambda:invoke`.
+#[async_trait::async_trait]
+pub trait Function: Send + Sync {
+    /// Runs the function on `payload`. An error's [`TaskError::error`] is what Retry and Catch
+    /// match.
+    async fn invoke(&self, payload: Value) -> Result<Value, TaskError>;
+}
+
+/// Adapts a Lambda-style handler. Its errors map through [`lambda_runtime::Diagnostic`] as the
+/// Lambda runtime maps them: the Error name is the diagnostic's `error_type` (such as
+/// `csvlake.Transient`), and the Cause is the JSON Lambda reports,
+/// `{"errorType": ..., "errorMessage": ...}`. A payload that does not deserialize into `E`
+/// fails with `csvlake.Internal`, naming the serde error.
+pub fn lambda<E, R, F, Fut>(handler: F) -> Arc<dyn Function>
+where
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + 'static,
+    F: Fn(LambdaEvent<E>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, csvlake::Error>> + Send + 'static,
+{
+    Arc::new(Lambda { handler, types: PhantomData })
+}
+
+struct Lambda<F, E, R, Fut> {
+    handler: F,
+    types: PhantomData<fn(E) -> (R, Fut)>,
+}
+
+#[async_trait::async_trait]
+impl<E, R, F, Fut> Function for Lambda<F, E, R, Fut>
+where
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + 'static,
+    F: Fn(LambdaEvent<E>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, csvlake::Error>> + Send + 'static,
+{
+    async fn invoke(&self, payload: Value) -> Result<Value, TaskError> {
+        let event: E = serde_json::from_value(payload)
+            .map_err(|e| lambda_error(csvlake::Error::Internal(format!("the payload does not deserialize: {e}"))))?;
+        let response = (self.handler)(LambdaEvent::new(event, context())).await.map_err(lambda_error)?;
+        serde_json::to_value(response)
+            .map_err(|e| lambda_error(csvlake::Error::Internal(format!("the response does not serialize: {e}"))))
+    }
+}
+
+/// A context like the one the Lambda runtime passes: a request id and a deadline.
+fn context() -> Context {
+    let mut context = Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    context.deadline = SystemTime::now()
+        .checked_add(DEADLINE)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    context
+}
+
+/// The state error Step Functions reports for a Lambda function error.
+fn lambda_error(e: csvlake::Error) -> TaskError {
+    let diagnostic = Diagnostic::from(e);
+    let cause = serde_json::to_string(&diagnostic).unwrap_or_else(|_| diagnostic.error_message.clone());
+    TaskError { error: diagnostic.error_type, cause }
+}
+
+#[cfg(test)]
+mod tests {
+    use csvlake::payload::ConvertBatch;
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn handler_errors_keep_their_diagnostic_type_and_message() {
+        let f = lambda(|event: LambdaEvent<Value>| async move {
+            assert!(!event.context.request_id.is_empty() && event.context.deadline > 0);
+            match event.payload["fail"].as_str() {
+                Some("transient") => Err(csvlake::Error::Transient("slow down".into())),
+                Some(_) => Err(csvlake::Error::Internal("broken".into())),
+                None => Ok(json!({"echo": event.payload})),
+            }
+        });
+        assert_eq!(f.invoke(json!({"a": 1})).await.unwrap(), json!({"echo": {"a": 1}}));
+        let e = f.invoke(json!({"fail": "transient"})).await.unwrap_err();
+        assert_eq!(e.error, "csvlake.Transient");
+        let cause: Value = serde_json::from_str(&e.cause).unwrap();
+        assert_eq!(cause, json!({"errorType": "csvlake.Transient", "errorMessage": "transient: slow down"}));
+        let e = f.invoke(json!({"fail": "other"})).await.unwrap_err();
+        assert_eq!(e.error, "csvlake.Internal");
+    }
+
+    #[tokio::test]
+    async fn a_payload_of_the_wrong_shape_is_an_internal_error_naming_serde() {
+        let f = lambda(|event: LambdaEvent<ConvertBatch>| async move { Ok(event.payload.files.len()) });
+        let e = f.invoke(json!({"files": []})).await.unwrap_err();
+        assert_eq!(e.error, "csvlake.Internal");
+        assert!(e.cause.contains("missing field `job`"), "{}", e.cause);
+    }
+}

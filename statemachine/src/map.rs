@@ -1,0 +1,433 @@
+//! The Distributed Map: a Map Run reads its items from S3 (ItemReader), runs one child
+//! execution of the ItemProcessor per item as a tokio task (at most MaxConcurrency at once),
+//! stops starting items once more failed than tolerated, and writes the children's results to
+//! S3 as Step Functions' ResultWriter does:
+//!
+//! `<Prefix>/<map-run-id>/SUCCEEDED_n.json`, `FAILED_n.json` (JSON arrays of
+//! [`ChildExecution`]) and `manifest.json` ([`ResultManifest`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use csvlake::run::{ChildExecution, Included, MapOutput, ResultFile, ResultFiles, ResultManifest, ResultWriterDetails};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::context::{ExecutionContext, STATE_MACHINE_NAME, now, states_arn, with_map_item};
+use crate::definition::{ExecutionType, Map, Setting, StateMachine};
+use crate::error::{TaskError, names};
+use crate::executor::{Executor, HistoryEvent};
+use crate::path::{Template, kind};
+
+/// When the Map Run fails for its failed children.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Tolerance {
+    percentage: Option<f64>,
+    count: Option<u64>,
+}
+
+impl Tolerance {
+    /// Whether `failed` of `total` children exceed it. With neither setting, one failure does.
+    fn exceeded(&self, failed: u64, total: u64) -> bool {
+        if failed == 0 {
+            return false;
+        }
+        match (self.percentage, self.count) {
+            (None, None) => true,
+            (percentage, count) => {
+                percentage.is_some_and(|p| failed as f64 * 100.0 / total.max(1) as f64 > p)
+                    || count.is_some_and(|c| failed > c)
+            }
+        }
+    }
+}
+
+/// One finished child execution.
+struct Child {
+    index: usize,
+    name: String,
+    input: Value,
+    start: String,
+    stop: String,
+    result: Result<Value, TaskError>,
+    history: Vec<HistoryEvent>,
+}
+
+/// Runs one attempt of the Map state `name` on its effective input; returns the Map's result,
+/// [`MapOutput`] as JSON.
+pub(crate) async fn run(
+    executor: &Executor,
+    name: &str,
+    map: &Map,
+    effective: &Value,
+    context: &Value,
+    history: &mut Vec<HistoryEvent>,
+) -> Result<Value, TaskError> {
+    let max_concurrency = match &map.max_concurrency {
+        Setting::Fixed(n) => *n,
+        Setting::Path(path) => {
+            let value = path.get(effective, context).ok_or_else(|| missing(name, "MaxConcurrencyPath", path))?;
+            value.as_u64().ok_or_else(|| mistyped(name, "MaxConcurrencyPath", "a non-negative integer", value))?
+        }
+    };
+    let tolerance = Tolerance {
+        percentage: match &map.tolerated_failure_percentage {
+            None => None,
+            Some(Setting::Fixed(p)) => Some(*p),
+            Some(Setting::Path(path)) => {
+                let key = "ToleratedFailurePercentagePath";
+                let value = path.get(effective, context).ok_or_else(|| missing(name, key, path))?;
+                let p = value.as_f64().filter(|p| (0.0..=100.0).contains(p));
+                Some(p.ok_or_else(|| mistyped(name, key, "a number in 0..=100", value))?)
+            }
+        },
+        count: match &map.tolerated_failure_count {
+            None => None,
+            Some(Setting::Fixed(n)) => Some(*n),
+            Some(Setting::Path(path)) => {
+                let key = "ToleratedFailureCountPath";
+                let value = path.get(effective, context).ok_or_else(|| missing(name, key, path))?;
+                Some(value.as_u64().ok_or_else(|| mistyped(name, key, "a non-negative integer", value))?)
+            }
+        },
+    };
+    let (bucket, key) = s3_location(&map.reader, "Key", effective, context, name, "ItemReader")?;
+    let (results_bucket, results_prefix) =
+        s3_location(&map.writer, "Prefix", effective, context, name, "ResultWriter")?;
+
+    let items = read_items(executor, &bucket, &key).await?;
+    let inputs = match &map.item_selector {
+        None => items,
+        Some(selector) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| selector.eval(effective, &with_map_item(context, i, item), name, "ItemSelector"))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+
+    let run_id = Uuid::new_v4().to_string();
+    let label = format!("{STATE_MACHINE_NAME}/{name}");
+    let map_run_arn = states_arn(&format!("mapRun:{label}:{run_id}"));
+    let children = Children {
+        executor: executor.clone(),
+        processor: Arc::clone(&map.processor),
+        state_machine_arn: states_arn(&format!("stateMachine:{label}")),
+        label: label.clone(),
+        run_id: run_id.clone(),
+        execution_type: map.execution_type,
+    };
+    let total = inputs.len() as u64;
+    history.push(HistoryEvent::MapRunStarted {
+        state: name.to_owned(),
+        map_run_arn: map_run_arn.clone(),
+        items: total,
+    });
+
+    let limit = if max_concurrency == 0 { usize::MAX } else { usize::try_from(max_concurrency).unwrap_or(usize::MAX) };
+    let (mut finished, exceeded) = children.run_all(inputs, limit, tolerance).await;
+    finished.sort_by_key(|c| c.index);
+
+    let failed = finished.iter().filter(|c| c.result.is_err()).count() as u64;
+    let succeeded = finished.len() as u64 - failed;
+    for child in &mut finished {
+        let index = child.index as u64;
+        for event in child.history.drain(..) {
+            history.push(HistoryEvent::MapItem { state: name.to_owned(), index, event: Box::new(event) });
+        }
+        if let Err(e) = &child.result {
+            history.push(HistoryEvent::MapItemFailed { state: name.to_owned(), index, error: e.error.clone() });
+        }
+    }
+    history.push(HistoryEvent::MapRunEnded {
+        state: name.to_owned(),
+        succeeded,
+        failed,
+        not_started: total - finished.len() as u64,
+    });
+
+    let entries = finished.into_iter().map(|c| children.entry(c));
+    let (succeeded_entries, failed_entries): (Vec<_>, Vec<_>) = entries.partition(|e| e.status == "SUCCEEDED");
+    let writer = ResultWriter {
+        s3: &executor.s3,
+        bucket: &results_bucket,
+        base: results_base(&results_prefix, &run_id),
+        per_file: executor.results_per_file,
+    };
+    let manifest_key = writer.write(&map_run_arn, &succeeded_entries, &failed_entries).await?;
+
+    if exceeded {
+        return Err(TaskError::new(
+            names::EXCEEDED_TOLERATED_FAILURE_THRESHOLD,
+            format!(
+                "The specified tolerated failure threshold was exceeded: {failed} of {total} items failed \
+                 (ToleratedFailurePercentage {}, ToleratedFailureCount {}); Map Run {map_run_arn}, results in \
+                 s3://{results_bucket}/{manifest_key}",
+                tolerance.percentage.map_or("not set".into(), |p| p.to_string()),
+                tolerance.count.map_or("not set".into(), |c| c.to_string()),
+            ),
+        ));
+    }
+    let output = MapOutput {
+        map_run_arn,
+        result_writer_details: ResultWriterDetails { bucket: results_bucket, key: manifest_key },
+    };
+    serde_json::to_value(output).map_err(|e| TaskError::runtime(name, format!("the Map output: {e}")))
+}
+
+fn missing(state: &str, field: &str, path: &crate::path::Path) -> TaskError {
+    TaskError::runtime(state, format!("Invalid path \"{path}\": the {field} references an invalid value"))
+}
+
+fn mistyped(state: &str, field: &str, expected: &str, value: &Value) -> TaskError {
+    TaskError::runtime(state, format!("the {field} value must be {expected}, not the {} {value}", kind(value)))
+}
+
+/// `Bucket` and `Key` (or `Prefix`) of evaluated ItemReader or ResultWriter Parameters.
+fn s3_location(
+    parameters: &Template,
+    second: &str,
+    effective: &Value,
+    context: &Value,
+    state: &str,
+    what: &str,
+) -> Result<(String, String), TaskError> {
+    let value = parameters.eval(effective, context, state, &format!("the Parameters of the {what}"))?;
+    let field = |key: &str| match value.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        other => Err(TaskError::runtime(
+            state,
+            format!("{key} in the Parameters of the {what} must be a string, not {}", other.map_or("missing", kind)),
+        )),
+    };
+    Ok((field("Bucket")?, field(second)?))
+}
+
+/// The items: the object's body, a JSON array.
+async fn read_items(executor: &Executor, bucket: &str, key: &str) -> Result<Vec<Value>, TaskError> {
+    let failed = |message: String| TaskError::new(names::ITEM_READER_FAILED, message);
+    let object = executor
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| failed(format!("s3:getObject s3://{bucket}/{key}: {}", DisplayErrorContext(e))))?;
+    let body =
+        object.body.collect().await.map_err(|e| failed(format!("reading s3://{bucket}/{key}: {e}")))?.into_bytes();
+    match serde_json::from_slice(&body) {
+        Ok(Value::Array(items)) => Ok(items),
+        Ok(other) => Err(failed(format!("s3://{bucket}/{key} holds a JSON {}, not an array of items", kind(&other)))),
+        Err(e) => Err(failed(format!("s3://{bucket}/{key} is not JSON: {e}"))),
+    }
+}
+
+/// What every child of one Map Run shares.
+struct Children {
+    executor: Executor,
+    processor: Arc<StateMachine>,
+    state_machine_arn: String,
+    label: String,
+    run_id: String,
+    execution_type: ExecutionType,
+}
+
+impl Children {
+    /// Runs the children, at most `limit` at once, and starts no more once the tolerance is
+    /// exceeded (running ones finish). Returns the finished children and whether it was.
+    async fn run_all(&self, inputs: Vec<Value>, limit: usize, tolerance: Tolerance) -> (Vec<Child>, bool) {
+        let total = inputs.len() as u64;
+        let mut pending = inputs.into_iter().enumerate();
+        let mut running = JoinSet::new();
+        // What a child that panicked (a bug of the executor) is recorded with.
+        let mut started = HashMap::new();
+        let mut finished = Vec::new();
+        let mut failed = 0;
+        let mut exceeded = false;
+        loop {
+            while !exceeded && running.len() < limit {
+                let Some((index, input)) = pending.next() else { break };
+                let name = Uuid::new_v4().to_string();
+                let start = now();
+                let execution = ExecutionContext {
+                    name: name.clone(),
+                    id: self.execution_arn(&name),
+                    input: input.clone(),
+                    start_time: start.clone(),
+                    state_machine_id: self.state_machine_arn.clone(),
+                    state_machine_name: self.label.clone(),
+                };
+                let handle = running.spawn(child(self.executor.clone(), Arc::clone(&self.processor), execution));
+                started.insert(handle.id(), (index, name, input, start));
+            }
+            let Some(joined) = running.join_next_with_id().await else { break };
+            let (id, result, history) = match joined {
+                Ok((id, (result, history))) => (id, result, history),
+                Err(e) => {
+                    let panic = TaskError::new(names::RUNTIME, format!("the child execution stopped: {e}"));
+                    (e.id(), Err(panic), Vec::new())
+                }
+            };
+            let Some((index, name, input, start)) = started.remove(&id) else { continue };
+            if result.is_err() {
+                failed += 1;
+                exceeded = exceeded || tolerance.exceeded(failed, total);
+            }
+            finished.push(Child { index, name, input, start, stop: now(), result, history });
+        }
+        (finished, exceeded)
+    }
+
+    fn execution_arn(&self, child: &str) -> String {
+        match self.execution_type {
+            ExecutionType::Standard => states_arn(&format!("execution:{}:{child}", self.label)),
+            ExecutionType::Express => states_arn(&format!("express:{}:{}:{child}", self.label, self.run_id)),
+        }
+    }
+
+    /// The ResultWriter entry of a finished child.
+    fn entry(&self, child: Child) -> ChildExecution {
+        let (status, output, error, cause) = match child.result {
+            Ok(output) => ("SUCCEEDED", Some(output.to_string()), None, None),
+            Err(e) => ("FAILED", None, Some(e.error), Some(e.cause)),
+        };
+        ChildExecution {
+            execution_arn: self.execution_arn(&child.name),
+            input: child.input.to_string(),
+            input_details: Included { included: true },
+            name: child.name,
+            output_details: output.as_ref().map(|_| Included { included: true }),
+            output,
+            redrive_count: 0,
+            redrive_status: "NOT_REDRIVABLE".into(),
+            redrive_status_reason: None,
+            start_date: child.start,
+            state_machine_arn: self.state_machine_arn.clone(),
+            status: status.into(),
+            stop_date: Some(child.stop),
+            error,
+            cause,
+        }
+    }
+}
+
+/// One child execution, boxed: it runs the executor, which runs Maps, which run children.
+fn child(
+    executor: Executor,
+    processor: Arc<StateMachine>,
+    execution: ExecutionContext,
+) -> BoxFuture<'static, (Result<Value, TaskError>, Vec<HistoryEvent>)> {
+    Box::pin(async move {
+        let mut history = Vec::new();
+        let result = executor.run_machine(&processor, &execution, execution.input.clone(), &mut history).await;
+        (result, history)
+    })
+}
+
+/// `<Prefix>/<map-run-id>`, without doubled slashes.
+fn results_base(prefix: &str, run_id: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() { run_id.to_owned() } else { format!("{prefix}/{run_id}") }
+}
+
+/// Writes the results files and the manifest of one Map Run.
+struct ResultWriter<'a> {
+    s3: &'a aws_sdk_s3::Client,
+    bucket: &'a str,
+    base: String,
+    per_file: usize,
+}
+
+impl ResultWriter<'_> {
+    /// Writes `SUCCEEDED_n.json`, `FAILED_n.json` and then `manifest.json`; returns the
+    /// manifest's key.
+    async fn write(
+        &self,
+        map_run_arn: &str,
+        succeeded: &[ChildExecution],
+        failed: &[ChildExecution],
+    ) -> Result<String, TaskError> {
+        let files = ResultFiles {
+            failed: self.write_files("FAILED", failed).await?,
+            pending: Vec::new(),
+            succeeded: self.write_files("SUCCEEDED", succeeded).await?,
+        };
+        let manifest = ResultManifest {
+            destination_bucket: self.bucket.to_owned(),
+            map_run_arn: map_run_arn.to_owned(),
+            result_files: files,
+        };
+        let key = format!("{}/manifest.json", self.base);
+        self.put(&key, serialize(&manifest)?).await?;
+        Ok(key)
+    }
+
+    async fn write_files(&self, status: &str, entries: &[ChildExecution]) -> Result<Vec<ResultFile>, TaskError> {
+        let mut files = Vec::new();
+        for (n, chunk) in entries.chunks(self.per_file).enumerate() {
+            let key = format!("{}/{status}_{n}.json", self.base);
+            let body = serialize(chunk)?;
+            let size = body.len() as u64;
+            self.put(&key, body).await?;
+            files.push(ResultFile { key, size });
+        }
+        Ok(files)
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), TaskError> {
+        self.s3
+            .put_object()
+            .bucket(self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| {
+                TaskError::new(
+                    names::RESULT_WRITER_FAILED,
+                    format!("s3:putObject s3://{}/{key}: {}", self.bucket, DisplayErrorContext(e)),
+                )
+            })?;
+        Ok(())
+    }
+}
+
+fn serialize<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, TaskError> {
+    serde_json::to_vec(value).map_err(|e| TaskError::new(names::RESULT_WRITER_FAILED, format!("serializing: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerance_follows_the_percentage_and_count() {
+        let none = Tolerance { percentage: None, count: None };
+        assert!(!none.exceeded(0, 10));
+        assert!(none.exceeded(1, 10));
+        let pct = Tolerance { percentage: Some(10.0), count: None };
+        assert!(!pct.exceeded(1, 10));
+        assert!(pct.exceeded(2, 10));
+        let zero = Tolerance { percentage: Some(0.0), count: None };
+        assert!(zero.exceeded(1, 1000));
+        let all = Tolerance { percentage: Some(100.0), count: None };
+        assert!(!all.exceeded(10, 10));
+        let count = Tolerance { percentage: None, count: Some(2) };
+        assert!(!count.exceeded(2, 3));
+        assert!(count.exceeded(3, 3));
+        let both = Tolerance { percentage: Some(50.0), count: Some(1) };
+        assert!(both.exceeded(2, 100));
+    }
+
+    #[test]
+    fn results_sit_under_the_prefix_and_the_run() {
+        assert_eq!(results_base("out/_runs/r/results", "u"), "out/_runs/r/results/u");
+        assert_eq!(results_base("results/", "u"), "results/u");
+        assert_eq!(results_base("", "u"), "u");
+    }
+}

@@ -1,0 +1,51 @@
+//! Tests of the executor through its public API: parsing, state semantics, and whole runs of
+//! `pipeline.asl.json` over the embedded S3 endpoint.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::{Definition, Function, TaskError};
+
+mod definition;
+mod pipeline;
+mod semantics;
+
+/// A function from an async closure.
+struct FnFunction<F>(F);
+
+#[async_trait::async_trait]
+impl<F, Fut> Function for FnFunction<F>
+where
+    F: Fn(Value) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<Value, TaskError>> + Send,
+{
+    async fn invoke(&self, payload: Value) -> Result<Value, TaskError> {
+        (self.0)(payload).await
+    }
+}
+
+fn function<F, Fut>(f: F) -> Arc<dyn Function>
+where
+    F: Fn(Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, TaskError>> + Send + 'static,
+{
+    Arc::new(FnFunction(f))
+}
+
+/// Parses a definition without substitutions.
+fn parse(definition: Value) -> Definition {
+    Definition::parse(&definition.to_string(), &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A client for an endpoint nobody listens on, for definitions without a Map.
+fn unused_s3() -> aws_sdk_s3::Client {
+    csvlake::s3::endpoint_client(&csvlake::s3::Endpoint {
+        url: "http://127.0.0.1:9".into(),
+        access_key: "unused".into(),
+        secret_key: "unused".into(),
+        region: "us-east-1".into(),
+    })
+}

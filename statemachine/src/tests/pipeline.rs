@@ -1,0 +1,497 @@
+//! Whole runs of `pipeline.asl.json` itself, with fake planner, converter and reducer
+//! functions (Lambda handlers over the payload types of `csvlake::run`), over the embedded S3
+//! endpoint. The ResultWriter files are checked on disk.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use csvlake::local::{LocalBucket, LocalS3};
+use csvlake::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus};
+use csvlake::run::{
+    ChildExecution, ManifestBatch, Mode, ObjectLocation, Plan, PlanRequest, ReduceRequest, ResultManifest,
+    ResultsLocation, names, run_key,
+};
+use lambda_runtime::LambdaEvent;
+use serde_json::{Value, json};
+
+use crate::{
+    CONVERTER, DEFINITION, Definition, ExecutionStatus, Executor, Function, HistoryEvent, PLANNER, REDUCER, TaskError,
+    lambda, local_function_arn, local_substitutions,
+};
+
+const LAKE: &str = "lake";
+
+/// How the fakes behave.
+struct Options {
+    /// Batches whose conversion fails with `csvlake.Internal`.
+    failing: Vec<u64>,
+    /// Batches whose conversion fails with `csvlake.Transient` this many times first.
+    transient: Vec<(u64, u32)>,
+    /// Whether the planner writes the manifest.
+    write_manifest: bool,
+    /// What the reducer answers for `exceeded_tolerance`.
+    exceeded: bool,
+    results_per_file: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            failing: Vec::new(),
+            transient: Vec::new(),
+            write_manifest: true,
+            exceeded: false,
+            results_per_file: 1000,
+        }
+    }
+}
+
+/// The converter's bookkeeping.
+#[derive(Default)]
+struct Converter {
+    calls: Mutex<Vec<Value>>,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    failing: Vec<u64>,
+    transient: Mutex<BTreeMap<u64, u32>>,
+}
+
+impl Converter {
+    async fn convert(&self, batch: ConvertBatch) -> csvlake::Result<BatchResult> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let index = batch.batch.ok_or_else(|| csvlake::Error::Internal("no batch index".into()))?;
+        if let Some(left) = self.transient.lock().unwrap().get_mut(&index)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(csvlake::Error::Transient(format!("batch {index} throttled")));
+        }
+        if self.failing.contains(&index) {
+            return Err(csvlake::Error::Internal(format!("batch {index} is broken")));
+        }
+        let files = batch
+            .files
+            .iter()
+            .map(|f| FileResult {
+                key: f.key.clone(),
+                status: FileStatus::Converted,
+                rows: 1,
+                bytes_in: f.size,
+                outputs: Vec::new(),
+                millis: 1,
+                error: None,
+            })
+            .collect();
+        Ok(BatchResult { files })
+    }
+}
+
+/// Records each raw payload, then calls the Lambda handler.
+struct Recording {
+    converter: Arc<Converter>,
+    handler: Arc<dyn Function>,
+}
+
+#[async_trait::async_trait]
+impl Function for Recording {
+    async fn invoke(&self, payload: Value) -> Result<Value, TaskError> {
+        self.converter.calls.lock().unwrap().push(payload.clone());
+        self.handler.invoke(payload).await
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    _s3: LocalS3,
+    lake: PathBuf,
+    executor: Executor,
+    converter: Arc<Converter>,
+    plans: Arc<Mutex<Vec<Plan>>>,
+    reduced: Arc<Mutex<Vec<ReduceRequest>>>,
+}
+
+async fn plan(s3: &aws_sdk_s3::Client, request: PlanRequest, write_manifest: bool) -> csvlake::Result<Plan> {
+    let input = request.input;
+    let job = input.job()?;
+    let batches: Vec<ManifestBatch> = input
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| ManifestBatch {
+            batch: i as u64,
+            files: vec![FileRef { key: key.clone(), size: 100 + i as u64 }],
+        })
+        .collect();
+    let manifest =
+        ObjectLocation { bucket: LAKE.into(), key: run_key(&job.output.prefix, &request.run_id, names::MANIFEST) };
+    if write_manifest && !batches.is_empty() {
+        s3.put_object()
+            .bucket(LAKE)
+            .key(&manifest.key)
+            .body(serde_json::to_vec(&batches)?.into())
+            .send()
+            .await
+            .map_err(|e| csvlake::Error::Transient(format!("{e:?}")))?;
+    }
+    Ok(Plan {
+        run_id: request.run_id.clone(),
+        mode: Mode::Keys,
+        incremental: false,
+        files: batches.len() as u64,
+        bytes: batches.iter().flat_map(|b| &b.files).map(|f| f.size).sum(),
+        batches: batches.len() as u64,
+        skipped: 0,
+        rejected: 0,
+        manifest,
+        rejected_results: None,
+        results: ResultsLocation {
+            bucket: LAKE.into(),
+            prefix: run_key(&job.output.prefix, &request.run_id, names::RESULTS),
+        },
+        max_concurrency: input.max_concurrency(),
+        tolerated_failure_percentage: input.tolerated_failure_percentage()?,
+        job,
+    })
+}
+
+async fn harness(options: Options) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join(LAKE);
+    let s3 = LocalS3::start(&[LocalBucket { name: LAKE.into(), dir: lake.clone() }]).await.unwrap();
+    let client = s3.client();
+
+    let plans = Arc::new(Mutex::new(Vec::new()));
+    let planner = {
+        let (client, plans) = (client.clone(), Arc::clone(&plans));
+        let write = options.write_manifest;
+        lambda(move |event: LambdaEvent<PlanRequest>| {
+            let (client, plans) = (client.clone(), Arc::clone(&plans));
+            async move {
+                let plan = plan(&client, event.payload, write).await?;
+                plans.lock().unwrap().push(plan.clone());
+                Ok::<_, csvlake::Error>(plan)
+            }
+        })
+    };
+    let converter = Arc::new(Converter {
+        failing: options.failing,
+        transient: Mutex::new(options.transient.into_iter().collect()),
+        ..Converter::default()
+    });
+    let handler = {
+        let converter = Arc::clone(&converter);
+        lambda(move |event: LambdaEvent<ConvertBatch>| {
+            let converter = Arc::clone(&converter);
+            async move { converter.convert(event.payload).await }
+        })
+    };
+    let reduced = Arc::new(Mutex::new(Vec::new()));
+    let reducer = {
+        let reduced = Arc::clone(&reduced);
+        let exceeded = options.exceeded;
+        lambda(move |event: LambdaEvent<ReduceRequest>| {
+            let reduced = Arc::clone(&reduced);
+            async move {
+                let run_id = event.payload.plan.run_id.clone();
+                reduced.lock().unwrap().push(event.payload);
+                Ok::<_, csvlake::Error>(json!({"run_id": run_id, "exceeded_tolerance": exceeded}))
+            }
+        })
+    };
+
+    let definition = Definition::parse(DEFINITION, &local_substitutions()).unwrap();
+    let executor = Executor::new(definition, client)
+        .with_delay_scale(0.0)
+        .with_results_per_file(options.results_per_file)
+        .with_function(local_function_arn(PLANNER), planner)
+        .with_function(
+            local_function_arn(CONVERTER),
+            Arc::new(Recording { converter: Arc::clone(&converter), handler }),
+        )
+        .with_function(local_function_arn(REDUCER), reducer);
+    Harness { _dir: dir, _s3: s3, lake, executor, converter, plans, reduced }
+}
+
+/// An execution input in mode `keys`, one batch per key.
+fn input(keys: usize, max_concurrency: u32, tolerated: f64) -> Value {
+    json!({
+        "input": {"bucket": "raw", "prefix": "in/"},
+        "output": {"bucket": LAKE, "prefix": "out/"},
+        "mode": "keys",
+        "keys": (0..keys).map(|i| format!("in/{i}.csv")).collect::<Vec<_>>(),
+        "max_concurrency": max_concurrency,
+        "tolerated_failure_percentage": tolerated,
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The ResultWriter output of one Map Run, read from disk.
+struct Results {
+    manifest: ResultManifest,
+    succeeded: Vec<Vec<ChildExecution>>,
+    failed: Vec<Vec<ChildExecution>>,
+}
+
+impl Harness {
+    /// Reads the manifest at `key` and every results file it lists, checking the sizes.
+    fn results(&self, key: &str) -> Results {
+        let manifest: ResultManifest = read_json(&self.lake.join(key));
+        assert_eq!(manifest.destination_bucket, LAKE);
+        assert!(manifest.result_files.pending.is_empty());
+        let base = key.strip_suffix("/manifest.json").unwrap();
+        let read = |files: &[csvlake::run::ResultFile], status: &str| {
+            files
+                .iter()
+                .enumerate()
+                .map(|(n, file)| {
+                    assert_eq!(file.key, format!("{base}/{status}_{n}.json"));
+                    let path = self.lake.join(&file.key);
+                    assert_eq!(std::fs::metadata(&path).unwrap().len(), file.size, "{}", file.key);
+                    read_json::<Vec<ChildExecution>>(&path)
+                })
+                .collect::<Vec<_>>()
+        };
+        Results {
+            succeeded: read(&manifest.result_files.succeeded, "SUCCEEDED"),
+            failed: read(&manifest.result_files.failed, "FAILED"),
+            manifest,
+        }
+    }
+
+    /// The one Map Run manifest under the run's results prefix.
+    fn only_manifest(&self, run_id: &str) -> String {
+        let prefix = run_key("out/", run_id, names::RESULTS);
+        let runs: Vec<_> =
+            std::fs::read_dir(self.lake.join(&prefix)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        format!("{prefix}/{}/manifest.json", runs[0].to_string_lossy())
+    }
+
+    fn converter_calls(&self) -> Vec<Value> {
+        self.converter.calls.lock().unwrap().clone()
+    }
+
+    fn reduced(&self) -> ReduceRequest {
+        let reduced = self.reduced.lock().unwrap();
+        assert_eq!(reduced.len(), 1);
+        reduced[0].clone()
+    }
+}
+
+/// The batch index of a results entry, from its Input.
+fn batch_of(entry: &ChildExecution) -> u64 {
+    let input: ConvertBatch = serde_json::from_str(&entry.input).unwrap();
+    input.batch.unwrap()
+}
+
+fn entered(history: &[HistoryEvent], state: &str) -> bool {
+    history.iter().any(|e| matches!(e, HistoryEvent::StateEntered { state: s } if s == state))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_run_converts_every_batch_and_hands_the_results_to_the_reducer() {
+    let h = harness(Options { results_per_file: 2, ..Options::default() }).await;
+    // Executions are Send and 'static: they run on spawned tasks.
+    let executor = h.executor.clone();
+    let execution = tokio::spawn(async move { executor.execute("run-1", input(5, 2, 0.0)).await }).await.unwrap();
+    assert_eq!(execution.status, ExecutionStatus::Succeeded(json!({"run_id": "run-1", "exceeded_tolerance": false})));
+
+    let plan = h.plans.lock().unwrap()[0].clone();
+    assert_eq!(plan.run_id, "run-1");
+
+    // Each converter call is the ItemSelector's {job, batch, files}.
+    let mut calls = h.converter_calls();
+    calls.sort_by_key(|c| c["batch"].as_u64());
+    assert_eq!(calls.len(), 5);
+    for (i, call) in calls.iter().enumerate() {
+        let keys: Vec<&String> = call.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["batch", "files", "job"]);
+        assert_eq!(call["batch"], json!(i));
+        assert_eq!(call["job"], serde_json::to_value(&plan.job).unwrap());
+        assert_eq!(call["files"], json!([{"key": format!("in/{i}.csv"), "size": 100 + i}]));
+    }
+    assert_eq!(h.converter.peak.load(Ordering::SeqCst), 2, "MaxConcurrencyPath is respected");
+
+    // The reducer gets the plan and the Map's output.
+    let reduced = h.reduced();
+    assert_eq!(reduced.plan, plan);
+    assert!(reduced.convert_error.is_none());
+    let convert = reduced.convert.unwrap();
+    assert_eq!(convert.result_writer_details.bucket, LAKE);
+    let prefix = format!("{}/", plan.results.prefix);
+    assert!(convert.result_writer_details.key.starts_with(&prefix), "{}", convert.result_writer_details.key);
+    assert!(convert.map_run_arn.starts_with("arn:aws:states:local:000000000000:mapRun:csvlake-pipeline/Convert:"));
+
+    // The ResultWriter files: 5 successes split 2 + 2 + 1, no failures.
+    let results = h.results(&convert.result_writer_details.key);
+    assert_eq!(results.manifest.map_run_arn, convert.map_run_arn);
+    assert_eq!(results.succeeded.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    assert!(results.failed.is_empty());
+    let mut batches = Vec::new();
+    for entry in results.succeeded.iter().flatten() {
+        assert_eq!(entry.status, "SUCCEEDED");
+        assert_eq!(entry.redrive_status, "NOT_REDRIVABLE");
+        assert!(entry.input_details.included && entry.output_details.unwrap().included);
+        assert!(entry.execution_arn.ends_with(&format!(":{}", entry.name)));
+        assert!(entry.state_machine_arn.ends_with(":stateMachine:csvlake-pipeline/Convert"));
+        assert!(entry.error.is_none() && entry.stop_date.is_some());
+        assert!(chrono::DateTime::parse_from_rfc3339(&entry.start_date).is_ok());
+        let output: BatchResult = serde_json::from_str(entry.output.as_deref().unwrap()).unwrap();
+        assert_eq!(output.files.len(), 1);
+        batches.push(batch_of(entry));
+    }
+    assert_eq!(batches, [0, 1, 2, 3, 4], "entries are in item order");
+
+    let h = &execution.history;
+    assert!(h.iter().any(|e| matches!(e, HistoryEvent::MapRunStarted { items: 5, .. })));
+    assert!(h.iter().any(|e| matches!(e, HistoryEvent::MapRunEnded { succeeded: 5, failed: 0, not_started: 0, .. })));
+    assert!(entered(h, "Reduce") && entered(h, "Done") && !entered(h, "ToleranceExceeded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_bounds_the_children_and_zero_means_unbounded() {
+    let h = harness(Options::default()).await;
+    let execution = h.executor.execute("bounded", input(9, 3, 0.0)).await;
+    assert!(execution.output().is_some(), "{:?}", execution.status);
+    assert_eq!(h.converter.peak.load(Ordering::SeqCst), 3);
+
+    h.converter.peak.store(0, Ordering::SeqCst);
+    let execution = h.executor.execute("unbounded", input(6, 0, 0.0)).await;
+    assert!(execution.output().is_some(), "{:?}", execution.status);
+    assert_eq!(h.converter.peak.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_run_at_once_on_one_executor() {
+    let h = harness(Options::default()).await;
+    let runs = ["a", "b", "c"].map(|name| {
+        let executor = h.executor.clone();
+        tokio::spawn(async move { executor.execute(name, input(2, 1, 0.0)).await })
+    });
+    for (run, name) in runs.into_iter().zip(["a", "b", "c"]) {
+        let execution = run.await.unwrap();
+        assert_eq!(execution.output().unwrap()["run_id"], json!(name));
+    }
+    assert_eq!(h.converter_calls().len(), 6);
+    assert_eq!(h.reduced.lock().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_converter_failures_are_retried_within_the_child() {
+    let h = harness(Options { transient: vec![(1, 2)], ..Options::default() }).await;
+    let execution = h.executor.execute("retry", input(3, 3, 0.0)).await;
+    assert!(execution.output().is_some(), "{:?}", execution.status);
+    assert_eq!(h.converter_calls().len(), 5);
+    let child_retries: Vec<(u64, u32)> = execution
+        .history
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEvent::MapItem { state, index, event } if state == "Convert" => match event.as_ref() {
+                HistoryEvent::RetryScheduled { state, attempt, .. } if state == "ConvertBatch" => {
+                    Some((*index, *attempt))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(child_retries, [(1, 1), (1, 2)]);
+    let reduced = h.reduced();
+    let results = h.results(&reduced.convert.unwrap().result_writer_details.key);
+    assert_eq!(results.succeeded.concat().iter().map(batch_of).collect::<Vec<_>>(), [0, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceeding_the_tolerance_is_caught_reduced_and_the_results_are_still_written() {
+    let h = harness(Options { failing: vec![1], ..Options::default() }).await;
+    // One at a time: batch 1 fails, so batches 2..5 never start.
+    let execution = h.executor.execute("exceeded", input(6, 1, 0.0)).await;
+    assert!(execution.output().is_some(), "{:?}", execution.status);
+    assert_eq!(h.converter_calls().len(), 2, "csvlake.Internal is not retried and nothing starts after it");
+    assert!(execution.history.contains(&HistoryEvent::Caught {
+        state: "Convert".into(),
+        error: "States.ExceededToleratedFailureThreshold".into(),
+        next: "Reduce".into()
+    }));
+    assert!(execution.history.contains(&HistoryEvent::MapItemFailed {
+        state: "Convert".into(),
+        index: 1,
+        error: "csvlake.Internal".into()
+    }));
+    assert!(
+        execution
+            .history
+            .iter()
+            .any(|e| matches!(e, HistoryEvent::MapRunEnded { succeeded: 1, failed: 1, not_started: 4, .. }))
+    );
+
+    let reduced = h.reduced();
+    assert!(reduced.convert.is_none());
+    let error = reduced.convert_error.unwrap();
+    assert_eq!(error.error, "States.ExceededToleratedFailureThreshold");
+
+    let results = h.results(&h.only_manifest("exceeded"));
+    assert!(error.cause.contains(&results.manifest.map_run_arn), "{}", error.cause);
+    assert_eq!(results.succeeded.concat().iter().map(batch_of).collect::<Vec<_>>(), [0]);
+    let failed = results.failed.concat();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(batch_of(&failed[0]), 1);
+    assert_eq!(failed[0].status, "FAILED");
+    assert_eq!(failed[0].error.as_deref(), Some("csvlake.Internal"));
+    assert!(failed[0].output.is_none());
+    let cause: Value = serde_json::from_str(failed[0].cause.as_deref().unwrap()).unwrap();
+    assert_eq!(cause, json!({"errorType": "csvlake.Internal", "errorMessage": "internal: batch 1 is broken"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_within_the_tolerance_succeed_and_the_reducer_decides_the_outcome() {
+    let h = harness(Options { failing: vec![3], exceeded: true, results_per_file: 4, ..Options::default() }).await;
+    let execution = h.executor.execute("within", input(10, 4, 10.0)).await;
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Failed(TaskError::new(
+            "csvlake.ToleranceExceeded",
+            "More files or batches failed than tolerated_failure_percentage allows. The run report lists them, and \
+             failed-keys.json reprocesses them."
+        ))
+    );
+    assert!(entered(&execution.history, "ToleranceExceeded"));
+    let reduced = h.reduced();
+    assert!(reduced.convert_error.is_none());
+    let results = h.results(&reduced.convert.unwrap().result_writer_details.key);
+    assert_eq!(results.succeeded.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 1]);
+    assert_eq!(results.failed.concat().iter().map(batch_of).collect::<Vec<_>>(), [3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_batches_go_straight_to_reduce() {
+    let h = harness(Options::default()).await;
+    let execution = h.executor.execute("empty", input(0, 2, 5.0)).await;
+    assert!(execution.output().is_some(), "{:?}", execution.status);
+    assert!(!entered(&execution.history, "Convert"));
+    assert!(h.converter_calls().is_empty());
+    let reduced = h.reduced();
+    assert_eq!(reduced.plan.batches, 0);
+    assert!(reduced.convert.is_none() && reduced.convert_error.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_manifest_is_caught_as_item_reader_failed() {
+    let h = harness(Options { write_manifest: false, ..Options::default() }).await;
+    let execution = h.executor.execute("unreadable", input(3, 2, 5.0)).await;
+    assert!(execution.output().is_some(), "{:?}", execution.status);
+    assert!(h.converter_calls().is_empty());
+    let error = h.reduced().convert_error.unwrap();
+    assert_eq!(error.error, "States.ItemReaderFailed");
+    assert!(error.cause.contains("out/_runs/unreadable/manifest.json"), "{}", error.cause);
+}
