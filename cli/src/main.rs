@@ -1,25 +1,37 @@
-//! `csvlake`: converts CSV objects to Parquet and Avro, from S3 or from a local directory
-//! served by the embedded S3 endpoint.
+//! `csvlake`: converts CSV objects to Parquet and Avro.
+//!
+//! - `run` and `reprocess` execute the state machine (statemachine/pipeline.asl.json) in this
+//!   process, with the planner, converter and reducer handlers, over S3 or over local
+//!   directories served by the embedded S3 endpoint.
+//! - `start` starts an execution of the deployed state machine in AWS.
 //!
 //! Exit status: 0 when every file converted, 1 on a fatal error, 2 when some files failed.
 
-use std::collections::BTreeMap;
+mod args;
+mod sfn;
+mod summary;
+
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use csvlake::Converter;
 use csvlake::local::{LocalBucket, LocalS3};
-use csvlake::options::{
-    AvroCodec, AvroOptions, CsvOptions, Format, ParquetCompression, ParquetOptions, parse_schema_json,
-};
-use csvlake::payload::{ConvertBatch, FileResult, FileStatus, InputLocation, Job, OutputLocation, default_suffixes};
+use csvlake::payload::{FileResult, OutputLocation};
+use csvlake::run::{Mode, ObjectLocation, RunInput, names, run_key};
+use csvlake_statemachine::ExecutionStatus;
 use indicatif::{ProgressBar, ProgressStyle};
-use lambda_runtime::{Context as LambdaContext, LambdaEvent};
+
+use crate::args::{ConvertArgs, Location, input_at, read_keys, scan};
+
+/// Bucket names under which local directories are served.
+const LOCAL_INPUT: &str = "input";
+const LOCAL_OUTPUT: &str = "output";
 
 #[derive(Debug, Parser)]
 #[command(name = "csvlake", version, about = "Convert CSV objects in S3 (or a local directory) to Parquet and Avro")]
@@ -30,8 +42,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Convert every CSV under the input.
+    /// Convert the CSV files under the input: plan, convert and report, by the state machine
+    /// executed in this process.
     Run(RunArgs),
+    /// Convert again the failed keys of an earlier run (its failed-keys.json).
+    Reprocess(ReprocessArgs),
+    /// Start an execution of the deployed state machine in AWS Step Functions.
+    Start(sfn::StartArgs),
 }
 
 #[derive(Debug, Args)]
@@ -42,75 +59,47 @@ struct RunArgs {
     /// Output: a local directory, or s3://bucket/prefix.
     #[arg(long)]
     output: String,
+    /// Convert only these input keys (relative to the bucket): a JSON array or one key per line.
+    #[arg(long)]
+    keys_file: Option<PathBuf>,
+    #[command(flatten)]
+    convert: ConvertArgs,
+    #[command(flatten)]
+    local: LocalArgs,
+}
+
+#[derive(Debug, Args)]
+struct ReprocessArgs {
+    /// The earlier run's failed-keys.json: a local path under its output directory, or s3://….
+    #[arg(long)]
+    report: String,
+    /// The input directory of the earlier run, when its report is local.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    #[command(flatten)]
+    convert: ConvertArgs,
+    #[command(flatten)]
+    local: LocalArgs,
+}
+
+/// Options of the local execution itself.
+#[derive(Debug, Args)]
+struct LocalArgs {
     /// S3-compatible endpoint for s3:// locations (default: AWS, from the environment).
     #[arg(long)]
     endpoint_url: Option<String>,
-    /// Output formats, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "parquet,avro")]
-    formats: Vec<Format>,
-    /// Input key suffixes, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    suffixes: Option<Vec<String>>,
-    /// Field delimiter (default `,`, or tab for .tsv).
+    /// Run id (the execution name) [default: run-<UTC time>-<random>].
     #[arg(long)]
-    delimiter: Option<char>,
-    /// Quote character.
-    #[arg(long, default_value_t = '"')]
-    quote: char,
-    /// Escape character inside quoted fields (default: quotes are doubled).
-    #[arg(long)]
-    escape: Option<char>,
-    /// The first row is data, not a header; columns are named column_1, column_2, ….
-    #[arg(long)]
-    no_header: bool,
-    /// A field value read as null; repeat for several (default: the empty field).
-    #[arg(long = "null-value")]
-    null_values: Option<Vec<String>>,
-    /// Explicit schema: a JSON file of column → type (boolean, int64, float64, date32,
-    /// timestamp, timestamp_utc, utf8). Unlisted columns are inferred.
-    #[arg(long)]
-    schema: Option<PathBuf>,
-    /// Parquet compression: snappy, zstd or none.
-    #[arg(long, default_value = "snappy")]
-    parquet_compression: ParquetCompression,
-    /// Rows per Parquet row group.
-    #[arg(long, default_value_t = 131_072)]
-    row_group_rows: usize,
-    /// Avro codec: snappy, deflate, zstd or null.
-    #[arg(long, default_value = "snappy")]
-    avro_codec: AvroCodec,
-    /// Most files in one batch.
-    #[arg(long, default_value_t = 256)]
-    batch_files: usize,
-    /// Most bytes in one batch.
-    #[arg(long, default_value_t = 512 << 20)]
-    batch_bytes: u64,
-    /// Most files converted at once.
+    run_id: Option<String>,
+    /// Most files converted at once, across batches.
     #[arg(long, default_value_t = 64)]
     max_files: usize,
     /// Memory budget for conversion, in MiB; bounds how many files convert at once.
     #[arg(long, default_value_t = 1024)]
     memory_mb: u32,
-    /// No progress bar.
+    /// No progress display.
     #[arg(long)]
     quiet: bool,
-}
-
-/// A parsed `--input`/`--output`.
-enum Location {
-    Dir(PathBuf),
-    S3 { bucket: String, prefix: String },
-}
-
-fn location(s: &str) -> Result<Location> {
-    if let Some(rest) = s.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            bail!("{s}: no bucket name");
-        }
-        return Ok(Location::S3 { bucket: bucket.into(), prefix: prefix.into() });
-    }
-    Ok(Location::Dir(PathBuf::from(s)))
 }
 
 #[tokio::main]
@@ -122,6 +111,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args).await,
+        Command::Reprocess(args) => reprocess(args).await,
+        Command::Start(args) => sfn::start(args).await,
     };
     match result {
         Ok(code) => code,
@@ -132,159 +123,186 @@ async fn main() -> ExitCode {
     }
 }
 
-fn job_from(args: &RunArgs, input: InputLocation, output: OutputLocation) -> Result<Job> {
-    let schema = match &args.schema {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Some(parse_schema_json(&text).with_context(|| format!("in {}", path.display()))?)
+/// Where a local run reads and writes: an embedded endpoint over directories, or S3.
+struct Store {
+    _server: Option<LocalS3>,
+    client: aws_sdk_s3::Client,
+    /// The directory served as the output bucket, for local runs.
+    output_dir: Option<PathBuf>,
+    input_dir: Option<PathBuf>,
+}
+
+impl Store {
+    async fn local(input: &Path, output: &Path) -> Result<Self> {
+        if !input.is_dir() {
+            bail!("{}: not a directory", input.display());
         }
-        None => None,
-    };
-    let csv = CsvOptions {
-        delimiter: args.delimiter,
-        quote: args.quote,
-        escape: args.escape,
-        header: !args.no_header,
-        null_values: args.null_values.clone().unwrap_or_else(|| vec![String::new()]),
-        schema,
-    };
-    let job = Job {
-        input,
-        output,
-        formats: args.formats.clone(),
-        csv,
-        parquet: ParquetOptions { compression: args.parquet_compression, row_group_rows: args.row_group_rows },
-        avro: AvroOptions { codec: args.avro_codec },
-    };
-    job.validate()?;
-    Ok(job)
+        let server = LocalS3::start(&[
+            LocalBucket { name: LOCAL_INPUT.into(), dir: input.to_path_buf() },
+            LocalBucket { name: LOCAL_OUTPUT.into(), dir: output.to_path_buf() },
+        ])
+        .await?;
+        Ok(Self {
+            client: server.client(),
+            _server: Some(server),
+            output_dir: Some(output.to_path_buf()),
+            input_dir: Some(input.to_path_buf()),
+        })
+    }
+
+    async fn s3(endpoint_url: Option<&str>) -> Self {
+        Self { _server: None, client: csvlake::s3::env_client(endpoint_url).await, output_dir: None, input_dir: None }
+    }
+
+    /// How to show an output object to the user: its path for local runs.
+    fn show(&self, at: &ObjectLocation) -> String {
+        match &self.output_dir {
+            Some(dir) => dir.join(&at.key).display().to_string(),
+            None => at.uri(),
+        }
+    }
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
-    let started = Instant::now();
-    let suffixes = args.suffixes.clone().unwrap_or_else(default_suffixes);
-    let (input, output) = (location(&args.input)?, location(&args.output)?);
-    let (_server, client, input, output) = match (input, output) {
-        (Location::Dir(i), Location::Dir(o)) => {
-            if !i.is_dir() {
-                bail!("{}: not a directory", i.display());
-            }
-            let server = LocalS3::start(&[
-                LocalBucket { name: "input".into(), dir: i },
-                LocalBucket { name: "output".into(), dir: o },
-            ])
-            .await?;
-            let client = server.client();
+    let (input, output) = (Location::parse(&args.input)?, Location::parse(&args.output)?);
+    let (store, base) = match (input, output) {
+        (Location::Local(i), Location::Local(o)) => {
+            let store = Store::local(&i, &o).await?;
             (
-                Some(server),
-                client,
-                InputLocation { bucket: "input".into(), prefix: String::new(), suffixes },
-                OutputLocation { bucket: "output".into(), prefix: String::new() },
+                store,
+                scan(input_at(LOCAL_INPUT, ""), OutputLocation { bucket: LOCAL_OUTPUT.into(), prefix: String::new() }),
             )
         }
-        (Location::S3 { bucket: ib, prefix: ip }, Location::S3 { bucket: ob, prefix: op }) => (
-            None,
-            csvlake::s3::env_client(args.endpoint_url.as_deref()).await,
-            InputLocation { bucket: ib, prefix: ip, suffixes },
-            OutputLocation { bucket: ob, prefix: op },
+        (Location::S3 { bucket: ib, key: ip }, Location::S3 { bucket: ob, key: op }) => (
+            Store::s3(args.local.endpoint_url.as_deref()).await,
+            scan(input_at(&ib, &ip), OutputLocation { bucket: ob, prefix: op }),
         ),
         _ => bail!("--input and --output must both be local directories or both be s3:// locations"),
     };
-    let job = job_from(&args, input, output)?;
-    let listed = csvlake::plan::list_inputs(&client, &job.input).await?;
-    let limits = csvlake::run::BatchLimits { max_files: args.batch_files, max_bytes: args.batch_bytes };
-    let mut planner = csvlake::plan::Planner::new(&job.input.prefix, limits, None);
-    for f in listed {
-        planner.add(csvlake::plan::Listed { key: f.key, size: f.size, modified_ms: 0 })?;
+    let mut base = RunInput { incremental: Some(true), ..base };
+    if let Some(path) = &args.keys_file {
+        base.mode = Mode::Keys;
+        base.keys = read_keys(path)?;
     }
-    planner.finish()?;
-    let batches: Vec<csvlake::run::ManifestBatch> = serde_json::from_slice(&planner.take_manifest())?;
-    let collided: Vec<FileResult> =
-        String::from_utf8(planner.take_rejected())?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
-    let files: Vec<_> = batches.iter().flat_map(|b| b.files.iter().cloned()).collect();
-    let total_bytes: u64 = files.iter().map(|f| f.size).sum();
-    let nfiles = files.len() + collided.len();
-    if nfiles == 0 {
-        eprintln!("csvlake: no input under {} with a suffix of {}", args.input, job.input.suffixes.join(", "));
-    }
+    let input = args.convert.patch(base)?;
+    let output = input.output.clone().context("no output location")?;
+    execute(&store, input, &output, &args.local).await
+}
 
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(total_bytes);
-        b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
+async fn reprocess(args: ReprocessArgs) -> Result<ExitCode> {
+    let (store, report) = match Location::parse(&args.report)? {
+        Location::S3 { bucket, key } => {
+            (Store::s3(args.local.endpoint_url.as_deref()).await, ObjectLocation { bucket, key })
+        }
+        Location::Local(path) => {
+            let input = args.input.as_deref().with_context(|| {
+                format!("{} is local: name the directory its run read with --input DIR", path.display())
+            })?;
+            let (output_dir, key) = local_run_object(&path)?;
+            (Store::local(input, &output_dir).await?, ObjectLocation { bucket: LOCAL_OUTPUT.into(), key })
+        }
     };
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let earlier = csvlake::plan::read_run_input(&store.client, &report).await?;
+    let output = earlier.output.clone().with_context(|| format!("{} names no output location", args.report))?;
+    // The options given here patch the earlier run's; the planner lays them over the file.
+    let over =
+        args.convert.patch(RunInput { mode: Mode::Report, report: Some(report), keys: Vec::new(), ..earlier })?;
+    execute(&store, over, &output, &args.local).await
+}
+
+/// Splits `<dir>/_runs/<id>/<name>` into the output directory and the object key.
+fn local_run_object(path: &Path) -> Result<(PathBuf, String)> {
+    let parts: Vec<_> = path.components().collect();
+    let n = parts.len();
+    if n < 3 || parts[n - 3].as_os_str() != "_runs" {
+        bail!("{}: expected <output dir>/_runs/<run id>/failed-keys.json", path.display());
+    }
+    let dir: PathBuf = parts[..n - 3].iter().collect();
+    let key: Vec<String> = parts[n - 3..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    Ok((if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir }, key.join("/")))
+}
+
+fn run_id() -> String {
+    let now = chrono::Utc::now();
+    let noise = now.timestamp_subsec_nanos() ^ std::process::id().rotate_left(16);
+    format!("run-{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), noise & 0xffff)
+}
+
+/// Executes the state machine on `input` and prints the report's summary.
+async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local: &LocalArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let run_id = local.run_id.clone().unwrap_or_else(run_id);
+    let bar = progress_bar(local.quiet);
+    let (files, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let progress = {
-        let (bar, done) = (bar.clone(), done.clone());
+        let (bar, files, bytes) = (bar.clone(), files.clone(), bytes.clone());
         Arc::new(move |r: &FileResult| {
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            bar.inc(r.bytes_in);
-            bar.set_message(format!("{n}/{nfiles} files"));
+            let n = files.fetch_add(1, Ordering::Relaxed) + 1;
+            let b = bytes.fetch_add(r.bytes_in, Ordering::Relaxed) + r.bytes_in;
+            bar.set_message(format!("{n} files, {:.1} MB converted", b as f64 / 1e6));
         })
     };
-    let converter = Converter::new(client)
-        .with_memory_budget_mib(args.memory_mb)
-        .with_max_files(args.max_files)
+    let converter = Converter::new(store.client.clone())
+        .with_memory_budget_mib(local.memory_mb)
+        .with_max_files(local.max_files)
         .with_progress(progress);
-
-    let mut results = collided;
-    for b in batches {
-        let event = LambdaEvent::new(
-            ConvertBatch { job: job.clone(), batch: Some(b.batch), files: b.files },
-            LambdaContext::default(),
-        );
-        let out = csvlake_converter::handle(event, &converter).await?;
-        results.extend(out.files);
-    }
+    let executor = csvlake_statemachine::local::executor(store.client.clone(), Arc::new(converter))?;
+    let execution = executor.execute(&run_id, serde_json::to_value(&input)?).await;
     bar.finish_and_clear();
-    Ok(summarize(&results, started.elapsed().as_secs_f64()))
+    let report_at =
+        ObjectLocation { bucket: output.bucket.clone(), key: run_key(&output.prefix, &run_id, names::REPORT) };
+    let report = summary::read_report(&store.client, &report_at).await?;
+    let Some(report) = report else {
+        return match execution.status {
+            ExecutionStatus::Failed(e) => {
+                eprintln!("csvlake: run {run_id} failed: {}: {}", e.error, e.cause);
+                Ok(ExitCode::from(1))
+            }
+            ExecutionStatus::Succeeded(_) => bail!("run {run_id} wrote no report at {}", store.show(&report_at)),
+        };
+    };
+    let reprocess_hint = |failed_keys: &ObjectLocation| match &store.input_dir {
+        Some(dir) => format!("csvlake reprocess --report {} --input {}", store.show(failed_keys), dir.display()),
+        None => format!("csvlake reprocess --report {}", failed_keys.uri()),
+    };
+    let shown = summary::Shown {
+        report: store.show(&report_at),
+        failed_keys: {
+            let at = ObjectLocation { key: run_key(&output.prefix, &run_id, names::FAILED_KEYS), ..report_at.clone() };
+            (report.totals.failed > 0).then(|| (store.show(&at), reprocess_hint(&at)))
+        },
+    };
+    Ok(summary::print(&report, &shown, started.elapsed().as_secs_f64()))
 }
 
-fn summarize(results: &[FileResult], secs: f64) -> ExitCode {
-    let converted: Vec<&FileResult> = results.iter().filter(|r| r.status == FileStatus::Converted).collect();
-    let failed: Vec<&FileResult> = results.iter().filter(|r| r.status == FileStatus::Failed).collect();
-    let rows: u64 = converted.iter().map(|r| r.rows).sum();
-    let bytes_in: u64 = results.iter().map(|r| r.bytes_in).sum();
-    let bytes_out: u64 = converted.iter().flat_map(|r| &r.outputs).map(|o| o.bytes).sum();
-    let mb = bytes_in as f64 / 1e6;
-    println!(
-        "{} files: {} converted, {} failed · {rows} rows · {mb:.1} MB in, {:.1} MB out · {secs:.2} s · {:.1} MB/s · {:.0} files/min{}",
-        results.len(),
-        converted.len(),
-        failed.len(),
-        bytes_out as f64 / 1e6,
-        mb / secs.max(1e-9),
-        results.len() as f64 * 60.0 / secs.max(1e-9),
-        peak_rss_mib().map(|m| format!(" · peak memory {m} MiB")).unwrap_or_default(),
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    if failed.is_empty() {
-        return ExitCode::SUCCESS;
-    }
-    let mut by_kind: BTreeMap<&str, Vec<&FileResult>> = BTreeMap::new();
-    for r in &failed {
-        by_kind.entry(r.error.as_ref().map_or("unknown", |e| e.kind.as_str())).or_default().push(r);
-    }
-    for (kind, files) in by_kind {
-        println!("failed: {kind}: {} files", files.len());
-        for r in files.iter().take(50) {
-            println!("  {}: {}", r.key, r.error.as_ref().map_or("", |e| e.message.as_str()));
-        }
-        if files.len() > 50 {
-            println!("  … and {} more", files.len() - 50);
-        }
-    }
-    ExitCode::from(2)
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }
 
-/// Peak resident memory of this process (`VmHWM`), where the platform reports it.
-fn peak_rss_mib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_report_path_names_its_output_directory() {
+        let (dir, key) = local_run_object(Path::new("out/_runs/r1/failed-keys.json")).unwrap();
+        assert_eq!((dir, key.as_str()), (PathBuf::from("out"), "_runs/r1/failed-keys.json"));
+        assert!(local_run_object(Path::new("out/failed-keys.json")).is_err());
+    }
+
+    #[test]
+    fn run_ids_are_valid_execution_names() {
+        let id = run_id();
+        assert!(id.starts_with("run-") && id.len() <= 80, "{id}");
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{id}");
+    }
 }

@@ -30,6 +30,7 @@ mod error;
 mod executor;
 mod fields;
 mod function;
+pub mod local;
 mod map;
 mod path;
 mod retry;

@@ -26,6 +26,7 @@ use csvlake::plan::{Listed, Planner};
 use csvlake::run::{BatchLimits, ManifestBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
+use s3s::{S3Request, S3Response, S3Result, dto};
 
 /// Name of the input bucket served by [`Harness`].
 pub const INPUT_BUCKET: &str = "input";
@@ -692,4 +693,73 @@ pub fn statuses(result: &BatchResult) -> BTreeMap<String, String> {
         .iter()
         .map(|f| (f.key.clone(), format!("{:?} {:?}", f.status, f.error.as_ref().map(|e| (&e.kind, e.line)))))
         .collect()
+}
+
+/// Decides, from the key, whether a GetObject fails and with which error.
+pub type GetFault = Box<dyn Fn(&str) -> Option<s3s::S3Error> + Send + Sync>;
+
+/// Storage that fails GetObject requests when `fault` says so (given the key), and otherwise
+/// serves every operation the pipeline uses from the local directories.
+pub struct FaultyGets {
+    /// The storage behind.
+    pub inner: csvlake::LocalFs,
+    /// The error to answer a GetObject of this key with, if any.
+    pub fault: GetFault,
+}
+
+#[async_trait::async_trait]
+impl s3s::S3 for FaultyGets {
+    async fn get_object(&self, req: S3Request<dto::GetObjectInput>) -> S3Result<S3Response<dto::GetObjectOutput>> {
+        match (self.fault)(&req.input.key) {
+            Some(e) => Err(e),
+            None => self.inner.get_object(req).await,
+        }
+    }
+
+    async fn put_object(&self, req: S3Request<dto::PutObjectInput>) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        self.inner.put_object(req).await
+    }
+
+    async fn head_object(&self, req: S3Request<dto::HeadObjectInput>) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+        self.inner.head_object(req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<dto::ListObjectsV2Input>,
+    ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+        self.inner.list_objects_v2(req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<dto::CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        self.inner.create_multipart_upload(req).await
+    }
+
+    async fn upload_part(&self, req: S3Request<dto::UploadPartInput>) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        self.inner.upload_part(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<dto::CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        self.inner.complete_multipart_upload(req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<dto::AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        self.inner.abort_multipart_upload(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<dto::DeleteObjectInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        self.inner.delete_object(req).await
+    }
 }

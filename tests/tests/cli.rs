@@ -57,8 +57,12 @@ fn csvlake_bin() -> &'static Path {
 }
 
 fn run(args: &[&str]) -> Output {
+    csvlake("run", args)
+}
+
+fn csvlake(command: &str, args: &[&str]) -> Output {
     let out = Command::new(csvlake_bin())
-        .arg("run")
+        .arg(command)
         .args(args)
         .arg("--quiet")
         .env_remove("CSVLAKE_LOG")
@@ -79,9 +83,13 @@ fn write(dir: &Path, rel: &str, text: &[u8]) {
     std::fs::write(p, text).unwrap();
 }
 
+/// Files under `dir` except the runs' own objects (`_runs/`), as relative paths.
 fn relative_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        walk(dir).iter().map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = walk(dir)
+        .iter()
+        .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .filter(|p| !p.starts_with("_runs/") && !p.contains("/_runs/"))
+        .collect();
     v.sort();
     v
 }
@@ -224,4 +232,38 @@ fn s3_locations_go_through_the_endpoint_url() {
     assert!(stdout.starts_with("1 files: 1 converted"), "{stdout}");
     assert_eq!(relative_files(&lake), ["converted/avro/2026/a.avro", "converted/parquet/2026/a.parquet"]);
     drop(server);
+}
+
+#[test]
+fn a_second_run_skips_up_to_date_files_and_reprocess_converts_the_fixed_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let (input, output) = (root.path().join("in"), root.path().join("out"));
+    let (i, o) = (input.to_str().unwrap(), output.to_str().unwrap());
+    write(&input, "good.csv", b"a,b\n1,2\n");
+    write(&input, "bad.csv", b"a,b\n1,2\n3\n");
+
+    let first = run(&["--input", i, "--output", o, "--run-id", "one"]);
+    assert_eq!(first.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    let failed_keys = output.join("_runs/one/failed-keys.json");
+    assert!(stdout.contains(&format!("report: {}", output.join("_runs/one/report.json").display())), "{stdout}");
+    assert!(stdout.contains(&format!("failed keys: {}", failed_keys.display())), "{stdout}");
+    assert!(stdout.contains("csvlake reprocess --report"), "{stdout}");
+
+    let second = run(&["--input", i, "--output", o, "--run-id", "two"]);
+    assert_eq!(second.status.code(), Some(2), "bad.csv still fails");
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(stdout.starts_with("1 files: 0 converted, 1 failed, 1 up to date"), "{stdout}");
+
+    let forced = run(&["--input", i, "--output", o, "--run-id", "three", "--force"]);
+    let stdout = String::from_utf8_lossy(&forced.stdout);
+    assert!(stdout.starts_with("2 files: 1 converted, 1 failed, 0 up to date"), "{stdout}");
+
+    write(&input, "bad.csv", b"a,b\n1,2\n3,4\n");
+    let fixed = csvlake("reprocess", &["--report", failed_keys.to_str().unwrap(), "--input", i, "--run-id", "four"]);
+    assert_eq!(fixed.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&fixed.stdout);
+    assert!(stdout.starts_with("1 files: 1 converted, 0 failed"), "{stdout}");
+    let bad = read_parquet(&output.join("parquet/bad.parquet"));
+    assert_cells_eq("bad.parquet", &[vec![Cell::Int(1), Cell::Int(2)], vec![Cell::Int(3), Cell::Int(4)]], &bad.rows);
 }

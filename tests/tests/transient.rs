@@ -9,38 +9,11 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_sdk_s3::Client;
 use csvlake::Converter;
-use csvlake::LocalFs;
 use csvlake::local::{LocalBucket, LocalS3};
 use csvlake::payload::{ConvertBatch, FileRef, FileStatus, InputLocation, Job, OutputLocation};
+use csvlake_tests::FaultyGets;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
-use s3s::dto::{GetObjectInput, GetObjectOutput};
-use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
-
-/// Storage whose GetObject fails `failures` times (then works), with SlowDown or AccessDenied.
-struct FailingGets {
-    inner: LocalFs,
-    failures: Arc<AtomicUsize>,
-    denied: bool,
-}
-
-#[async_trait::async_trait]
-impl S3 for FailingGets {
-    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
-        let left = self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        match left {
-            Ok(_) if self.denied => Err(s3_error!(AccessDenied)),
-            Ok(_) => Err(s3_error!(SlowDown)),
-            Err(_) => self.inner.get_object(req).await,
-        }
-    }
-
-    async fn put_object(
-        &self,
-        req: S3Request<s3s::dto::PutObjectInput>,
-    ) -> S3Result<S3Response<s3s::dto::PutObjectOutput>> {
-        self.inner.put_object(req).await
-    }
-}
+use s3s::s3_error;
 
 struct Setup {
     _root: tempfile::TempDir,
@@ -59,7 +32,14 @@ async fn setup(failures: usize, denied: bool) -> Setup {
     let counter = gets_left.clone();
     let server = LocalS3::start_with(
         &[LocalBucket { name: "input".into(), dir: input }, LocalBucket { name: "output".into(), dir: output.clone() }],
-        move |inner| FailingGets { inner, failures: counter, denied },
+        move |inner| FaultyGets {
+            inner,
+            // GetObject fails `failures` times (then works), with SlowDown or AccessDenied.
+            fault: Box::new(move |_key| {
+                let hit = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                hit.then(|| if denied { s3_error!(AccessDenied) } else { s3_error!(SlowDown) })
+            }),
+        },
     )
     .await
     .unwrap();

@@ -98,25 +98,24 @@ impl Converter {
     /// the files already under way have finished (so nothing is left half-written).
     pub async fn convert_batch(&self, batch: &ConvertBatch) -> Result<BatchResult> {
         batch.job.validate()?;
-        let budget = Arc::new(Semaphore::new(self.memory_budget_mib as usize));
-        let results: Vec<Result<FileResult>> = futures::stream::iter(&batch.files)
-            .map(|file| {
-                let budget = budget.clone();
-                async move {
-                    let weight = file_weight_mib(file.size).min(self.memory_budget_mib);
-                    let _permit = budget.acquire_many(weight).await.map_err(|e| Error::Internal(e.to_string()))?;
-                    let r = self.convert_file(&batch.job, file).await;
-                    if let (Some(p), Ok(r)) = (&self.progress, &r) {
-                        p(r);
-                    }
-                    r
-                }
-            })
-            .buffered(self.max_files)
-            .collect()
-            .await;
+        let budget = Semaphore::new(self.memory_budget_mib as usize);
+        // The futures are made before the stream, so that no closure over `&FileRef` lives across
+        // an await: the batch future is then Send for any caller (rust#102211).
+        let futures: Vec<_> = batch.files.iter().map(|file| self.convert_within(&budget, &batch.job, file)).collect();
+        let results: Vec<Result<FileResult>> = futures::stream::iter(futures).buffered(self.max_files).collect().await;
         let files = results.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(BatchResult { files })
+    }
+
+    /// Converts one file once its weight fits in the batch's memory budget.
+    async fn convert_within(&self, budget: &Semaphore, job: &Job, file: &FileRef) -> Result<FileResult> {
+        let weight = file_weight_mib(file.size).min(self.memory_budget_mib);
+        let _permit = budget.acquire_many(weight).await.map_err(|e| Error::Internal(e.to_string()))?;
+        let r = self.convert_file(job, file).await;
+        if let (Some(p), Ok(r)) = (&self.progress, &r) {
+            p(r);
+        }
+        r
     }
 
     /// Converts one file. `Ok` carries a converted or failed result; `Err` is transient or internal.

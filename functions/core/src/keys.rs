@@ -28,6 +28,13 @@ pub fn relative(input_prefix: &str, key: &str) -> Result<String> {
     Ok(stem.to_owned())
 }
 
+/// The key without the suffix that [`relative`] strips: every key that maps to the same
+/// outputs starts with this stem followed by a `.`.
+pub fn stem(key: &str) -> &str {
+    let lower = key.to_ascii_lowercase();
+    STRIPPED.iter().find(|s| lower.ends_with(*s)).map_or(key, |s| &key[..key.len() - s.len()])
+}
+
 /// The output key of `format` for a relative path.
 pub fn output_key(output_prefix: &str, format: Format, rel: &str) -> String {
     join(output_prefix, &format!("{}/{rel}{}", format.as_str(), format.extension()))

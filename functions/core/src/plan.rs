@@ -1,7 +1,7 @@
 //! Planning a run: which inputs to convert, and in which batches.
 //!
 //! [`plan`] is the planner Lambda's work. It finds the candidates (a paged listing of the
-//! input prefix in mode `scan`, one HEAD per key in modes `keys` and `report`), rejects keys
+//! input prefix in mode `scan`, one small listing per key in modes `keys` and `report`), rejects keys
 //! whose outputs would collide or leave the output prefix, skips up-to-date inputs when the run
 //! is incremental, and streams batches into the manifest object as it goes.
 //!
@@ -21,7 +21,7 @@ use crate::options::Format;
 use crate::payload::{FileRef, FileResult, InputLocation, Job};
 use crate::run::{BatchLimits, ManifestBatch, Mode, ObjectLocation, Plan, PlanRequest, ResultsLocation, RunInput};
 use crate::run::{names, run_key};
-use crate::s3::{error_code, sdk_error};
+use crate::s3::sdk_error;
 use crate::upload::ObjectWriter;
 
 /// Batches being filled at once. More open batches pack tighter; each holds up to
@@ -30,8 +30,8 @@ const OPEN_BATCHES: usize = 8;
 /// Key bytes per batch at most, so that a batch event and its result stay far below the
 /// 256 KiB Step Functions payload limit even with long keys.
 pub const MAX_BATCH_KEY_BYTES: usize = 48 << 10;
-/// HEAD requests in flight in modes `keys` and `report`.
-const HEADS_IN_FLIGHT: usize = 64;
+/// Key lookups in flight in modes `keys` and `report`.
+const LOOKUPS_IN_FLIGHT: usize = 64;
 
 /// Whether a key is an input: it ends with one of the suffixes (ASCII case-insensitive).
 pub fn is_input(key: &str, suffixes: &[String]) -> bool {
@@ -386,14 +386,25 @@ pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
             keys.sort_unstable();
             keys.dedup();
             let bucket = job.input.bucket.as_str();
-            let mut heads = futures::stream::iter(keys).map(|key| head(client, bucket, key)).buffered(HEADS_IN_FLIGHT);
+            let mut found =
+                futures::stream::iter(keys).map(|key| look_up(client, &job.input, key)).buffered(LOOKUPS_IN_FLIGHT);
             let mut n = 0usize;
-            while let Some(found) = heads.next().await {
-                match found? {
-                    Ok(obj) => planner.add(obj)?,
-                    Err(key) => {
+            while let Some(lookup) = found.next().await {
+                match lookup? {
+                    Lookup::Found(obj) => planner.add(obj)?,
+                    Lookup::Missing(key) => {
                         let e = Error::bad(BadInputKind::NotFound, format!("s3://{bucket}/{key} does not exist"));
                         planner.reject(&key, 0, &e)?;
+                    }
+                    Lookup::Shadowed { obj, by } => {
+                        let e = Error::bad(
+                            BadInputKind::OutputCollision,
+                            format!(
+                                "{} would write the same outputs as {by}, which comes first and keeps them",
+                                obj.key
+                            ),
+                        );
+                        planner.reject(&obj.key, obj.size, &e)?;
                     }
                 }
                 n += 1;
@@ -468,17 +479,45 @@ fn check_run_id(run_id: &str) -> Result<()> {
     }
 }
 
-/// HEAD of one key: the object, or the key back when it does not exist.
-async fn head(client: &Client, bucket: &str, key: String) -> Result<std::result::Result<Listed, String>> {
-    match client.head_object().bucket(bucket).key(&key).send().await {
-        Ok(o) => Ok(Ok(Listed {
-            size: o.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-            modified_ms: millis(o.last_modified()),
-            key,
-        })),
-        Err(e) if matches!(error_code(&e), Some("NotFound" | "NoSuchKey")) => Ok(Err(key)),
-        Err(e) => Err(sdk_error("HeadObject", bucket, &key, e)),
+/// What a listing shows of an explicitly named key.
+#[derive(Debug)]
+enum Lookup {
+    /// It exists.
+    Found(Listed),
+    /// It does not exist.
+    Missing(String),
+    /// It exists, but an input that sorts before it maps to the same outputs, as in a scan.
+    Shadowed { obj: Listed, by: String },
+}
+
+/// Looks a named key up by listing its stem (`a.` for `a.csv`): one request that gives its
+/// size and time and shows every sibling (`a.tsv`, `a.csv.gz`) that would write the same
+/// outputs. A run of explicit keys thus keeps the outputs where a scan would.
+async fn look_up(client: &Client, input: &InputLocation, key: String) -> Result<Lookup> {
+    let stem = keys::stem(&key);
+    let prefix = if stem.len() < key.len() { format!("{stem}.") } else { key.clone() };
+    let rel = keys::relative(&input.prefix, &key).ok();
+    let mut pages = list(client, &input.bucket, &prefix);
+    let (mut found, mut first_sibling) = (None, None);
+    while let Some(page) = pages.try_next().await? {
+        for o in page {
+            if o.key == key {
+                found = Some(o);
+            } else if first_sibling.is_none()
+                && o.key < key
+                && is_input(&o.key, &input.suffixes)
+                && rel.is_some()
+                && keys::relative(&input.prefix, &o.key).ok() == rel
+            {
+                first_sibling = Some(o.key);
+            }
+        }
     }
+    Ok(match (found, first_sibling) {
+        (None, _) => Lookup::Missing(key),
+        (Some(obj), Some(by)) => Lookup::Shadowed { obj, by },
+        (Some(obj), None) => Lookup::Found(obj),
+    })
 }
 
 /// Reads a `failed-keys.json` (or any execution input stored in S3).

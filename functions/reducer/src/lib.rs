@@ -1,8 +1,7 @@
 //! The reducer Lambda: the last task of a run. It reads the Distributed Map's ResultWriter files
 //! (or, when the Map failed, whatever results it left), writes `report.json`, `files.jsonl` and
-//! `failed-keys.json` under `<out>/_runs/<run_id>/`, prints the run's counts as one CloudWatch
-//! Embedded Metric Format line, and returns a small [`RunSummary`] whose `exceeded_tolerance`
-//! decides whether the execution succeeds. The work itself is [`csvlake::report::reduce`].
+//! `failed-keys.json` under `<out>/_runs/<run_id>/`, and returns a small [`RunSummary`] whose
+//! `exceeded_tolerance` decides whether the execution succeeds. The work itself is [`csvlake::report::reduce`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,9 +29,14 @@ pub async fn handle(
             return Err(e);
         }
     };
+    Ok(summary)
+}
+
+/// The run's counts as one CloudWatch Embedded Metric Format line. The Lambda prints it to its
+/// log stream, where CloudWatch reads EMF (one JSON object per line); the local executor does
+/// not, so that `csvlake run` keeps its output for people.
+pub fn metrics_line(summary: &RunSummary) -> String {
     let now =
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    // EMF is read from the function's log stream, one JSON object per line.
-    println!("{}", report::emf(&summary, now));
-    Ok(summary)
+    report::emf(summary, now).to_string()
 }

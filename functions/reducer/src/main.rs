@@ -1,4 +1,5 @@
-//! Lambda entry point of the reducer: builds the S3 client once and reduces runs.
+//! Lambda entry point of the reducer: builds the S3 client once, reduces runs, and logs each
+//! run's counts as CloudWatch Embedded Metric Format.
 
 use lambda_runtime::{Error, service_fn};
 
@@ -8,5 +9,10 @@ async fn main() -> Result<(), Error> {
     let endpoint = std::env::var("CSVLAKE_S3_ENDPOINT_URL").ok();
     let client = csvlake::s3::env_client(endpoint.as_deref()).await;
     let client = &client;
-    lambda_runtime::run(service_fn(move |event| async move { csvlake_reducer::handle(event, client).await })).await
+    lambda_runtime::run(service_fn(move |event| async move {
+        let summary = csvlake_reducer::handle(event, client).await?;
+        println!("{}", csvlake_reducer::metrics_line(&summary));
+        Ok::<_, csvlake::Error>(summary)
+    }))
+    .await
 }

@@ -1,0 +1,225 @@
+//! The options shared by `run`, `reprocess` and `start`: the fields of the execution input.
+//!
+//! Every flag is optional and patches one field, so that `reprocess` can change a single
+//! option (say `--schema`) and keep the rest of the earlier run's options.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use csvlake::options::{AvroCodec, Format, ParquetCompression, parse_schema_json};
+use csvlake::payload::{InputLocation, OutputLocation, default_suffixes};
+use csvlake::run::{Mode, RunInput};
+
+/// Conversion and run options: each one given sets that field of the execution input.
+#[derive(Debug, Default, Args)]
+pub struct ConvertArgs {
+    /// Output formats, comma-separated [default: parquet,avro].
+    #[arg(long, value_delimiter = ',')]
+    pub formats: Option<Vec<Format>>,
+    /// Input key suffixes, comma-separated [default: .csv,.csv.gz,.tsv,.tsv.gz].
+    #[arg(long, value_delimiter = ',')]
+    pub suffixes: Option<Vec<String>>,
+    /// Field delimiter [default: `,`, or a tab for .tsv].
+    #[arg(long)]
+    pub delimiter: Option<char>,
+    /// Quote character [default: `"`].
+    #[arg(long)]
+    pub quote: Option<char>,
+    /// Escape character inside quoted fields [default: none, quotes are doubled].
+    #[arg(long)]
+    pub escape: Option<char>,
+    /// The first row is data, not a header; columns are named column_1, column_2, ….
+    #[arg(long)]
+    pub no_header: bool,
+    /// A field value read as null; repeat for several [default: the empty field].
+    #[arg(long = "null-value")]
+    pub null_values: Option<Vec<String>>,
+    /// Explicit schema: a JSON file of column → type (boolean, int64, float64, date32,
+    /// timestamp, timestamp_utc, utf8). Unlisted columns are inferred.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// Parquet compression: snappy, zstd or none [default: snappy].
+    #[arg(long)]
+    pub parquet_compression: Option<ParquetCompression>,
+    /// Rows per Parquet row group [default: 131072].
+    #[arg(long)]
+    pub row_group_rows: Option<usize>,
+    /// Avro codec: snappy, deflate, zstd or null [default: snappy].
+    #[arg(long)]
+    pub avro_codec: Option<AvroCodec>,
+    /// Most files in one batch (one converter invocation) [default: 256].
+    #[arg(long)]
+    pub batch_files: Option<usize>,
+    /// Most input bytes in one batch [default: 536870912].
+    #[arg(long)]
+    pub batch_bytes: Option<u64>,
+    /// Batches converted at once (the Map's MaxConcurrency) [default: 500].
+    #[arg(long)]
+    pub max_concurrency: Option<u32>,
+    /// Failed files tolerated, in percent, before the run fails [default: 5].
+    #[arg(long)]
+    pub tolerated_failure_percentage: Option<f64>,
+    /// Skip inputs whose outputs are up to date (the default of `run`).
+    #[arg(long, conflicts_with = "force")]
+    pub incremental: bool,
+    /// Convert every input, even when its outputs are up to date.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl ConvertArgs {
+    /// Sets the fields given on the command line, over `base`.
+    pub fn patch(&self, mut base: RunInput) -> Result<RunInput> {
+        if let Some(f) = &self.formats {
+            base.formats = Some(f.clone());
+        }
+        if let Some(s) = &self.suffixes {
+            match base.input.as_mut() {
+                Some(input) => input.suffixes = s.clone(),
+                None => bail!("--suffixes needs an input location"),
+            }
+        }
+        let csv_given = self.delimiter.is_some()
+            || self.quote.is_some()
+            || self.escape.is_some()
+            || self.no_header
+            || self.null_values.is_some()
+            || self.schema.is_some();
+        if csv_given {
+            let mut csv = base.csv.take().unwrap_or_default();
+            if self.delimiter.is_some() {
+                csv.delimiter = self.delimiter;
+            }
+            if let Some(q) = self.quote {
+                csv.quote = q;
+            }
+            if self.escape.is_some() {
+                csv.escape = self.escape;
+            }
+            if self.no_header {
+                csv.header = false;
+            }
+            if let Some(n) = &self.null_values {
+                csv.null_values = n.clone();
+            }
+            if let Some(path) = &self.schema {
+                csv.schema = Some(read_schema(path)?);
+            }
+            base.csv = Some(csv);
+        }
+        if self.parquet_compression.is_some() || self.row_group_rows.is_some() {
+            let mut p = base.parquet.take().unwrap_or_default();
+            if let Some(c) = self.parquet_compression {
+                p.compression = c;
+            }
+            if let Some(r) = self.row_group_rows {
+                p.row_group_rows = r;
+            }
+            base.parquet = Some(p);
+        }
+        if let Some(codec) = self.avro_codec {
+            base.avro = Some(csvlake::options::AvroOptions { codec });
+        }
+        if self.batch_files.is_some() || self.batch_bytes.is_some() {
+            let mut b = base.batch.unwrap_or_default();
+            b.max_files = self.batch_files.unwrap_or(b.max_files);
+            b.max_bytes = self.batch_bytes.unwrap_or(b.max_bytes);
+            base.batch = Some(b);
+        }
+        if self.max_concurrency.is_some() {
+            base.max_concurrency = self.max_concurrency;
+        }
+        if self.tolerated_failure_percentage.is_some() {
+            base.tolerated_failure_percentage = self.tolerated_failure_percentage;
+        }
+        if self.incremental || self.force {
+            base.incremental = Some(self.incremental);
+        }
+        Ok(base)
+    }
+}
+
+fn read_schema(path: &Path) -> Result<std::collections::BTreeMap<String, csvlake::schema::ColumnType>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_schema_json(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// A parsed `--input`/`--output`/`--report`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A local path.
+    Local(PathBuf),
+    /// `s3://bucket/prefix`.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key or prefix.
+        key: String,
+    },
+}
+
+impl Location {
+    /// Parses `s3://bucket/key` or a local path.
+    pub fn parse(s: &str) -> Result<Self> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                bail!("{s}: no bucket name");
+            }
+            return Ok(Self::S3 { bucket: bucket.into(), key: key.into() });
+        }
+        Ok(Self::Local(PathBuf::from(s)))
+    }
+}
+
+/// An execution input that scans `input` into `output`.
+pub fn scan(input: InputLocation, output: OutputLocation) -> RunInput {
+    RunInput { input: Some(input), output: Some(output), mode: Mode::Scan, ..RunInput::default() }
+}
+
+/// An input location with the default suffixes.
+pub fn input_at(bucket: &str, prefix: &str) -> InputLocation {
+    InputLocation { bucket: bucket.into(), prefix: prefix.into(), suffixes: default_suffixes() }
+}
+
+/// Reads `--keys-file`: a JSON array of keys, or one key per line.
+pub fn read_keys(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let keys: Vec<String> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(&text).with_context(|| format!("{}: not a JSON array of keys", path.display()))?
+    } else {
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    };
+    if keys.is_empty() {
+        bail!("{}: no keys", path.display());
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use csvlake::options::CsvOptions;
+
+    #[test]
+    fn a_flag_patches_one_field_and_keeps_the_others() {
+        let base = RunInput {
+            csv: Some(CsvOptions { delimiter: Some(';'), ..CsvOptions::default() }),
+            ..scan(input_at("i", ""), OutputLocation { bucket: "o".into(), prefix: String::new() })
+        };
+        let args = ConvertArgs { null_values: Some(vec!["NA".into()]), force: true, ..ConvertArgs::default() };
+        let patched = args.patch(base).unwrap();
+        let csv = patched.csv.unwrap();
+        assert_eq!((csv.delimiter, csv.null_values), (Some(';'), vec!["NA".to_string()]));
+        assert_eq!(patched.incremental, Some(false));
+        assert_eq!(ConvertArgs::default().patch(RunInput::default()).unwrap(), RunInput::default());
+    }
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(Location::parse("s3://b/p/x").unwrap(), Location::S3 { bucket: "b".into(), key: "p/x".into() });
+        assert_eq!(Location::parse("out").unwrap(), Location::Local("out".into()));
+        assert!(Location::parse("s3:///x").is_err());
+    }
+}

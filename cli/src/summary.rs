@@ -1,0 +1,86 @@
+//! Reading a run's report and printing its summary, with the exit status it implies.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use csvlake::run::{FailedFile, ObjectLocation, Report, RunStatus, Totals};
+
+/// Failed files printed per error kind.
+const SHOWN_PER_KIND: usize = 20;
+
+/// Reads `report.json`, or `None` when the run wrote none.
+pub async fn read_report(client: &aws_sdk_s3::Client, at: &ObjectLocation) -> Result<Option<Report>> {
+    let got = client.get_object().bucket(&at.bucket).key(&at.key).send().await;
+    let body = match got {
+        Ok(o) => o.body.collect().await.with_context(|| format!("reading {}", at.uri()))?.into_bytes(),
+        Err(e) if csvlake::s3::error_code(&e) == Some("NoSuchKey") => return Ok(None),
+        Err(e) => return Err(csvlake::s3::sdk_error("GetObject", &at.bucket, &at.key, e).into()),
+    };
+    Ok(Some(serde_json::from_slice(&body).with_context(|| format!("{} is not a run report", at.uri()))?))
+}
+
+/// Where the run's objects are, as the user should see them.
+pub struct Shown {
+    /// `report.json`.
+    pub report: String,
+    /// `failed-keys.json` and the command that reprocesses it, when files failed.
+    pub failed_keys: Option<(String, String)>,
+}
+
+/// Prints the summary and returns the exit status: 0 when every file converted, 2 when some
+/// failed.
+pub fn print(report: &Report, shown: &Shown, secs: f64) -> ExitCode {
+    print_totals(&report.run_id, &report.totals, secs);
+    if let Some(e) = &report.map_error {
+        println!("the Map failed: {}: {}", e.error, e.cause);
+    }
+    let mut by_kind: BTreeMap<&str, Vec<&FailedFile>> = BTreeMap::new();
+    for f in &report.failed {
+        by_kind.entry(f.error.kind.as_str()).or_default().push(f);
+    }
+    for (kind, n) in &report.failures_by_kind {
+        println!("failed: {kind}: {n} files");
+        let files = by_kind.get(kind.as_str()).map_or(&[][..], Vec::as_slice);
+        for f in files.iter().take(SHOWN_PER_KIND) {
+            println!("  {}: {}", f.key, f.error.message);
+        }
+        if files.len() > SHOWN_PER_KIND {
+            println!("  … and {} more", files.len() - SHOWN_PER_KIND);
+        }
+    }
+    println!("report: {}", shown.report);
+    if let Some((path, command)) = &shown.failed_keys {
+        println!("failed keys: {path}");
+        println!("after fixing them: {command}");
+    }
+    if report.status == RunStatus::Failed {
+        println!("the run failed: more files failed than it tolerates");
+    }
+    if report.totals.failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS }
+}
+
+/// The one-line summary of a run's counts.
+pub fn print_totals(run_id: &str, t: &Totals, secs: f64) {
+    let processed = t.converted + t.failed;
+    let mb = t.bytes_in as f64 / 1e6;
+    println!(
+        "{processed} files: {} converted, {} failed, {} up to date · {} rows · {mb:.1} MB in, {:.1} MB out · {secs:.2} s · \
+         {:.0} files/min{} · run {run_id}",
+        t.converted,
+        t.failed,
+        t.skipped,
+        t.rows,
+        t.bytes_out as f64 / 1e6,
+        processed as f64 * 60.0 / secs.max(1e-9),
+        peak_rss_mib().map(|m| format!(" · peak memory {m} MiB")).unwrap_or_default(),
+    );
+}
+
+/// Peak resident memory of this process (`VmHWM`), where the platform reports it.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}

@@ -1,0 +1,386 @@
+//! The whole pipeline end to end: statemachine/pipeline.asl.json executed by the local
+//! executor, with the planner, converter and reducer handlers, through the embedded S3
+//! endpoint. Every check reads the objects the run wrote, from the output directory.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_s3::Client;
+use csvlake::Converter;
+use csvlake::local::{LocalBucket, LocalS3};
+use csvlake::payload::{FileResult, FileStatus};
+use csvlake::run::{Mode, Report, RunInput, RunStatus};
+use csvlake_statemachine::{Execution, ExecutionStatus, HistoryEvent};
+use csvlake_tests::{FaultyGets, Harness, INPUT_BUCKET, OUTPUT_BUCKET};
+use s3s::s3_error;
+use serde_json::{Value, json};
+
+fn scan_input(extra: Value) -> Value {
+    let mut input = json!({
+        "input": {"bucket": INPUT_BUCKET, "prefix": "landing/"},
+        "output": {"bucket": OUTPUT_BUCKET, "prefix": "converted/"},
+    });
+    if let (Some(i), Value::Object(extra)) = (input.as_object_mut(), extra) {
+        i.extend(extra);
+    }
+    input
+}
+
+async fn execute(client: &Client, run_id: &str, input: Value) -> Execution {
+    let converter = Arc::new(Converter::new(client.clone()));
+    let executor =
+        csvlake_statemachine::local::executor(client.clone(), converter).expect("definition").with_delay_scale(0.0);
+    executor.execute(run_id, input).await
+}
+
+/// What a run left under `_runs/<run_id>/` of the output directory.
+struct RunObjects {
+    report: Report,
+    lines: Vec<FileResult>,
+    failed_keys: Option<RunInput>,
+}
+
+fn run_objects(output: &std::path::Path, run_id: &str) -> RunObjects {
+    let dir = output.join("converted/_runs").join(run_id);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name));
+    let report = serde_json::from_str(&read("report.json").expect("report.json")).expect("a report");
+    let lines = read("files.jsonl")
+        .expect("files.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a result line"))
+        .collect();
+    let failed_keys = read("failed-keys.json").ok().map(|t| serde_json::from_str(&t).expect("an execution input"));
+    RunObjects { report, lines, failed_keys }
+}
+
+/// Output files (not the run's own objects), relative to the output directory.
+fn outputs(h: &Harness) -> Vec<String> {
+    h.output_files().into_iter().filter(|f| !f.starts_with("converted/_runs/")).collect()
+}
+
+fn keys_with(lines: &[FileResult], status: FileStatus) -> BTreeSet<&str> {
+    lines.iter().filter(|r| r.status == status).map(|r| r.key.as_str()).collect()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+fn put_mixed_prefix(h: &Harness) {
+    h.put("landing/2026/01/a.csv", "id,name\n1,ann\n2,bob\n");
+    h.put("landing/2026/02/b.csv.gz", gzip(b"id,v\n1,1.5\n2,2.5\n3,3.5\n"));
+    h.put("landing/2026/c.tsv", "x\ty\ntrue\t2026-01-02\n");
+    h.put("landing/bad/ragged.csv", "a,b\n1,2\n3\n");
+    h.put("landing/bad/empty.csv", "");
+    h.put("landing/notes.txt", "not an input");
+    h.put("landing/2026/data.json", "{}");
+    h.put("other/x.csv", "outside,the prefix\n1,2\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_then_an_incremental_run_then_a_reprocess_of_the_fixed_files() {
+    let h = Harness::start().await;
+    put_mixed_prefix(&h);
+    let client = h.converter.client().clone();
+
+    // 1. A scan: good, bad, gzip, nested; non-CSV keys and other prefixes ignored. Two of five
+    // files fail, more than the default 5% tolerance: the execution fails, after reporting.
+    let first = execute(&client, "first", scan_input(json!({}))).await;
+    match &first.status {
+        ExecutionStatus::Failed(e) => assert_eq!(e.error, "csvlake.ToleranceExceeded", "{e:?}"),
+        other => panic!("expected the tolerance to fail the run: {other:?}"),
+    }
+    let run = run_objects(&h.output, "first");
+    let t = &run.report.totals;
+    assert_eq!((t.files, t.converted, t.failed, t.skipped), (5, 3, 2, 0), "{t:?}");
+    assert_eq!(t.rows, 2 + 3 + 1);
+    assert_eq!(run.report.status, RunStatus::Failed);
+    let by_kind: Vec<(&str, u64)> = run.report.failures_by_kind.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    assert_eq!(by_kind, [("bad_input.empty", 1), ("bad_input.ragged_row", 1)]);
+    let ragged = run.report.failed.iter().find(|f| f.key == "landing/bad/ragged.csv").expect("ragged.csv reported");
+    assert_eq!(ragged.error.line, Some(3), "{:?}", ragged.error);
+    assert_eq!(run.lines.len(), 5);
+    assert_eq!(
+        keys_with(&run.lines, FileStatus::Converted),
+        BTreeSet::from(["landing/2026/01/a.csv", "landing/2026/02/b.csv.gz", "landing/2026/c.tsv"])
+    );
+    let failed_keys = run.failed_keys.expect("failed-keys.json");
+    assert_eq!(failed_keys.mode, Mode::Keys);
+    assert_eq!(failed_keys.keys, ["landing/bad/empty.csv", "landing/bad/ragged.csv"]);
+    assert_eq!(
+        outputs(&h),
+        [
+            "converted/avro/2026/01/a.avro",
+            "converted/avro/2026/02/b.avro",
+            "converted/avro/2026/c.avro",
+            "converted/parquet/2026/01/a.parquet",
+            "converted/parquet/2026/02/b.parquet",
+            "converted/parquet/2026/c.parquet",
+        ],
+        "outputs for the good files only"
+    );
+    let results: Vec<String> = h.output_files().into_iter().filter(|f| f.contains("/results/")).collect();
+    assert!(results.iter().any(|f| f.ends_with("/manifest.json")), "{results:?}");
+    assert!(results.iter().any(|f| f.contains("/SUCCEEDED_0.json")), "{results:?}");
+
+    // 2. Incremental: the converted files are up to date, nothing is converted again.
+    let modified = |h: &Harness| {
+        outputs(h)
+            .iter()
+            .map(|f| std::fs::metadata(h.output.join(f)).and_then(|m| m.modified()).ok())
+            .collect::<Vec<_>>()
+    };
+    let before = modified(&h);
+    let second =
+        execute(&client, "second", scan_input(json!({"incremental": true, "tolerated_failure_percentage": 100}))).await;
+    assert!(matches!(second.status, ExecutionStatus::Succeeded(_)), "{:?}", second.status);
+    let run = run_objects(&h.output, "second");
+    let t = &run.report.totals;
+    assert_eq!((t.converted, t.skipped, t.failed), (0, 3, 2), "{t:?}");
+    assert_eq!(modified(&h), before, "no output was written again");
+
+    // 3. The bad files are fixed; reprocessing the first run's failed keys converts exactly them.
+    h.put("landing/bad/ragged.csv", "a,b\n1,2\n3,4\n");
+    h.put("landing/bad/empty.csv", "a\n1\n");
+    let report =
+        json!({"mode": "report", "report": {"bucket": OUTPUT_BUCKET, "key": "converted/_runs/first/failed-keys.json"}});
+    let third = execute(&client, "third", report).await;
+    let summary = match &third.status {
+        ExecutionStatus::Succeeded(summary) => summary.clone(),
+        other => panic!("the reprocess run fails: {other:?}"),
+    };
+    assert_eq!(summary["totals"]["converted"], 2, "{summary}");
+    let run = run_objects(&h.output, "third");
+    assert_eq!(
+        keys_with(&run.lines, FileStatus::Converted),
+        BTreeSet::from(["landing/bad/empty.csv", "landing/bad/ragged.csv"])
+    );
+    assert_eq!(run.lines.len(), 2, "exactly the failed keys");
+    assert!(run.failed_keys.is_none(), "nothing failed");
+    assert!(outputs(&h).contains(&"converted/parquet/bad/ragged.parquet".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_keys_keep_the_outputs_where_a_scan_would() {
+    let h = Harness::start().await;
+    h.put("landing/dup.csv", "a\n1\n");
+    h.put("landing/dup.tsv", "a\n2\n");
+    let client = h.converter.client().clone();
+    let scan = execute(&client, "scan", scan_input(json!({"tolerated_failure_percentage": 100}))).await;
+    assert!(matches!(scan.status, ExecutionStatus::Succeeded(_)), "{:?}", scan.status);
+    let run = run_objects(&h.output, "scan");
+    assert_eq!(keys_with(&run.lines, FileStatus::Converted), BTreeSet::from(["landing/dup.csv"]));
+    let before = std::fs::read(h.output.join("converted/parquet/dup.parquet")).expect("dup.parquet");
+
+    let keys =
+        json!({"mode": "keys", "keys": ["landing/dup.tsv", "landing/gone.csv"], "tolerated_failure_percentage": 100});
+    let run_keys = execute(&client, "keys", scan_input(keys)).await;
+    assert!(matches!(run_keys.status, ExecutionStatus::Succeeded(_)), "{:?}", run_keys.status);
+    let run = run_objects(&h.output, "keys");
+    let kinds: BTreeSet<(&str, &str)> =
+        run.report.failed.iter().map(|f| (f.key.as_str(), f.error.kind.as_str())).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            ("landing/dup.tsv", "bad_input.output_collision"),
+            ("landing/gone.csv", "bad_input.not_found")
+        ])
+    );
+    let collision = run.report.failed.iter().find(|f| f.key == "landing/dup.tsv").expect("dup.tsv");
+    assert!(collision.error.message.contains("landing/dup.csv"), "{}", collision.error.message);
+    assert_eq!(std::fs::read(h.output.join("converted/parquet/dup.parquet")).expect("dup.parquet"), before);
+}
+
+/// The history with the Map's child events in place.
+fn flattened(history: &[HistoryEvent]) -> Vec<&HistoryEvent> {
+    history
+        .iter()
+        .map(|e| match e {
+            HistoryEvent::MapItem { event, .. } => event.as_ref(),
+            e => e,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_fails_transiently_is_retried_by_the_state_machine() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (input, output) = (root.path().join("in"), root.path().join("out"));
+    for i in 0..3 {
+        let path = input.join(format!("landing/f{i}.csv"));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, format!("n\n{i}\n")).expect("write");
+    }
+    let failures = Arc::new(AtomicUsize::new(2));
+    let counter = failures.clone();
+    let server = LocalS3::start_with(
+        &[
+            LocalBucket { name: INPUT_BUCKET.into(), dir: input },
+            LocalBucket { name: OUTPUT_BUCKET.into(), dir: output.clone() },
+        ],
+        move |inner| FaultyGets {
+            inner,
+            fault: Box::new(move |key| {
+                let hit = key.ends_with(".csv")
+                    && counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                hit.then(|| s3_error!(SlowDown))
+            }),
+        },
+    )
+    .await
+    .expect("endpoint");
+    // No SDK retries: the first SlowDown fails the batch with csvlake.Transient.
+    let retry = RetryConfig::standard().with_max_attempts(1);
+    let client = Client::from_conf(server.client().config().to_builder().retry_config(retry).build());
+
+    let run = execute(&client, "retried", scan_input(json!({"batch": {"max_files": 10}}))).await;
+    assert!(matches!(run.status, ExecutionStatus::Succeeded(_)), "{:?}", run.status);
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "the faults were hit");
+    let events = flattened(&run.history);
+    let retries: Vec<&&HistoryEvent> = events
+        .iter()
+        .filter(|e| matches!(e, HistoryEvent::RetryScheduled { state, .. } if state == "ConvertBatch"))
+        .collect();
+    assert!(!retries.is_empty(), "the state machine retried the batch: {:?}", run.history);
+    let failed_attempts = events
+        .iter()
+        .filter(|e| matches!(e, HistoryEvent::TaskFailed { error, .. } if error == "csvlake.Transient"))
+        .count();
+    assert!(failed_attempts >= 1, "{:?}", run.history);
+    let report = run_objects(&output, "retried").report;
+    assert_eq!((report.totals.converted, report.totals.failed), (3, 0), "{:?}", report.totals);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_keys_page_the_listing_and_split_into_batches() {
+    let h = Harness::start().await;
+    for i in 0..5_000 {
+        h.put(&format!("landing/k/{:02}/{i:05}.csv", i % 50), format!("i,s\n{i},x{i}\n"));
+    }
+    h.calls.clear();
+    let client = h.converter.client().clone();
+    let run = execute(&client, "many", scan_input(json!({"batch": {"max_files": 256}, "max_concurrency": 8}))).await;
+    assert!(matches!(run.status, ExecutionStatus::Succeeded(_)), "{:?}", run.status);
+    assert!(h.calls.count("ListObjectsV2") >= 5, "the listing paged: {} requests", h.calls.count("ListObjectsV2"));
+    let manifest: Vec<csvlake::run::ManifestBatch> = serde_json::from_slice(
+        &std::fs::read(h.output.join("converted/_runs/many/manifest.json")).expect("manifest.json"),
+    )
+    .expect("a manifest");
+    assert_eq!(manifest.len(), 20, "5,000 files in batches of at most 256");
+    assert!(manifest.iter().all(|b| b.files.len() <= 256));
+    let run = run_objects(&h.output, "many");
+    assert_eq!((run.report.totals.converted, run.report.totals.failed), (5_000, 0));
+    assert_eq!(run.lines.len(), 5_000);
+    assert_eq!(keys_with(&run.lines, FileStatus::Converted).len(), 5_000);
+    assert_eq!(outputs(&h).len(), 10_000);
+}
+
+#[test]
+fn the_error_names_of_the_definition_are_the_handlers_error_types() {
+    let definition: Value = serde_json::from_str(csvlake_statemachine::DEFINITION).expect("JSON");
+    let mut named = BTreeSet::new();
+    collect_error_names(&definition, &mut named);
+    let handlers: BTreeSet<String> =
+        [csvlake::Error::Transient(String::new()), csvlake::Error::Internal(String::new())]
+            .into_iter()
+            .map(|e| lambda_runtime::Diagnostic::from(e).error_type)
+            .collect();
+    let ours: BTreeSet<&String> = named.iter().filter(|n| n.starts_with("csvlake.")).collect();
+    assert!(ours.contains(&"csvlake.Transient".to_string()), "the definition retries csvlake.Transient: {named:?}");
+    for name in &ours {
+        assert!(
+            handlers.contains(*name) || *name == "csvlake.ToleranceExceeded",
+            "{name} is named in pipeline.asl.json but no handler raises it ({handlers:?})"
+        );
+    }
+    // Every Task retries the transient error type its handler raises.
+    let mut tasks = 0;
+    for_each_state(&definition, &mut |name, state| {
+        if state["Type"] == "Task" {
+            tasks += 1;
+            let retried: Vec<&str> = state["Retry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r["ErrorEquals"].as_array().into_iter().flatten())
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(retried.contains(&csvlake::error::TRANSIENT_ERROR_TYPE), "{name} does not retry: {retried:?}");
+        }
+    });
+    assert_eq!(tasks, 3, "Plan, ConvertBatch and Reduce");
+}
+
+fn collect_error_names(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("ErrorEquals", Value::Array(names)) => {
+                        out.extend(names.iter().filter_map(Value::as_str).map(String::from));
+                    }
+                    ("Error", Value::String(name)) => {
+                        out.insert(name.clone());
+                    }
+                    _ => collect_error_names(v, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| collect_error_names(v, out)),
+        _ => {}
+    }
+}
+
+fn for_each_state(v: &Value, f: &mut impl FnMut(&str, &Value)) {
+    if let Some(states) = v["States"].as_object() {
+        for (name, state) in states {
+            f(name, state);
+            for_each_state(&state["ItemProcessor"], f);
+        }
+    }
+}
+
+#[test]
+fn the_example_execution_inputs_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../statemachine/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples") {
+        let path = entry.expect("entry").path();
+        let input: RunInput = serde_json::from_str(&std::fs::read_to_string(&path).expect("read"))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        match input.mode {
+            Mode::Report => assert!(input.report.is_some(), "{}", path.display()),
+            _ => {
+                input.job().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_prefix_reports_at_once() {
+    let h = Harness::start().await;
+    h.put("landing/readme.txt", "no csv here");
+    let run = execute(h.converter.client(), "empty", scan_input(json!({}))).await;
+    assert!(matches!(run.status, ExecutionStatus::Succeeded(_)), "{:?}", run.status);
+    let entered: Vec<&str> = run
+        .history
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEvent::StateEntered { state } => Some(state.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(!entered.contains(&"Convert"), "no Map for no batch: {entered:?}");
+    let run = run_objects(&h.output, "empty");
+    assert_eq!(run.report.totals.files, 0);
+    assert!(run.lines.is_empty());
+}
