@@ -112,7 +112,13 @@ pub async fn start(args: StartArgs) -> Result<ExitCode> {
             ExecutionStatus::Succeeded => {
                 let summary: RunSummary = serde_json::from_str(d.output().unwrap_or("null"))
                     .context("the execution's output is not a run summary")?;
-                crate::summary::print_totals(&summary.run_id, &summary.totals, started.elapsed().as_secs_f64());
+                // The execution's own duration: the time polled here overshoots it by up to
+                // --poll-seconds.
+                let secs = match d.stop_date() {
+                    Some(stop) => stop.as_secs_f64() - d.start_date().as_secs_f64(),
+                    None => started.elapsed().as_secs_f64(),
+                };
+                crate::summary::print_totals(&summary.run_id, &summary.totals, secs);
                 for (kind, n) in &summary.failures_by_kind {
                     println!("failed: {kind}: {n} files");
                 }
