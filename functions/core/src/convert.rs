@@ -40,12 +40,20 @@ const MAX_PASSES: usize = 8;
 pub type Progress = Arc<dyn Fn(&FileResult) + Send + Sync>;
 
 /// Converts files and batches of files with one S3 client.
+///
+/// The memory budget and the file limit hold for the converter as a whole (and its clones), not
+/// per batch: when the local executor runs several batches in one process, together they stay
+/// within the budget one Lambda would have.
 #[derive(Clone)]
 pub struct Converter {
     client: Client,
     memory_budget_mib: u32,
     max_files: usize,
     progress: Option<Progress>,
+    /// Permits in MiB of the memory budget.
+    budget: Arc<Semaphore>,
+    /// Permits for files under way.
+    files: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Converter {
@@ -67,18 +75,27 @@ pub fn file_weight_mib(size: u64) -> u32 {
 impl Converter {
     /// A converter with a 1 GiB memory budget and at most 64 files at once.
     pub fn new(client: Client) -> Self {
-        Self { client, memory_budget_mib: 1024, max_files: 64, progress: None }
+        Self {
+            client,
+            memory_budget_mib: 1024,
+            max_files: 64,
+            progress: None,
+            budget: Arc::new(Semaphore::new(1024)),
+            files: Arc::new(Semaphore::new(64)),
+        }
     }
 
     /// Sets the memory budget that bounds how many files convert at once.
     pub fn with_memory_budget_mib(mut self, mib: u32) -> Self {
         self.memory_budget_mib = mib.max(96);
+        self.budget = Arc::new(Semaphore::new(self.memory_budget_mib as usize));
         self
     }
 
     /// Sets the maximum number of files converted at once.
     pub fn with_max_files(mut self, n: usize) -> Self {
         self.max_files = n.max(1);
+        self.files = Arc::new(Semaphore::new(self.max_files));
         self
     }
 
@@ -98,19 +115,20 @@ impl Converter {
     /// the files already under way have finished (so nothing is left half-written).
     pub async fn convert_batch(&self, batch: &ConvertBatch) -> Result<BatchResult> {
         batch.job.validate()?;
-        let budget = Semaphore::new(self.memory_budget_mib as usize);
         // The futures are made before the stream, so that no closure over `&FileRef` lives across
         // an await: the batch future is then Send for any caller (rust#102211).
-        let futures: Vec<_> = batch.files.iter().map(|file| self.convert_within(&budget, &batch.job, file)).collect();
+        let futures: Vec<_> = batch.files.iter().map(|file| self.convert_within(&batch.job, file)).collect();
         let results: Vec<Result<FileResult>> = futures::stream::iter(futures).buffered(self.max_files).collect().await;
         let files = results.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(BatchResult { files })
     }
 
-    /// Converts one file once its weight fits in the batch's memory budget.
-    async fn convert_within(&self, budget: &Semaphore, job: &Job, file: &FileRef) -> Result<FileResult> {
+    /// Converts one file once a file slot is free and its weight fits in the memory budget.
+    async fn convert_within(&self, job: &Job, file: &FileRef) -> Result<FileResult> {
+        let closed = |e: tokio::sync::AcquireError| Error::Internal(e.to_string());
+        let _slot = self.files.acquire().await.map_err(closed)?;
         let weight = file_weight_mib(file.size).min(self.memory_budget_mib);
-        let _permit = budget.acquire_many(weight).await.map_err(|e| Error::Internal(e.to_string()))?;
+        let _permit = self.budget.acquire_many(weight).await.map_err(closed)?;
         let r = self.convert_file(job, file).await;
         if let (Some(p), Ok(r)) = (&self.progress, &r) {
             p(r);
@@ -400,5 +418,21 @@ impl AsyncRead for TrackedRead {
             *slot = Some(e.to_string());
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_on_one_converter_share_its_limits() {
+        let conf = aws_sdk_s3::Config::builder().behavior_version_latest().build();
+        let c = Converter::new(Client::from_conf(conf)).with_max_files(3).with_memory_budget_mib(200);
+        let other = c.clone();
+        let _files = c.files.acquire_many(2).await.unwrap();
+        let _mib = c.budget.acquire_many(150).await.unwrap();
+        assert_eq!(other.files.available_permits(), 1);
+        assert_eq!(other.budget.available_permits(), 50);
     }
 }
