@@ -50,7 +50,7 @@ fn main() -> Result<()> {
         index
     });
     let indexed = started.elapsed();
-    let mut planner = Planner::new("landing/", BatchLimits::default(), outputs);
+    let mut planner = Planner::new("landing/", "converted/", BatchLimits::default(), outputs);
     let mut manifest_bytes = 0usize;
     let mut page = Vec::with_capacity(1_000);
     // Keys generated out of order, then each page sorted, as a listing returns them.

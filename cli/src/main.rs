@@ -29,6 +29,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{ConvertArgs, Location, input_at, read_keys, scan};
 
+/// The Fail state of a run that reported, but exceeded its tolerance.
+const TOLERANCE_EXCEEDED: &str = "csvlake.ToleranceExceeded";
+
 /// Bucket names under which local directories are served.
 const LOCAL_INPUT: &str = "input";
 const LOCAL_OUTPUT: &str = "output";
@@ -232,6 +235,7 @@ fn run_id() -> String {
 async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local: &LocalArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let run_id = local.run_id.clone().unwrap_or_else(run_id);
+    csvlake::plan::check_run_id(&run_id)?;
     let bar = progress_bar(local.quiet);
     let (files, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let progress = {
@@ -251,15 +255,16 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
     bar.finish_and_clear();
     let report_at =
         ObjectLocation { bucket: output.bucket.clone(), key: run_key(&output.prefix, &run_id, names::REPORT) };
-    let report = summary::read_report(&store.client, &report_at).await?;
-    let Some(report) = report else {
-        return match execution.status {
-            ExecutionStatus::Failed(e) => {
-                eprintln!("csvlake: run {run_id} failed: {}: {}", e.error, e.cause);
-                Ok(ExitCode::from(1))
-            }
-            ExecutionStatus::Succeeded(_) => bail!("run {run_id} wrote no report at {}", store.show(&report_at)),
-        };
+    // A run that exceeded its tolerance fails after reporting; any other failure means that no
+    // report of this run can be trusted (one found may be an earlier run's, or partly written).
+    if let ExecutionStatus::Failed(e) = &execution.status
+        && e.error != TOLERANCE_EXCEEDED
+    {
+        eprintln!("csvlake: run {run_id} failed: {}: {}", e.error, e.cause);
+        return Ok(ExitCode::from(1));
+    }
+    let Some(report) = summary::read_report(&store.client, &report_at).await? else {
+        bail!("run {run_id} wrote no report at {}", store.show(&report_at));
     };
     let reprocess_hint = |failed_keys: &ObjectLocation| match &store.input_dir {
         Some(dir) => format!("csvlake reprocess --report {} --input {}", store.show(failed_keys), dir.display()),

@@ -141,7 +141,7 @@ pub async fn start(args: StartArgs) -> Result<ExitCode> {
                     println!("report: s3://{}/{}", out.bucket, csvlake::run::run_key(&out.prefix, name, "report.json"));
                 }
                 // A run that exceeded its tolerance still converted what it could.
-                return Ok(if error == "csvlake.ToleranceExceeded" { ExitCode::from(2) } else { ExitCode::from(1) });
+                return Ok(if error == crate::TOLERANCE_EXCEEDED { ExitCode::from(2) } else { ExitCode::from(1) });
             }
         }
     }

@@ -24,6 +24,8 @@ pub(crate) mod names {
     pub(crate) const RESULT_WRITER_FAILED: &str = "States.ResultWriterFailed";
     /// A Task named a function that is not registered.
     pub(crate) const RESOURCE_NOT_FOUND: &str = "Lambda.ResourceNotFoundException";
+    /// A task's input or result over the 256 KiB payload limit.
+    pub(crate) const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
 }
 
 /// Why a definition cannot be executed. Every message names the construct at fault and where

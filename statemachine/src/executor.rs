@@ -426,6 +426,7 @@ impl Executor {
             _ => return Err(TaskError::runtime(name, "the FunctionName parameter is not a string")),
         };
         let payload = parameters.get("Payload").cloned().unwrap_or_else(|| json!({}));
+        within_payload_limit(name, "input", &payload)?;
         let function = self.function(function_name).ok_or_else(|| {
             TaskError::new(
                 names::RESOURCE_NOT_FOUND,
@@ -444,6 +445,7 @@ impl Executor {
             None => call.await,
         };
         let output = outcome.map_err(|panic| TaskError::new(names::TASK_FAILED, panic_message(&panic)))??;
+        within_payload_limit(name, "result", &output)?;
         Ok(json!({"ExecutedVersion": "$LATEST", "Payload": output, "StatusCode": 200}))
     }
 
@@ -496,6 +498,22 @@ fn place_result(path: &Option<Path>, mut input: Value, result: Value, state: &st
     path.set(&mut input, result)
         .map_err(|e| TaskError::runtime(state, format!("unable to apply ResultPath \"{path}\" to the input: {e}")))?;
     Ok(input)
+}
+
+/// The Step Functions limit on a task's input and result: 256 KiB of UTF-8 JSON.
+pub const PAYLOAD_LIMIT_BYTES: usize = 256 * 1024;
+
+/// Fails like Step Functions when a payload is over [`PAYLOAD_LIMIT_BYTES`], so that a batch
+/// too large for AWS fails locally too.
+fn within_payload_limit(state: &str, what: &str, value: &Value) -> Result<(), TaskError> {
+    let size = serde_json::to_vec(value).map_or(0, |v| v.len());
+    if size > PAYLOAD_LIMIT_BYTES {
+        return Err(TaskError::new(
+            names::DATA_LIMIT_EXCEEDED,
+            format!("the {what} of state {state:?} is {size} bytes, over the {PAYLOAD_LIMIT_BYTES}-byte limit"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

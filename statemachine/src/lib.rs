@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 
 pub use definition::Definition;
 pub use error::{AslError, TaskError};
-pub use executor::{DEFAULT_RESULTS_PER_FILE, Execution, ExecutionStatus, Executor, HistoryEvent};
+pub use executor::{DEFAULT_RESULTS_PER_FILE, Execution, ExecutionStatus, Executor, HistoryEvent, PAYLOAD_LIMIT_BYTES};
 pub use function::{Function, lambda};
 
 /// The state machine definition infra deploys, with its `${...}` placeholders.

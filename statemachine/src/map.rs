@@ -298,7 +298,7 @@ impl Children {
         ChildExecution {
             execution_arn: self.execution_arn(&child.name),
             input: child.input.to_string(),
-            input_details: Included { included: true },
+            input_details: Some(Included { included: true }),
             name: child.name,
             output_details: output.as_ref().map(|_| Included { included: true }),
             output,

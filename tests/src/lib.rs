@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use apache_avro::Schema as AvroSchema;
 use apache_avro::types::Value as AvroValue;
@@ -156,7 +157,7 @@ impl Harness {
         let files = csvlake::plan::list_inputs(self.converter.client(), &job.input).await.expect("list inputs");
         assert!(!files.is_empty(), "no input under {:?}", job.input.prefix);
         let unbounded = BatchLimits { max_files: usize::MAX, max_bytes: u64::MAX };
-        let mut planner = Planner::new(&job.input.prefix, unbounded, None);
+        let mut planner = Planner::new(&job.input.prefix, &job.output.prefix, unbounded, None);
         for f in files {
             planner.add(Listed { key: f.key, size: f.size, modified_ms: 0 }).expect("plan");
         }
@@ -762,4 +763,52 @@ impl s3s::S3 for FaultyGets {
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
         self.inner.delete_object(req).await
     }
+}
+
+/// The `csvlake` binary of this build, built on first use so that it is never stale.
+///
+/// `CARGO_BIN_EXE_csvlake` is only set for tests of the package that owns the binary, so the
+/// binary is looked up beside the test executable (`<target>/<profile>/deps/..`).
+pub fn csvlake_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("CARGO_BIN_EXE_csvlake") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps").to_path_buf();
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        // Variables cargo sets for this test process must not reach the nested cargo: build
+        // scripts that track them (ring tracks CARGO_MANIFEST_DIR) would rebuild every time.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                )
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
+        let status = build
+            .args(["build", "--quiet", "-p", "csvlake-cli", "--bin", "csvlake", "--profile", &profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p csvlake-cli failed: {status}");
+        let bin = profile_dir.join(format!("csvlake{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
 }

@@ -1,60 +1,11 @@
 //! The `csvlake` command line, run as a process on local directories: exit status 0 when every
 //! file converts, 2 when some fail (listing them with their line), 1 on a fatal error.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-use csvlake_tests::{Cell, Expect, assert_cells_eq, assert_parquet_schema, read_avro, read_parquet, walk};
+use csvlake_tests::{Cell, Expect, assert_cells_eq, assert_parquet_schema, csvlake_bin, read_avro, read_parquet, walk};
 use parquet::basic::Compression;
-
-/// The `csvlake` binary of this build, built on first use so that it is never stale.
-///
-/// `CARGO_BIN_EXE_csvlake` is only set for tests of the package that owns the binary, so the
-/// binary is looked up beside the test executable (`<target>/<profile>/deps/..`).
-fn csvlake_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("CARGO_BIN_EXE_csvlake") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps").to_path_buf();
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = Command::new(cargo);
-        // Variables cargo sets for this test process must not reach the nested cargo: build
-        // scripts that track them (ring tracks CARGO_MANIFEST_DIR) would rebuild every time.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || matches!(
-                    name.as_ref(),
-                    "CARGO_MANIFEST_DIR"
-                        | "CARGO_MANIFEST_PATH"
-                        | "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "CARGO_RUSTC_CURRENT_DIR"
-                )
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
-        let status = build
-            .args(["build", "--quiet", "-p", "csvlake-cli", "--bin", "csvlake", "--profile", &profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p csvlake-cli failed: {status}");
-        let bin = profile_dir.join(format!("csvlake{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
-}
 
 fn run(args: &[&str]) -> Output {
     csvlake("run", args)

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use csvlake::options::Format;
 use csvlake::payload::{InputLocation, OutputLocation, default_suffixes};
 use csvlake::run::{Mode, ObjectLocation, RunInput, RunStatus, RunSummary, Totals};
+use csvlake_tests::csvlake_bin;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,54 +23,6 @@ const START: &str = "AWSStepFunctions.StartExecution";
 const DESCRIBE: &str = "AWSStepFunctions.DescribeExecution";
 /// Longest a `csvlake start` may take before the test kills it.
 const PROCESS_LIMIT: Duration = Duration::from_secs(120);
-
-/// The `csvlake` binary of this build, built on first use so that it is never stale.
-///
-/// `CARGO_BIN_EXE_csvlake` is only set for tests of the package that owns the binary, so the
-/// binary is looked up beside the test executable (`<target>/<profile>/deps/..`).
-fn csvlake_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("CARGO_BIN_EXE_csvlake") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps").to_path_buf();
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = Command::new(cargo);
-        // Variables cargo sets for this test process must not reach the nested cargo: build
-        // scripts that track them (ring tracks CARGO_MANIFEST_DIR) would rebuild every time.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || matches!(
-                    name.as_ref(),
-                    "CARGO_MANIFEST_DIR"
-                        | "CARGO_MANIFEST_PATH"
-                        | "CARGO_CRATE_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "CARGO_RUSTC_CURRENT_DIR"
-                )
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
-        let status = build
-            .args(["build", "--quiet", "-p", "csvlake-cli", "--bin", "csvlake", "--profile", &profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p csvlake-cli failed: {status}");
-        let bin = profile_dir.join(format!("csvlake{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
-}
 
 /// How the fake execution ends, after one DescribeExecution that finds it RUNNING.
 #[derive(Clone)]

@@ -106,16 +106,31 @@ impl Error {
         }
     }
 
-    /// The per-file error record, for bad input.
+    /// The per-file error record, for bad input. Its message is cut at
+    /// [`MAX_FILE_MESSAGE_BYTES`]: results travel in Step Functions payloads of 256 KiB.
     pub fn to_file_error(&self) -> FileError {
-        match self {
-            Self::BadInput { kind, message, line } => {
-                FileError { kind: kind.as_str().to_owned(), message: message.clone(), line: *line }
-            }
-            Self::Transient(m) => FileError { kind: TRANSIENT_ERROR_TYPE.into(), message: m.clone(), line: None },
-            Self::Internal(m) => FileError { kind: INTERNAL_ERROR_TYPE.into(), message: m.clone(), line: None },
-        }
+        let (kind, message, line) = match self {
+            Self::BadInput { kind, message, line } => (kind.as_str(), message, *line),
+            Self::Transient(m) => (TRANSIENT_ERROR_TYPE, m, None),
+            Self::Internal(m) => (INTERNAL_ERROR_TYPE, m, None),
+        };
+        FileError { kind: kind.to_owned(), message: shortened(message, MAX_FILE_MESSAGE_BYTES), line }
     }
+}
+
+/// Longest per-file error message, in bytes (a value quoted in it may be long).
+pub const MAX_FILE_MESSAGE_BYTES: usize = 256;
+
+/// `text` cut at a character boundary to at most `max` bytes, plus `…` when cut.
+pub fn shortened(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// The error part of a per-file result (DESIGN.md "Per-file result").

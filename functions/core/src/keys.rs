@@ -42,7 +42,8 @@ pub fn output_key(output_prefix: &str, format: Format, rel: &str) -> String {
 
 /// Whether the key names a gzip-compressed object.
 pub fn is_gzip(key: &str) -> bool {
-    key.len() >= 3 && key[key.len() - 3..].eq_ignore_ascii_case(".gz")
+    let key = key.as_bytes();
+    key.len() >= 3 && key[key.len() - 3..].eq_ignore_ascii_case(b".gz")
 }
 
 #[cfg(test)]
@@ -58,6 +59,7 @@ mod tests {
         assert_eq!(output_key("converted/", Format::Parquet, "2026/a"), "converted/parquet/2026/a.parquet");
         assert_eq!(output_key("converted", Format::Avro, "a"), "converted/avro/a.avro");
         assert_eq!(output_key("", Format::Avro, "a"), "avro/a.avro");
+        assert!(is_gzip("a.CSV.GZ") && !is_gzip("in/fiancé") && !is_gzip("é"));
     }
 
     #[test]

@@ -6,16 +6,16 @@
 //! is incremental, and streams batches into the manifest object as it goes.
 //!
 //! Memory does not hold the keys of the run: [`Planner`] keeps a 16-byte hash per output name
-//! (collisions), and an incremental run a 32-byte entry per existing output name, built from one
-//! listing of the output prefix (no HEAD per object). The batches being filled are the only keys
-//! in memory.
+//! and the suffix of its first key (collisions), and an incremental run a 32-byte entry per
+//! existing output name, built from one listing of the output prefix (no HEAD per object). The
+//! batches being filled are the only keys in memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use aws_sdk_s3::Client;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::error::{BadInputKind, Error, Result};
+use crate::error::{BadInputKind, Error, MAX_FILE_MESSAGE_BYTES, Result};
 use crate::keys;
 use crate::options::Format;
 use crate::payload::{FileRef, FileResult, InputLocation, Job};
@@ -27,9 +27,17 @@ use crate::upload::ObjectWriter;
 /// Batches being filled at once. More open batches pack tighter; each holds up to
 /// `max_files` keys in memory.
 const OPEN_BATCHES: usize = 8;
-/// Key bytes per batch at most, so that a batch event and its result stay far below the
-/// 256 KiB Step Functions payload limit even with long keys.
-pub const MAX_BATCH_KEY_BYTES: usize = 48 << 10;
+/// Estimated payload bytes per batch at most: the converter's result for a batch (the larger of
+/// its event and its result) must stay under the 256 KiB Step Functions payload limit.
+pub const MAX_BATCH_PAYLOAD_BYTES: usize = 224 << 10;
+
+/// What one file adds, at most, to its batch's result: its key, two output keys, the result's
+/// other fields, and an error message of up to [`MAX_FILE_MESSAGE_BYTES`]. JSON escapes count.
+fn payload_cost(key: &str, rel: &str, output_prefix: &str) -> usize {
+    let escaped = |s: &str| s.len() + s.bytes().filter(|b| *b == b'"' || *b == b'\\' || *b < 0x20).count() * 5;
+    let output_key = output_prefix.len() + escaped(rel) + 24;
+    escaped(key) + 2 * output_key + 256 + MAX_FILE_MESSAGE_BYTES
+}
 /// Key lookups in flight in modes `keys` and `report`.
 const LOOKUPS_IN_FLIGHT: usize = 64;
 
@@ -185,25 +193,46 @@ pub struct PlanCounts {
 struct Bin {
     files: Vec<FileRef>,
     bytes: u64,
-    key_bytes: usize,
+    payload: usize,
 }
 
 impl Bin {
-    fn fits(&self, f: &FileRef, limits: &BatchLimits) -> bool {
+    fn fits(&self, f: &FileRef, cost: usize, limits: &BatchLimits) -> bool {
         self.files.len() < limits.max_files
             && self.bytes + f.size <= limits.max_bytes
-            && self.key_bytes + f.key.len() <= MAX_BATCH_KEY_BYTES
+            && self.payload + cost <= MAX_BATCH_PAYLOAD_BYTES
     }
 
     fn full(&self, limits: &BatchLimits) -> bool {
-        // Within 2% of max_bytes, no file worth waiting for would still fit.
+        // Within 2% of a bound, no file worth waiting for would still fit.
         self.files.len() >= limits.max_files
             || self.bytes >= limits.max_bytes - limits.max_bytes / 50
-            || self.key_bytes >= MAX_BATCH_KEY_BYTES - 1024
+            || self.payload >= MAX_BATCH_PAYLOAD_BYTES - MAX_BATCH_PAYLOAD_BYTES / 50
     }
 
     fn fill(&self, limits: &BatchLimits) -> f64 {
         (self.bytes as f64 / limits.max_bytes as f64).max(self.files.len() as f64 / limits.max_files as f64)
+    }
+}
+
+/// The suffix a key's output name was stripped of (at most `.csv.gz`, 7 bytes), kept inline so
+/// that the first key of an output name can be named without keeping keys.
+#[derive(Clone, Copy, Debug)]
+struct Suffix {
+    len: u8,
+    bytes: [u8; 7],
+}
+
+impl Suffix {
+    fn of(suffix: &str) -> Self {
+        let mut bytes = [0; 7];
+        let len = suffix.len().min(7);
+        bytes[..len].copy_from_slice(&suffix.as_bytes()[..len]);
+        Self { len: len as u8, bytes }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 }
 
@@ -213,9 +242,10 @@ impl Bin {
 #[derive(Debug)]
 pub struct Planner {
     input_prefix: String,
+    output_prefix: String,
     limits: BatchLimits,
     outputs: Option<OutputIndex>,
-    names: HashSet<u128>,
+    names: HashMap<u128, Suffix>,
     open: Vec<Bin>,
     manifest: Vec<u8>,
     rejected: Vec<u8>,
@@ -223,14 +253,15 @@ pub struct Planner {
 }
 
 impl Planner {
-    /// A planner for inputs under `input_prefix`; `outputs` (incremental runs) skips inputs
-    /// whose outputs are up to date.
-    pub fn new(input_prefix: &str, limits: BatchLimits, outputs: Option<OutputIndex>) -> Self {
+    /// A planner for inputs under `input_prefix` whose outputs go under `output_prefix`;
+    /// `outputs` (incremental runs) skips inputs whose outputs are up to date.
+    pub fn new(input_prefix: &str, output_prefix: &str, limits: BatchLimits, outputs: Option<OutputIndex>) -> Self {
         Self {
             input_prefix: input_prefix.to_owned(),
+            output_prefix: output_prefix.to_owned(),
             limits,
             outputs,
-            names: HashSet::new(),
+            names: HashMap::new(),
             open: Vec::new(),
             manifest: Vec::new(),
             rejected: Vec::new(),
@@ -245,22 +276,27 @@ impl Planner {
             Ok(rel) => rel,
             Err(e) => return self.reject(&obj.key, obj.size, &e),
         };
-        if !self.names.insert(name_hash(&rel)) {
-            let e = Error::bad(
-                BadInputKind::OutputCollision,
-                format!(
-                    "{} would write the same outputs ({rel}) as another input of this run whose key differs only \
-                     in its suffix; the first such key in byte order keeps them",
-                    obj.key
-                ),
-            );
-            return self.reject(&obj.key, obj.size, &e);
+        let stem = keys::stem(&obj.key);
+        match self.names.entry(name_hash(&rel)) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                // Same output name, same prefix: the keys differ only in their suffix.
+                let first = format!("{stem}{}", first.get().as_str());
+                let e = Error::bad(
+                    BadInputKind::OutputCollision,
+                    format!("{} would write the same outputs ({rel}) as {first}, which keeps them", obj.key),
+                );
+                return self.reject(&obj.key, obj.size, &e);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(Suffix::of(&obj.key[stem.len()..]));
+            }
         }
         if self.outputs.as_ref().is_some_and(|o| o.up_to_date(&rel, obj.modified_ms)) {
             self.counts.skipped += 1;
             return Ok(());
         }
-        self.pack(FileRef { key: obj.key, size: obj.size })
+        let cost = payload_cost(&obj.key, &rel, &self.output_prefix);
+        self.pack(FileRef { key: obj.key, size: obj.size }, cost)
     }
 
     /// Records a failed result decided at planning time.
@@ -272,17 +308,17 @@ impl Planner {
         Ok(())
     }
 
-    fn pack(&mut self, f: FileRef) -> Result<()> {
+    fn pack(&mut self, f: FileRef, cost: usize) -> Result<()> {
         self.counts.files += 1;
         self.counts.bytes += f.size;
-        if f.size >= self.limits.max_bytes {
+        if f.size >= self.limits.max_bytes || cost >= MAX_BATCH_PAYLOAD_BYTES {
             let mut bin = Bin::default();
             bin.files.push(f);
             return self.emit(bin);
         }
         // Best fit: the fullest open batch that still has room.
         let best = (0..self.open.len())
-            .filter(|&i| self.open[i].fits(&f, &self.limits))
+            .filter(|&i| self.open[i].fits(&f, cost, &self.limits))
             .max_by_key(|&i| (self.open[i].bytes, self.open[i].files.len()));
         let i = match best {
             Some(i) => i,
@@ -300,7 +336,7 @@ impl Planner {
         };
         let bin = &mut self.open[i];
         bin.bytes += f.size;
-        bin.key_bytes += f.key.len();
+        bin.payload += cost;
         bin.files.push(f);
         if bin.full(&self.limits) {
             let bin = self.open.swap_remove(i);
@@ -354,6 +390,7 @@ pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
     let job = input.job()?;
     let limits = input.batch_limits()?;
     let tolerated_failure_percentage = input.tolerated_failure_percentage()?;
+    let max_concurrency = input.max_concurrency()?;
     let incremental = input.incremental.unwrap_or(false);
     let outputs = if incremental { Some(index_outputs(client, &job).await?) } else { None };
 
@@ -367,7 +404,7 @@ pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
         rejected_at: &rejected_at,
         client,
     };
-    let mut planner = Planner::new(&job.input.prefix, limits, outputs);
+    let mut planner = Planner::new(&job.input.prefix, &job.output.prefix, limits, outputs);
     match input.mode {
         Mode::Scan => {
             let mut pages = list(client, &job.input.bucket, &job.input.prefix);
@@ -430,7 +467,8 @@ pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
         rejected: counts.rejected,
         manifest,
         rejected_results,
-        max_concurrency: input.max_concurrency.unwrap_or(crate::run::DEFAULT_MAX_CONCURRENCY),
+        batch: limits,
+        max_concurrency,
         tolerated_failure_percentage,
         job,
     })
@@ -465,8 +503,9 @@ impl Writers<'_> {
     }
 }
 
-/// The run id names objects under `_runs/`; Step Functions execution names already exclude `/`.
-fn check_run_id(run_id: &str) -> Result<()> {
+/// Checks a run id: it names objects under `_runs/`, so it must stay one path segment (Step
+/// Functions execution names already exclude `/`).
+pub fn check_run_id(run_id: &str) -> Result<()> {
     let ok = !run_id.is_empty()
         && run_id.len() <= 80
         && run_id != "."
@@ -553,7 +592,7 @@ mod tests {
     #[test]
     fn every_file_lands_in_exactly_one_batch_within_the_bounds() {
         let limits = BatchLimits { max_files: 7, max_bytes: 1_000 };
-        let mut p = Planner::new("in/", limits, None);
+        let mut p = Planner::new("in/", "out/", limits, None);
         // A deterministic spread of sizes, a few beyond max_bytes.
         let mut x = 12345u64;
         let mut total = 0;
@@ -593,7 +632,7 @@ mod tests {
 
     #[test]
     fn a_file_beyond_max_bytes_is_a_batch_of_its_own() {
-        let mut p = Planner::new("", BatchLimits { max_files: 10, max_bytes: 100 }, None);
+        let mut p = Planner::new("", "", BatchLimits { max_files: 10, max_bytes: 100 }, None);
         for (k, s) in [("a.csv", 10), ("big.csv", 100), ("c.csv", 10)] {
             p.add(obj(k, s)).unwrap();
         }
@@ -604,7 +643,7 @@ mod tests {
 
     #[test]
     fn colliding_outputs_keep_the_first_key_and_bad_keys_are_rejected() {
-        let mut p = Planner::new("in/", BatchLimits::default(), None);
+        let mut p = Planner::new("in/", "out/", BatchLimits::default(), None);
         for k in ["in/a.csv", "in/a.csv.gz", "in/a.tsv", "in/b.csv", "in/x/../c.csv"] {
             p.add(obj(k, 1)).unwrap();
         }
@@ -622,6 +661,7 @@ mod tests {
                 ("in/x/../c.csv", "bad_input.invalid_key")
             ]
         );
+        assert!(rejected[1].error.as_ref().unwrap().message.contains("as in/a.csv, which keeps them"));
         let b: Vec<ManifestBatch> = serde_json::from_slice(&p.take_manifest()).unwrap();
         assert_eq!(b[0].files.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(), ["in/a.csv", "in/b.csv"]);
     }
@@ -636,7 +676,7 @@ mod tests {
         index.add(Format::Avro, "out/avro/", "out/avro/c.avro", 2_000);
         index.add(Format::Avro, "out/avro/", "out/avro/notes.txt", 2_000);
         assert_eq!(index.len(), 3);
-        let mut p = Planner::new("in/", BatchLimits::default(), Some(index));
+        let mut p = Planner::new("in/", "out/", BatchLimits::default(), Some(index));
         for k in ["in/a.csv", "in/b.csv", "in/c.csv", "in/d.csv"] {
             p.add(obj(k, 1)).unwrap();
         }
@@ -655,21 +695,53 @@ mod tests {
 
     #[test]
     fn an_empty_plan_is_an_empty_manifest() {
-        let mut p = Planner::new("", BatchLimits::default(), None);
+        let mut p = Planner::new("", "", BatchLimits::default(), None);
         assert_eq!(p.finish().unwrap(), PlanCounts::default());
         assert_eq!(serde_json::from_slice::<Vec<ManifestBatch>>(&p.take_manifest()).unwrap(), vec![]);
     }
 
     #[test]
     fn long_keys_close_a_batch_before_the_payload_limit() {
-        let mut p = Planner::new("", BatchLimits { max_files: 256, max_bytes: u64::MAX }, None);
-        let long = "k".repeat(1_000);
-        for i in 0..256 {
-            p.add(obj(&format!("{long}{i:03}.csv"), 1)).unwrap();
+        use crate::payload::{BatchResult, OutputRef};
+        let out = format!("{}/", "o".repeat(200));
+        let mut p = Planner::new("", &out, BatchLimits { max_files: 10_000, max_bytes: u64::MAX }, None);
+        let long = "k\"".repeat(300);
+        for i in 0..2_000 {
+            p.add(obj(&format!("{long}{i:04}.csv"), 1)).unwrap();
         }
-        for b in batches(&mut p) {
-            let event = serde_json::to_vec(&b).unwrap();
-            assert!(event.len() < 64 << 10, "{} bytes", event.len());
+        let b = batches(&mut p);
+        assert_eq!(b.iter().map(|b| b.files.len()).sum::<usize>(), 2_000);
+        assert!(b.len() > 10, "{} batches", b.len());
+        for batch in b {
+            // The largest result the converter could return for it: every file converted to
+            // both formats, or failed with the longest message.
+            let worst = BatchResult {
+                files: batch
+                    .files
+                    .iter()
+                    .map(|f| {
+                        let rel = keys::relative("", &f.key).unwrap();
+                        let mut r = FileResult::failed(
+                            &f.key,
+                            u64::MAX,
+                            u64::MAX,
+                            Error::Internal("é".repeat(1_000)).to_file_error(),
+                        );
+                        r.outputs = Format::ALL
+                            .iter()
+                            .map(|&format| OutputRef {
+                                format,
+                                key: keys::output_key(&out, format, &rel),
+                                bytes: u64::MAX,
+                            })
+                            .collect();
+                        r.rows = u64::MAX;
+                        r
+                    })
+                    .collect(),
+            };
+            let size = serde_json::to_vec(&worst).unwrap().len();
+            assert!(size < 256 << 10, "{size} bytes in a result of {} files", batch.files.len());
         }
     }
 

@@ -31,7 +31,7 @@ use serde::{Deserialize, Deserializer as _};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 
-use crate::error::{Error, FileError, INTERNAL_ERROR_TYPE, Result};
+use crate::error::{Error, FileError, INTERNAL_ERROR_TYPE, Result, shortened};
 use crate::payload::{BatchResult, FileRef, FileResult, FileStatus};
 use crate::run::{
     ChildExecution, FailedFile, ManifestBatch, Mode, ObjectLocation, ReduceRequest, Report, ResultManifest, RunInput,
@@ -110,6 +110,9 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
             csv: Some(job.csv.clone()),
             parquet: Some(job.parquet.clone()),
             avro: Some(job.avro.clone()),
+            batch: Some(request.plan.batch),
+            max_concurrency: Some(request.plan.max_concurrency),
+            tolerated_failure_percentage: Some(request.plan.tolerated_failure_percentage),
             ..RunInput::default()
         };
         write_failed_keys(client, &failed_keys_loc, &retry, keys).await?;
@@ -393,21 +396,9 @@ pub fn cause_message(cause: &str) -> String {
     }
     let trimmed = cause.trim();
     match serde_json::from_str::<LambdaError>(trimmed) {
-        Ok(e) => capped(&e.error_message),
-        Err(_) => capped(trimmed),
+        Ok(e) => shortened(&e.error_message, MAX_MESSAGE_BYTES),
+        Err(_) => shortened(trimmed, MAX_MESSAGE_BYTES),
     }
-}
-
-/// `text`, cut at a character boundary to at most [`MAX_MESSAGE_BYTES`] bytes plus an ellipsis.
-fn capped(text: &str) -> String {
-    if text.len() <= MAX_MESSAGE_BYTES {
-        return text.to_owned();
-    }
-    let mut end = MAX_MESSAGE_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// The error of every file of a failed or pending child execution.

@@ -23,6 +23,8 @@ pub const DEFAULT_BATCH_FILES: usize = 256;
 pub const DEFAULT_BATCH_BYTES: u64 = 512 << 20;
 /// Default `max_concurrency` of the Distributed Map.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 500;
+/// The largest MaxConcurrency a Distributed Map accepts.
+pub const MAX_MAX_CONCURRENCY: u32 = 10_000;
 /// Default `tolerated_failure_percentage`.
 pub const DEFAULT_TOLERATED_FAILURE_PERCENTAGE: f64 = 5.0;
 
@@ -169,9 +171,14 @@ impl RunInput {
         Ok(b)
     }
 
-    /// `max_concurrency`, checked (0 would mean "unlimited" to Step Functions; we say so).
-    pub fn max_concurrency(&self) -> u32 {
-        self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)
+    /// `max_concurrency`, checked: 0 means no limit to Step Functions (which then runs up to
+    /// 10,000 children at once), and more than 10,000 is refused there.
+    pub fn max_concurrency(&self) -> Result<u32> {
+        let n = self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
+        if n > MAX_MAX_CONCURRENCY {
+            return Err(invalid("max_concurrency must be at most 10000 (0 means no limit)"));
+        }
+        Ok(n)
     }
 
     /// `tolerated_failure_percentage`, checked to lie in 0..=100.
@@ -237,6 +244,8 @@ pub struct Plan {
     pub rejected_results: Option<ObjectLocation>,
     /// Where the ResultWriter writes.
     pub results: ResultsLocation,
+    /// The batch bounds the manifest was packed with.
+    pub batch: BatchLimits,
     /// The Map's MaxConcurrency.
     pub max_concurrency: u32,
     /// The Map's ToleratedFailurePercentage, also applied to files by the reducer.
@@ -359,12 +368,16 @@ pub struct Included {
 #[serde(rename_all = "PascalCase")]
 pub struct ChildExecution {
     /// Child execution ARN.
+    #[serde(default)]
     pub execution_arn: String,
     /// Its input (a [`crate::payload::ConvertBatch`] with `batch` set), as a JSON string.
+    #[serde(default)]
     pub input: String,
     /// Whether `input` is included.
-    pub input_details: Included,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_details: Option<Included>,
     /// Child execution name.
+    #[serde(default)]
     pub name: String,
     /// Its output (a [`crate::payload::BatchResult`]) as a JSON string, when it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -382,10 +395,13 @@ pub struct ChildExecution {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redrive_status_reason: Option<String>,
     /// Start time, ISO 8601.
+    #[serde(default)]
     pub start_date: String,
     /// The child state machine ARN.
+    #[serde(default)]
     pub state_machine_arn: String,
     /// `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`, `RUNNING`, `PENDING_REDRIVE`.
+    #[serde(default)]
     pub status: String,
     /// Stop time, ISO 8601, when it stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -532,7 +548,8 @@ mod tests {
     fn a_minimal_input_gets_the_defaults_and_typos_are_named() {
         let input: RunInput = serde_json::from_str(r#"{"input": {"bucket": "a"}, "output": {"bucket": "b"}}"#).unwrap();
         assert_eq!(input.incremental, None);
-        assert_eq!(input.max_concurrency(), 500);
+        assert_eq!(input.max_concurrency().unwrap(), 500);
+        assert!(RunInput { max_concurrency: Some(10_001), ..input.clone() }.max_concurrency().is_err());
         assert_eq!(input.tolerated_failure_percentage().unwrap(), 5.0);
         assert_eq!(input.job().unwrap().formats, default_formats());
         let e = serde_json::from_str::<RunInput>(r#"{"input": {"bucket": "a"}, "incremental_": true}"#).unwrap_err();

@@ -76,6 +76,7 @@ fn plan(batches: u64, files: u64) -> Plan {
         manifest: ObjectLocation { bucket: BUCKET.into(), key: "out/_runs/r1/manifest.json".into() },
         rejected_results: None,
         results: ResultsLocation { bucket: BUCKET.into(), prefix: RESULTS.into() },
+        batch: csvlake::run::BatchLimits::default(),
         max_concurrency: 10,
         tolerated_failure_percentage: 5.0,
     }
@@ -164,7 +165,7 @@ fn the_fixtures_have_the_shapes_aws_writes_and_round_trip() {
         let mut seen = Vec::new();
         for e in &entries {
             assert_eq!(e.status, status);
-            assert_eq!(e.input_details, Included { included: true });
+            assert_eq!(e.input_details, Some(Included { included: true }));
             let input: ConvertBatch = serde_json::from_str(&e.input).unwrap();
             assert_eq!(input.job, job());
             seen.push(input.batch.unwrap());
@@ -252,6 +253,11 @@ async fn a_run_with_failed_files_writes_the_report_the_lines_and_the_failed_keys
     assert_eq!(keys, BTreeSet::from(["in/a.tsv", "in/b.csv", "in/d.csv", "in/e.csv", "in/f.csv"]));
     assert_eq!(retry.keys.len(), 5);
     assert_eq!(retry.job().unwrap(), job(), "a valid execution input with the run's options");
+    assert_eq!(
+        (retry.batch, retry.max_concurrency, retry.tolerated_failure_percentage),
+        (Some(csvlake::run::BatchLimits::default()), Some(10), Some(5.0)),
+        "and its batch, concurrency and tolerance"
+    );
     // And valid input for mode `report`: the new execution input laid over it.
     let again = RunInput {
         mode: Mode::Report,
@@ -366,7 +372,7 @@ fn execution(batch: &ManifestBatch, status: &str) -> ChildExecution {
     ChildExecution {
         execution_arn: format!("arn:aws:states:us-east-1:123456789012:execution:csvlake-pipeline/Convert:{name}"),
         input: serde_json::to_string(&input).unwrap(),
-        input_details: Included { included: true },
+        input_details: Some(Included { included: true }),
         name,
         output: None,
         output_details: None,

@@ -154,7 +154,8 @@ async fn plan(s3: &aws_sdk_s3::Client, request: PlanRequest, write_manifest: boo
             bucket: LAKE.into(),
             prefix: run_key(&job.output.prefix, &request.run_id, names::RESULTS),
         },
-        max_concurrency: input.max_concurrency(),
+        batch: input.batch_limits()?,
+        max_concurrency: input.max_concurrency()?,
         tolerated_failure_percentage: input.tolerated_failure_percentage()?,
         job,
     })
@@ -341,7 +342,7 @@ async fn a_full_run_converts_every_batch_and_hands_the_results_to_the_reducer() 
     for entry in results.succeeded.iter().flatten() {
         assert_eq!(entry.status, "SUCCEEDED");
         assert_eq!(entry.redrive_status, "NOT_REDRIVABLE");
-        assert!(entry.input_details.included && entry.output_details.unwrap().included);
+        assert!(entry.input_details.unwrap().included && entry.output_details.unwrap().included);
         assert!(entry.execution_arn.ends_with(&format!(":{}", entry.name)));
         assert!(entry.state_machine_arn.ends_with(":stateMachine:csvlake-pipeline/Convert"));
         assert!(entry.error.is_none() && entry.stop_date.is_some());

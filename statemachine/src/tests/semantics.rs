@@ -461,3 +461,18 @@ async fn fail_states_and_execution_timeouts_end_the_execution() {
     let execution = executor(definition).with_function("slow", slow).execute("t", json!({})).await;
     assert_eq!(failed(&execution.status).error, "States.Timeout");
 }
+
+#[tokio::test]
+async fn a_result_over_256_kib_fails_like_step_functions() {
+    let definition = json!({"StartAt": "Big", "States": {"Big": task("big", json!({"End": true}))}});
+    let big = function(|payload: Value| async move {
+        Ok(json!({"text": "x".repeat(payload["n"].as_u64().unwrap_or(0) as usize)}))
+    });
+    let exec = executor(definition).with_function("big", big);
+    let ok = exec.execute("fits", json!({"n": 200_000})).await;
+    assert!(matches!(ok.status, ExecutionStatus::Succeeded(_)), "{:?}", ok.status);
+    let over = exec.execute("over", json!({"n": 300_000})).await;
+    let e = failed(&over.status);
+    assert_eq!(e.error, "States.DataLimitExceeded", "{e:?}");
+    assert!(e.cause.contains("Big"), "{}", e.cause);
+}
