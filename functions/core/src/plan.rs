@@ -6,7 +6,7 @@
 //! is incremental, and streams batches into the manifest object as it goes.
 //!
 //! Memory does not hold the keys of the run: [`Planner`] keeps a 16-byte hash per output name
-//! and the suffix of its first key (collisions), and an incremental run a 32-byte entry per
+//! and the suffix of its first key (collisions), and an incremental run a 24-byte entry per
 //! existing output name, built from one listing of the output prefix (no HEAD per object). The
 //! batches being filled are the only keys in memory.
 
@@ -103,8 +103,13 @@ fn list<'a>(
     }))
 }
 
-fn name_hash(rel: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(rel.as_bytes())
+/// A 128-bit hash of an output name, as two words: 8-byte aligned, so that a map entry with an
+/// 8-byte value takes 24 bytes rather than the 32 a `u128` key's alignment would round it to.
+type NameHash = [u64; 2];
+
+fn name_hash(rel: &str) -> NameHash {
+    let h = xxhash_rust::xxh3::xxh3_128(rel.as_bytes());
+    [h as u64, (h >> 64) as u64]
 }
 
 fn format_bit(format: Format) -> u8 {
@@ -119,7 +124,8 @@ fn format_bit(format: Format) -> u8 {
 #[derive(Debug)]
 pub struct OutputIndex {
     required: u8,
-    entries: HashMap<u128, (u8, i64)>,
+    /// Per output name: the formats present (low byte) and the oldest one's time in ms (the rest).
+    entries: HashMap<NameHash, u64>,
 }
 
 impl OutputIndex {
@@ -134,9 +140,9 @@ impl OutputIndex {
         let Some(rel) = key.strip_prefix(format_prefix).and_then(|k| k.strip_suffix(format.extension())) else {
             return;
         };
-        let e = self.entries.entry(name_hash(rel)).or_insert((0, i64::MAX));
-        e.0 |= format_bit(format);
-        e.1 = e.1.min(modified_ms);
+        let modified = u64::try_from(modified_ms).unwrap_or(0).min(u64::MAX >> 8);
+        let e = self.entries.entry(name_hash(rel)).or_insert(u64::MAX & !0xff);
+        *e = (*e >> 8).min(modified) << 8 | u64::from((*e as u8) | format_bit(format));
     }
 
     /// Whether every output of `rel` exists and none is older than the input.
@@ -145,7 +151,7 @@ impl OutputIndex {
         // input counts as up to date.
         self.entries
             .get(&name_hash(rel))
-            .is_some_and(|(have, oldest)| have & self.required == self.required && *oldest >= input_modified_ms)
+            .is_some_and(|e| (*e as u8) & self.required == self.required && (e >> 8) as i64 >= input_modified_ms)
     }
 
     /// Output names recorded.
@@ -245,7 +251,7 @@ pub struct Planner {
     output_prefix: String,
     limits: BatchLimits,
     outputs: Option<OutputIndex>,
-    names: HashMap<u128, Suffix>,
+    names: HashMap<NameHash, Suffix>,
     open: Vec<Bin>,
     manifest: Vec<u8>,
     rejected: Vec<u8>,
