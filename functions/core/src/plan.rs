@@ -141,7 +141,7 @@ impl OutputIndex {
             return;
         };
         let modified = u64::try_from(modified_ms).unwrap_or(0).min(u64::MAX >> 8);
-        let e = self.entries.entry(name_hash(rel)).or_insert(u64::MAX & !0xff);
+        let e = self.entries.entry(name_hash(rel)).or_insert(!0xff);
         *e = (*e >> 8).min(modified) << 8 | u64::from((*e as u8) | format_bit(format));
     }
 
