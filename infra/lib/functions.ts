@@ -1,0 +1,152 @@
+/**
+ * The planner, converter and reducer: three Rust binaries of one Cargo workspace, built by
+ * cargo-lambda for arm64 and run on provided.al2023, each with its own role and log group.
+ */
+import { Duration, Size, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { RustFunction } from 'cargo-lambda-cdk';
+import { Construct } from 'constructs';
+import { ResolvedSettings, WORKSPACE_MANIFEST } from './settings';
+import { Storage } from './storage';
+
+/** The binary names of the workspace (`[[bin]]` of functions/planner, converter and reducer). */
+export const BINARIES = {
+  planner: 'csvlake-planner',
+  converter: 'csvlake-converter',
+  reducer: 'csvlake-reducer',
+} as const;
+
+/** The three functions of a csvlake stack. */
+export class PipelineFunctions extends Construct {
+  /** Lists or reads the keys, skips up-to-date files and writes the batch manifest. */
+  public readonly planner: lambda.Function;
+  /** Converts one batch of files. */
+  public readonly converter: lambda.Function;
+  /** Turns the Map's results into the run report. */
+  public readonly reducer: lambda.Function;
+
+  constructor(scope: Construct, id: string, storage: Storage, settings: ResolvedSettings) {
+    super(scope, id);
+    const retention = retentionDays(settings.logRetentionDays);
+
+    this.planner = this.rustFunction('Planner', BINARIES.planner, retention, {
+      description: 'csvlake planner: lists the input, skips up-to-date files, writes the batch manifest',
+      // Listing a million keys takes about a thousand ListObjectsV2 pages; memory holds one
+      // 24-byte entry per key for collision checks.
+      memorySize: 1024,
+      timeout: Duration.minutes(15),
+    });
+    this.converter = this.rustFunction('Converter', BINARIES.converter, retention, {
+      description: 'csvlake converter: streams the CSV files of one batch to Parquet and Avro',
+      // The converter sizes its memory budget from AWS_LAMBDA_FUNCTION_MEMORY_SIZE.
+      memorySize: settings.converterMemoryMiB,
+      timeout: Duration.minutes(15),
+      reservedConcurrentExecutions: settings.converterReservedConcurrency,
+    });
+    this.reducer = this.rustFunction('Reducer', BINARIES.reducer, retention, {
+      description: 'csvlake reducer: reads the Map results, writes the run report and failed keys',
+      memorySize: 1024,
+      timeout: Duration.minutes(15),
+      // The report's list of failed files is spooled to a temporary file before it is uploaded.
+      ephemeralStorageSize: Size.gibibytes(2),
+      environment: { CSVLAKE_PIPELINE: Stack.of(this).stackName },
+    });
+
+    const input = storage.inputBucket;
+    const output = storage.outputBucket;
+
+    // The planner lists the input, and the converted objects for incremental runs; it reads
+    // failed-keys.json (mode report) and writes the manifest and rejected files under _runs/.
+    addStatements(this.planner, [
+      listBucket(input.bucketArn, [`${storage.inputPrefix}*`]),
+      listBucket(output.bucketArn, storage.convertedPrefixes()),
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
+        resources: [storage.runObjects()],
+      }),
+    ]);
+    // The converter reads the input and writes the two formats. DeleteObject removes a file's
+    // first output when its second fails, so nothing is left half-written.
+    addStatements(this.converter, [
+      // Without s3:ListBucket, S3 answers a GET of a key deleted since planning with 403 instead
+      // of 404, and the converter could not report that one file as not found. The permission
+      // cannot carry an s3:prefix condition: a GET has no prefix, so the condition would never hold.
+      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [input.bucketArn] }),
+      new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [storage.inputObjects()] }),
+      new iam.PolicyStatement({
+        actions: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'],
+        resources: storage.convertedObjects(),
+      }),
+    ]);
+    // The reducer lists the ResultWriter files, reads them with the manifest, and writes the report.
+    addStatements(this.reducer, [
+      listBucket(output.bucketArn, [storage.runsPrefix()]),
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
+        resources: [storage.runObjects()],
+      }),
+    ]);
+  }
+
+  /** The three functions. */
+  public all(): lambda.Function[] {
+    return [this.planner, this.converter, this.reducer];
+  }
+
+  private rustFunction(
+    id: string,
+    binaryName: string,
+    retention: logs.RetentionDays,
+    props: Partial<lambda.FunctionOptions>,
+  ): lambda.Function {
+    const logGroup = new logs.LogGroup(this, `${id}Logs`, { retention });
+    // An explicit role instead of AWSLambdaBasicExecutionRole, whose log statements name every
+    // log group of the account.
+    const role = new iam.Role(this, `${id}Role`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `csvlake ${binaryName}`,
+    });
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }),
+    );
+    return new RustFunction(this, id, {
+      manifestPath: WORKSPACE_MANIFEST,
+      binaryName,
+      runtime: 'provided.al2023',
+      architecture: lambda.Architecture.ARM_64,
+      role,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      applicationLogLevelV2: lambda.ApplicationLogLevel.INFO,
+      systemLogLevelV2: lambda.SystemLogLevel.WARN,
+      ...props,
+    });
+  }
+}
+
+function addStatements(fn: lambda.Function, statements: iam.PolicyStatement[]): void {
+  for (const statement of statements) fn.addToRolePolicy(statement);
+}
+
+/** `s3:ListBucket` limited to listings whose prefix matches one of `prefixes`. */
+function listBucket(bucketArn: string, prefixes: string[]): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    actions: ['s3:ListBucket'],
+    resources: [bucketArn],
+    conditions: { StringLike: { 's3:prefix': prefixes } },
+  });
+}
+
+/** The retention enum value of a number of days; CloudWatch Logs accepts only some. */
+export function retentionDays(days: number): logs.RetentionDays {
+  const allowed = Object.values(logs.RetentionDays).filter((v): v is number => typeof v === 'number');
+  if (!allowed.includes(days)) {
+    throw new Error(`logRetentionDays ${days}: CloudWatch Logs allows ${allowed.sort((a, b) => a - b).join(', ')}`);
+  }
+  return days as logs.RetentionDays;
+}

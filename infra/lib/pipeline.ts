@@ -1,0 +1,97 @@
+/**
+ * The state machine, loaded from statemachine/pipeline.asl.json (the file `csvlake run` executes)
+ * with the function ARNs substituted. Nothing of the definition is repeated here; this construct
+ * only grants what the definition's states call.
+ */
+import { ArnFormat, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { PipelineFunctions, retentionDays } from './functions';
+import { DEFINITION_FILE, ResolvedSettings } from './settings';
+import { Storage } from './storage';
+
+/** The substitution variables of pipeline.asl.json, as the local executor names them too. */
+export const SUBSTITUTIONS = {
+  planner: 'PlannerFunctionArn',
+  converter: 'ConverterFunctionArn',
+  reducer: 'ReducerFunctionArn',
+} as const;
+
+/** The csvlake state machine. */
+export class Pipeline extends Construct {
+  /** The state machine. */
+  public readonly stateMachine: sfn.StateMachine;
+  /**
+   * The Distributed Map's rights over the state machine's own executions. They name the state
+   * machine, so they live outside its role's default policy, which the state machine depends on.
+   */
+  public readonly mapPolicy: iam.Policy;
+
+  constructor(scope: Construct, id: string, functions: PipelineFunctions, storage: Storage, settings: ResolvedSettings) {
+    super(scope, id);
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      // Step Functions delivers logs through CloudWatch Logs' vended log delivery; the
+      // /aws/vendedlogs/ prefix keeps the account's log resource policy small.
+      logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-pipeline`,
+      retention: retentionDays(settings.logRetentionDays),
+    });
+
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      comment: 'csvlake: CSV objects in S3 to Parquet and Avro',
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromFile(DEFINITION_FILE),
+      definitionSubstitutions: {
+        [SUBSTITUTIONS.planner]: functions.planner.functionArn,
+        [SUBSTITUTIONS.converter]: functions.converter.functionArn,
+        [SUBSTITUTIONS.reducer]: functions.reducer.functionArn,
+      },
+      // The log delivery permissions CDK adds for this (logs:CreateLogDelivery and the like) take
+      // Resource "*": CloudWatch Logs' vended log delivery has no resource-level permissions.
+      logs: { destination: logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: true },
+      // The X-Ray permissions CDK adds for this take Resource "*": X-Ray's PutTraceSegments,
+      // PutTelemetryRecords, GetSamplingRules and GetSamplingTargets have no resource-level
+      // permissions.
+      tracingEnabled: settings.tracing,
+    });
+    const role = this.stateMachine.role;
+
+    // Plan, ConvertBatch and Reduce are lambda:invoke tasks.
+    for (const fn of functions.all()) fn.grantInvoke(role);
+
+    // The Map's ItemReader reads the manifest, and its ResultWriter writes the child results,
+    // both under _runs/ (ResultWriter uploads in parts).
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject', 's3:PutObject', 's3:ListMultipartUploadParts', 's3:AbortMultipartUpload'],
+        resources: [storage.runObjects()],
+      }),
+    );
+
+    // A Distributed Map starts each child as an execution of this state machine, and describes
+    // and stops them.
+    const stack = Stack.of(this);
+    const executions = stack.formatArn({
+      service: 'states',
+      resource: 'execution',
+      resourceName: `${this.stateMachine.stateMachineName}/*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    this.mapPolicy = new iam.Policy(this, 'DistributedMapPolicy', {
+      roles: [role],
+      statements: [
+        new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [this.stateMachine.stateMachineArn] }),
+        new iam.PolicyStatement({ actions: ['states:DescribeExecution', 'states:StopExecution'], resources: [executions] }),
+      ],
+    });
+  }
+
+  /**
+   * Makes `dependent` wait for the Map's policy, so that nothing starts an execution whose Map
+   * cannot start its children yet.
+   */
+  public startsExecutions(dependent: Construct): void {
+    dependent.node.addDependency(this.mapPolicy);
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * `POST /reprocess`: an API Gateway REST API, authorized by AWS_IAM, that starts an execution of
+ * the pipeline over the failed keys of an earlier run (or any list of keys). API Gateway checks
+ * the body against a model and calls Step Functions' StartExecution itself; no Lambda sits in
+ * between.
+ */
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+
+/** The options of an execution input that a `keys` request may carry under `input`. */
+export const RUN_OPTIONS = [
+  'input',
+  'output',
+  'incremental',
+  'formats',
+  'batch',
+  'max_concurrency',
+  'tolerated_failure_percentage',
+  'csv',
+  'parquet',
+  'avro',
+] as const;
+
+const bucketName: apigw.JsonSchema = { type: apigw.JsonSchemaType.STRING, minLength: 3, maxLength: 63 };
+const prefix: apigw.JsonSchema = { type: apigw.JsonSchemaType.STRING };
+
+/**
+ * The request model (JSON Schema draft 4): either `{"report": {"bucket", "key"}}`, the
+ * failed-keys.json of an earlier run, or `{"keys": [...], "input": {...}}`, keys with the
+ * execution input options they are converted with. The planner checks the options' contents.
+ */
+export const REPROCESS_REQUEST_SCHEMA: apigw.JsonSchema = {
+  schema: apigw.JsonSchemaVersion.DRAFT4,
+  title: 'ReprocessRequest',
+  description: 'Either {"report": {"bucket", "key"}} or {"keys": [...], "input": {"input": {...}, "output": {...}, ...}}',
+  type: apigw.JsonSchemaType.OBJECT,
+  oneOf: [
+    {
+      title: 'report',
+      type: apigw.JsonSchemaType.OBJECT,
+      required: ['report'],
+      additionalProperties: false,
+      properties: {
+        report: {
+          type: apigw.JsonSchemaType.OBJECT,
+          required: ['bucket', 'key'],
+          additionalProperties: false,
+          properties: { bucket: bucketName, key: { type: apigw.JsonSchemaType.STRING, minLength: 1 } },
+        },
+      },
+    },
+    {
+      title: 'keys',
+      type: apigw.JsonSchemaType.OBJECT,
+      required: ['keys', 'input'],
+      additionalProperties: false,
+      properties: {
+        keys: {
+          type: apigw.JsonSchemaType.ARRAY,
+          minItems: 1,
+          items: { type: apigw.JsonSchemaType.STRING, minLength: 1 },
+        },
+        input: {
+          type: apigw.JsonSchemaType.OBJECT,
+          required: ['input', 'output'],
+          additionalProperties: false,
+          properties: {
+            input: {
+              type: apigw.JsonSchemaType.OBJECT,
+              required: ['bucket'],
+              properties: { bucket: bucketName, prefix, suffixes: { type: apigw.JsonSchemaType.ARRAY } },
+            },
+            output: {
+              type: apigw.JsonSchemaType.OBJECT,
+              required: ['bucket'],
+              properties: { bucket: bucketName, prefix },
+            },
+            incremental: { type: apigw.JsonSchemaType.BOOLEAN },
+            formats: { type: apigw.JsonSchemaType.ARRAY, items: { type: apigw.JsonSchemaType.STRING } },
+            batch: { type: apigw.JsonSchemaType.OBJECT },
+            max_concurrency: { type: apigw.JsonSchemaType.INTEGER, minimum: 0 },
+            tolerated_failure_percentage: { type: apigw.JsonSchemaType.NUMBER, minimum: 0, maximum: 100 },
+            csv: { type: apigw.JsonSchemaType.OBJECT },
+            parquet: { type: apigw.JsonSchemaType.OBJECT },
+            avro: { type: apigw.JsonSchemaType.OBJECT },
+          },
+        },
+      },
+    },
+  ],
+};
+
+/** Unescapes what `$util.escapeJavaScript` escapes but JSON does not allow escaped: `'`. */
+const JSON_STRING = (expr: string) => `$util.escapeJavaScript(${expr}).replaceAll("\\\\'", "'")`;
+
+/**
+ * The request mapping template: the body becomes a StartExecution request whose input is an
+ * execution input, `{"mode": "report", "report": ...}` or `{"mode": "keys", "keys": [...]}` plus
+ * the options under `input`. The model has checked the body, so `input` is a non-empty object
+ * and `keys` is present exactly when `report` is not.
+ */
+export function startExecutionTemplate(stateMachineArn: string): string {
+  return [
+    "#set($keys = $input.path('$.keys'))",
+    '{',
+    `  "stateMachineArn": "${stateMachineArn}",`,
+    '#if($keys && $keys.size() > 0)',
+    // `{"input":...,"output":...}` without its `{`, after mode and keys.
+    `  "input": "{\\"mode\\":\\"keys\\",\\"keys\\":${JSON_STRING("$input.json('$.keys')")},${JSON_STRING("$input.json('$.input').substring(1)")}"`,
+    '#else',
+    `  "input": "{\\"mode\\":\\"report\\",\\"report\\":${JSON_STRING("$input.json('$.report')")}}"`,
+    '#end',
+    '}',
+  ].join('\n');
+}
+
+/** The body of a 400 for a request that fails the model: what failed, in the validator's words. */
+export const BAD_REQUEST_BODY_TEMPLATE =
+  '{"message": $context.error.messageString, "validation": "$context.error.validationErrorString"}';
+
+/** Settings of the reprocess API. */
+export interface ReprocessApiProps {
+  /** The state machine that requests start. */
+  readonly stateMachine: sfn.IStateMachine;
+  /** X-Ray tracing of the stage. */
+  readonly tracing: boolean;
+}
+
+/** The reprocess API. */
+export class ReprocessApi extends Construct {
+  /** The REST API. */
+  public readonly api: apigw.RestApi;
+  /** `POST /reprocess`. */
+  public readonly method: apigw.Method;
+
+  constructor(scope: Construct, id: string, props: ReprocessApiProps) {
+    super(scope, id);
+    this.api = new apigw.RestApi(this, 'Api', {
+      description: 'csvlake: reprocess the failed keys of a run',
+      endpointTypes: [apigw.EndpointType.REGIONAL],
+      // No account-wide API Gateway logging role: it would carry a managed policy over every
+      // log group of the account.
+      cloudWatchRole: false,
+      deployOptions: {
+        stageName: 'v1',
+        tracingEnabled: props.tracing,
+        throttlingRateLimit: 10,
+        throttlingBurstLimit: 20,
+      },
+    });
+    this.api.addGatewayResponse('BadRequestBody', {
+      type: apigw.ResponseType.BAD_REQUEST_BODY,
+      statusCode: '400',
+      templates: { 'application/json': BAD_REQUEST_BODY_TEMPLATE },
+    });
+
+    const model = this.api.addModel('ReprocessRequest', {
+      contentType: 'application/json',
+      modelName: 'ReprocessRequest',
+      schema: REPROCESS_REQUEST_SCHEMA,
+    });
+    const validator = this.api.addRequestValidator('Body', {
+      requestValidatorName: 'reprocess-body',
+      validateRequestBody: true,
+      validateRequestParameters: false,
+    });
+
+    const role = new iam.Role(this, 'StartExecutionRole', {
+      assumedBy: new iam.ServicePrincipal('apigateway.amazonaws.com'),
+      description: 'csvlake reprocess API: starts executions of the pipeline',
+    });
+    props.stateMachine.grantStartExecution(role);
+
+    const integration = new apigw.AwsIntegration({
+      service: 'states',
+      action: 'StartExecution',
+      integrationHttpMethod: 'POST',
+      options: {
+        credentialsRole: role,
+        // A body that is not JSON is refused (415) rather than passed to Step Functions.
+        passthroughBehavior: apigw.PassthroughBehavior.NEVER,
+        requestTemplates: { 'application/json': startExecutionTemplate(props.stateMachine.stateMachineArn) },
+        integrationResponses: [
+          // {"executionArn": ..., "startDate": ...}
+          { statusCode: '200' },
+          // Step Functions' own refusals (an input over 256 KiB, an unknown state machine) keep
+          // their type and message.
+          { statusCode: '400', selectionPattern: '4\\d{2}' },
+          { statusCode: '500', selectionPattern: '5\\d{2}' },
+        ],
+      },
+    });
+    this.method = this.api.root.addResource('reprocess').addMethod('POST', integration, {
+      authorizationType: apigw.AuthorizationType.IAM,
+      requestValidator: validator,
+      requestModels: { 'application/json': model },
+      methodResponses: [{ statusCode: '200' }, { statusCode: '400' }, { statusCode: '500' }],
+    });
+  }
+
+  /** The URL of `POST /reprocess`. */
+  public get url(): string {
+    return this.api.urlForPath('/reprocess');
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * What a deployment of csvlake can change, from props or from CDK context (`-c name=value`).
+ * Every setting has a default, so `npx cdk deploy` alone gives a working stack.
+ */
+import * as path from 'path';
+import { Node } from 'constructs';
+
+/** The repository root: the Cargo workspace, the state machine and its examples live there. */
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+/** The Cargo workspace manifest that cargo-lambda builds the three functions from. */
+export const WORKSPACE_MANIFEST = path.join(REPO_ROOT, 'Cargo.toml');
+/** The one state machine definition: `csvlake run` executes this file, and the stack deploys it. */
+export const DEFINITION_FILE = path.join(REPO_ROOT, 'statemachine', 'pipeline.asl.json');
+/** The example execution inputs. */
+export const EXAMPLES_DIR = path.join(REPO_ROOT, 'statemachine', 'examples');
+
+/** Settings of a csvlake stack. */
+export interface CsvlakeSettings {
+  /** An existing bucket to read CSV from. Default: a new bucket. */
+  readonly inputBucketName?: string;
+  /** An existing bucket to write Parquet, Avro and run reports to. Default: a new bucket. */
+  readonly outputBucketName?: string;
+  /**
+   * The prefix runs read under; the functions may read nothing else of the input bucket.
+   * Default `landing/`. An empty string allows the whole bucket.
+   */
+  readonly inputPrefix?: string;
+  /**
+   * The output prefix of every run (`<prefix>parquet/`, `<prefix>avro/`, `<prefix>_runs/`); the
+   * functions may write nothing else. Default `converted/`.
+   */
+  readonly outputPrefix?: string;
+  /** Whether new buckets keep object versions (noncurrent ones expire after 30 days). Default false. */
+  readonly versioned?: boolean;
+  /** The converter's memory in MiB; its conversion budget follows it. Default 2048. */
+  readonly converterMemoryMiB?: number;
+  /** Reserved concurrency of the converter. Default: none (the account's unreserved pool). */
+  readonly converterReservedConcurrency?: number;
+  /**
+   * An EventBridge Scheduler expression, `cron(...)` or `rate(...)`, that starts an incremental
+   * scan. Default: no schedule.
+   */
+  readonly schedule?: string;
+  /** The time zone of a `cron(...)` schedule (IANA name). Default UTC. */
+  readonly scheduleTimeZone?: string;
+  /** X-Ray tracing of the state machine and the reprocess API. Default false. */
+  readonly tracing?: boolean;
+  /** An email address that the alarms notify through a new SNS topic. Default: no topic. */
+  readonly alarmEmail?: string;
+  /** How long the logs of the functions and the state machine are kept, in days. Default 30. */
+  readonly logRetentionDays?: number;
+}
+
+/** The settings with every default applied and every value checked. */
+export interface ResolvedSettings {
+  readonly inputBucketName?: string;
+  readonly outputBucketName?: string;
+  readonly inputPrefix: string;
+  readonly outputPrefix: string;
+  readonly versioned: boolean;
+  readonly converterMemoryMiB: number;
+  readonly converterReservedConcurrency?: number;
+  readonly schedule?: string;
+  readonly scheduleTimeZone?: string;
+  readonly tracing: boolean;
+  readonly alarmEmail?: string;
+  readonly logRetentionDays: number;
+}
+
+/** The context names, one per setting. */
+const CONTEXT_NAMES: { [K in keyof CsvlakeSettings]-?: string } = {
+  inputBucketName: 'inputBucket',
+  outputBucketName: 'outputBucket',
+  inputPrefix: 'inputPrefix',
+  outputPrefix: 'outputPrefix',
+  versioned: 'versioned',
+  converterMemoryMiB: 'converterMemory',
+  converterReservedConcurrency: 'converterReservedConcurrency',
+  schedule: 'schedule',
+  scheduleTimeZone: 'scheduleTimeZone',
+  tracing: 'tracing',
+  alarmEmail: 'alarmEmail',
+  logRetentionDays: 'logRetentionDays',
+};
+
+const NUMBERS = new Set<keyof CsvlakeSettings>(['converterMemoryMiB', 'converterReservedConcurrency', 'logRetentionDays']);
+const BOOLEANS = new Set<keyof CsvlakeSettings>(['versioned', 'tracing']);
+
+/**
+ * Reads the settings given as context. Values from `-c name=value` arrive as strings; numbers and
+ * booleans are parsed, and a value that does not parse is an error that names it.
+ */
+export function settingsFromContext(node: Node): CsvlakeSettings {
+  const settings: Record<string, unknown> = {};
+  for (const [setting, name] of Object.entries(CONTEXT_NAMES) as [keyof CsvlakeSettings, string][]) {
+    const raw: unknown = node.tryGetContext(name);
+    if (raw === undefined || raw === null) continue;
+    if (NUMBERS.has(setting)) {
+      const n = typeof raw === 'number' ? raw : Number(String(raw).trim());
+      if (!Number.isInteger(n)) throw new Error(`context ${name}: expected an integer, got ${JSON.stringify(raw)}`);
+      settings[setting] = n;
+    } else if (BOOLEANS.has(setting)) {
+      if (raw === true || raw === 'true') settings[setting] = true;
+      else if (raw === false || raw === 'false') settings[setting] = false;
+      else throw new Error(`context ${name}: expected true or false, got ${JSON.stringify(raw)}`);
+    } else {
+      settings[setting] = String(raw);
+    }
+  }
+  return settings as CsvlakeSettings;
+}
+
+/** A prefix as the functions join it: empty, or ending in exactly one `/`. */
+export function normalizePrefix(name: string, prefix: string): string {
+  if (prefix.startsWith('/') || prefix.includes('//') || /[*?]/.test(prefix)) {
+    throw new Error(`${name} ${JSON.stringify(prefix)}: a prefix must not start with '/', hold '//', '*' or '?'`);
+  }
+  return prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+}
+
+/** Applies the defaults and checks the values. */
+export function resolveSettings(settings: CsvlakeSettings): ResolvedSettings {
+  const resolved: ResolvedSettings = {
+    ...settings,
+    inputPrefix: normalizePrefix('inputPrefix', settings.inputPrefix ?? 'landing/'),
+    outputPrefix: normalizePrefix('outputPrefix', settings.outputPrefix ?? 'converted/'),
+    versioned: settings.versioned ?? false,
+    converterMemoryMiB: settings.converterMemoryMiB ?? 2048,
+    tracing: settings.tracing ?? false,
+    logRetentionDays: settings.logRetentionDays ?? 30,
+  };
+  if (resolved.converterMemoryMiB < 512 || resolved.converterMemoryMiB > 10240) {
+    throw new Error(`converterMemoryMiB ${resolved.converterMemoryMiB}: Lambda allows 512 to 10240 for the converter`);
+  }
+  if (resolved.schedule !== undefined && !/^(cron|rate)\(.+\)$/.test(resolved.schedule)) {
+    throw new Error(`schedule ${JSON.stringify(resolved.schedule)}: expected cron(...) or rate(...)`);
+  }
+  if (
+    resolved.inputBucketName !== undefined &&
+    resolved.inputBucketName === resolved.outputBucketName &&
+    overlaps(resolved.inputPrefix, resolved.outputPrefix)
+  ) {
+    throw new Error('inputPrefix and outputPrefix overlap in one bucket: outputs would be read as inputs');
+  }
+  return resolved;
+}
+
+function overlaps(a: string, b: string): boolean {
+  return a.startsWith(b) || b.startsWith(a);
+}
