@@ -1,0 +1,64 @@
+/** Settings from context and their checks. */
+import { App } from 'aws-cdk-lib';
+import { normalizePrefix, resolveSettings, settingsFromContext } from '../lib/settings';
+import { synth } from './synth';
+
+test('context values given as strings on the command line become numbers and booleans', () => {
+  const app = new App({
+    context: {
+      inputBucket: 'raw',
+      outputBucket: 'lake',
+      inputPrefix: 'in/',
+      converterMemory: '4096',
+      versioned: 'true',
+      tracing: 'false',
+      schedule: 'rate(1 hour)',
+      logRetentionDays: 90,
+    },
+  });
+  expect(settingsFromContext(app.node)).toEqual({
+    inputBucketName: 'raw',
+    outputBucketName: 'lake',
+    inputPrefix: 'in/',
+    converterMemoryMiB: 4096,
+    versioned: true,
+    tracing: false,
+    schedule: 'rate(1 hour)',
+    logRetentionDays: 90,
+  });
+});
+
+test.each([
+  [{ converterMemory: 'lots' }, /converterMemory: expected an integer/],
+  [{ versioned: 'yes' }, /versioned: expected true or false/],
+])('a context value that does not parse is named: %p', (context, message) => {
+  const app = new App({ context });
+  expect(() => settingsFromContext(app.node)).toThrow(message);
+});
+
+test('prefixes end in one slash, or are empty', () => {
+  expect(normalizePrefix('p', '')).toBe('');
+  expect(normalizePrefix('p', 'landing')).toBe('landing/');
+  expect(normalizePrefix('p', 'a/b/')).toBe('a/b/');
+  expect(() => normalizePrefix('p', '/abs')).toThrow(/must not start with/);
+  expect(() => normalizePrefix('p', 'a*')).toThrow(/must not/);
+});
+
+test('defaults', () => {
+  expect(resolveSettings({})).toEqual({
+    inputPrefix: 'landing/',
+    outputPrefix: 'converted/',
+    versioned: false,
+    converterMemoryMiB: 2048,
+    tracing: false,
+    logRetentionDays: 30,
+  });
+});
+
+test.each([
+  [{ schedule: '0 2 * * *' }, /expected cron\(\.\.\.\) or rate\(\.\.\.\)/],
+  [{ inputBucketName: 'one', outputBucketName: 'one', inputPrefix: '', outputPrefix: 'converted/' }, /overlap/],
+  [{ logRetentionDays: 31 }, /logRetentionDays 31/],
+])('refuses %p', (settings, message) => {
+  expect(() => synth(settings)).toThrow(message);
+});

@@ -1,0 +1,194 @@
+/** Resource counts, buckets, functions, the schedule, alarms and outputs. */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Match } from 'aws-cdk-lib/assertions';
+import { BINARIES } from '../lib/functions';
+import { EXAMPLES } from '../lib/csvlake-stack';
+import { EXAMPLES_DIR, REPO_ROOT } from '../lib/settings';
+import { logicalId, synth } from './synth';
+
+describe('by default', () => {
+  const { stack, template } = synth();
+
+  test('the stack holds two buckets, three functions, one state machine, one API, alarms, and no schedule or topic', () => {
+    template.resourceCountIs('AWS::S3::Bucket', 2);
+    template.resourceCountIs('AWS::Lambda::Function', 3);
+    template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+    template.resourceCountIs('AWS::ApiGateway::RestApi', 1);
+    template.resourceCountIs('AWS::ApiGateway::Method', 1);
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+    template.resourceCountIs('AWS::Logs::LogGroup', 4);
+    template.resourceCountIs('AWS::Scheduler::Schedule', 0);
+    template.resourceCountIs('AWS::SNS::Topic', 0);
+  });
+
+  test('new buckets block public access, are encrypted, refuse plain HTTP and expire incomplete uploads', () => {
+    const buckets = template.findResources('AWS::S3::Bucket');
+    for (const [id, bucket] of Object.entries(buckets)) {
+      const p = bucket.Properties;
+      expect(p.PublicAccessBlockConfiguration).toEqual({
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      });
+      expect(p.BucketEncryption.ServerSideEncryptionConfiguration).toEqual([
+        { ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } },
+      ]);
+      expect(p.OwnershipControls.Rules).toEqual([{ ObjectOwnership: 'BucketOwnerEnforced' }]);
+      expect(p.VersioningConfiguration).toBeUndefined();
+      expect(p.LifecycleConfiguration.Rules).toEqual([
+        { Id: 'abort-incomplete-multipart-uploads', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' },
+      ]);
+      expect(bucket.DeletionPolicy).toBe('Retain');
+      template.hasResourceProperties('AWS::S3::BucketPolicy', {
+        Bucket: { Ref: id },
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+            Match.objectLike({ Effect: 'Deny', Action: 's3:*', Condition: { NumericLessThan: { 's3:TlsVersion': 1.2 } } }),
+          ]),
+        },
+      });
+    }
+  });
+
+  test('the functions are arm64 on provided.al2023, with JSON logs in their own log groups', () => {
+    for (const fn of stack.functions.all()) {
+      const props = template.findResources('AWS::Lambda::Function')[logicalId(fn)].Properties;
+      expect(props.Runtime).toBe('provided.al2023');
+      expect(props.Architectures).toEqual(['arm64']);
+      expect(props.Handler).toBe('bootstrap');
+      expect(props.Timeout).toBe(900);
+      expect(props.LoggingConfig).toEqual({
+        LogFormat: 'JSON',
+        ApplicationLogLevel: 'INFO',
+        SystemLogLevel: 'WARN',
+        LogGroup: { Ref: logicalId(fn.logGroup) },
+      });
+      template.hasResourceProperties('AWS::Logs::LogGroup', Match.objectLike({ RetentionInDays: 30 }));
+    }
+    const props = (fn: keyof typeof BINARIES) =>
+      template.findResources('AWS::Lambda::Function')[logicalId(stack.functions[fn])].Properties;
+    expect(props('converter').MemorySize).toBe(2048);
+    expect(props('converter').ReservedConcurrentExecutions).toBeUndefined();
+    expect(props('planner').MemorySize).toBe(1024);
+    expect(props('reducer').EphemeralStorage).toEqual({ Size: 2048 });
+    expect(props('reducer').Environment.Variables).toEqual({ CSVLAKE_PIPELINE: 'Csvlake' });
+  });
+
+  test('the schedule is off', () => {
+    expect(stack.schedule).toBeUndefined();
+  });
+
+  test('the outputs give the buckets, the state machine, the API URL and a backfill input', () => {
+    template.hasOutput('StateMachineArn', { Value: { Ref: logicalId(stack.pipeline.stateMachine) } });
+    template.hasOutput('ReprocessUrl', Match.anyValue());
+    const backfill = template.toJSON().Outputs.BackfillInput.Value;
+    const resolved = JSON.parse(
+      JSON.stringify(backfill['Fn::Join'][1].map((part: unknown) => (typeof part === 'string' ? part : `<${JSON.stringify(part)}>`)).join('')),
+    );
+    const example = JSON.parse(fs.readFileSync(path.join(EXAMPLES_DIR, EXAMPLES.backfill), 'utf8'));
+    const input = JSON.parse(resolved.replace(/"?<(\{.*?\})>"?/g, (_: string, ref: string) => JSON.stringify(JSON.parse(ref).Ref)));
+    expect(input).toEqual({
+      ...example,
+      input: { ...example.input, bucket: logicalId(stack.storage.inputBucket), prefix: 'landing/' },
+      output: { ...example.output, bucket: logicalId(stack.storage.outputBucket), prefix: 'converted/' },
+    });
+  });
+});
+
+test('the function binaries are the [[bin]] names of the workspace', () => {
+  for (const [dir, binary] of Object.entries(BINARIES)) {
+    const manifest = fs.readFileSync(path.join(REPO_ROOT, 'functions', dir, 'Cargo.toml'), 'utf8');
+    expect(manifest).toMatch(new RegExp(`\\[\\[bin\\]\\]\\s*name = "${binary}"`));
+  }
+});
+
+test('versioned buckets keep versions, and expire noncurrent ones', () => {
+  const { template } = synth({ versioned: true });
+  const buckets = Object.values(template.findResources('AWS::S3::Bucket'));
+  expect(buckets).toHaveLength(2);
+  for (const bucket of buckets) {
+    expect(bucket.Properties.VersioningConfiguration).toEqual({ Status: 'Enabled' });
+    expect(bucket.Properties.LifecycleConfiguration.Rules).toContainEqual({
+      Id: 'expire-noncurrent-versions',
+      NoncurrentVersionExpiration: { NoncurrentDays: 30 },
+      Status: 'Enabled',
+    });
+  }
+});
+
+test('the converter memory and reserved concurrency are props', () => {
+  const { stack, template } = synth({ converterMemoryMiB: 4096, converterReservedConcurrency: 300 });
+  const props = template.findResources('AWS::Lambda::Function')[logicalId(stack.functions.converter)].Properties;
+  expect(props.MemorySize).toBe(4096);
+  expect(props.ReservedConcurrentExecutions).toBe(300);
+  expect(() => synth({ converterMemoryMiB: 128 })).toThrow(/converterMemoryMiB 128/);
+});
+
+describe('with a schedule', () => {
+  const { stack, template } = synth({ schedule: 'cron(0 2 * * ? *)', scheduleTimeZone: 'Europe/Paris' });
+
+  test('EventBridge Scheduler starts an incremental scan with the example input and this stack\'s buckets', () => {
+    template.resourceCountIs('AWS::Scheduler::Schedule', 1);
+    const schedule = Object.values(template.findResources('AWS::Scheduler::Schedule'))[0];
+    expect(schedule.Properties.ScheduleExpression).toBe('cron(0 2 * * ? *)');
+    expect(schedule.Properties.ScheduleExpressionTimezone).toBe('Europe/Paris');
+    expect(schedule.Properties.State).toBe('ENABLED');
+    expect(schedule.Properties.Target.Arn).toEqual({ Ref: logicalId(stack.pipeline.stateMachine) });
+    expect(schedule.DependsOn).toContain(logicalId(stack.pipeline.mapPolicy));
+
+    const example = JSON.parse(fs.readFileSync(path.join(EXAMPLES_DIR, EXAMPLES.schedule), 'utf8'));
+    expect(example.mode).toBe('scan');
+    expect(example.incremental).toBe(true);
+    const parts: unknown[] = schedule.Properties.Target.Input['Fn::Join'][1];
+    const text = parts.map((p) => (typeof p === 'string' ? p : `"${(p as { Ref: string }).Ref}"`)).join('');
+    const input = JSON.parse(text.replace(/""/g, '"'));
+    expect(input).toEqual({
+      ...example,
+      input: { ...example.input, bucket: logicalId(stack.storage.inputBucket), prefix: 'landing/' },
+      output: { ...example.output, bucket: logicalId(stack.storage.outputBucket), prefix: 'converted/' },
+    });
+  });
+});
+
+describe('alarms', () => {
+  test('watch failed and timed-out executions, converter errors and throttles, and failed files', () => {
+    const { stack, template } = synth();
+    const sm = logicalId(stack.pipeline.stateMachine);
+    const converter = logicalId(stack.functions.converter);
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+    const watched = alarms.map((a) => `${a.Namespace}/${a.MetricName} ${JSON.stringify(a.Dimensions)}`);
+    expect(watched.sort()).toEqual(
+      [
+        `AWS/Lambda/Errors [{"Name":"FunctionName","Value":{"Ref":"${converter}"}}]`,
+        `AWS/Lambda/Throttles [{"Name":"FunctionName","Value":{"Ref":"${converter}"}}]`,
+        `AWS/States/ExecutionsFailed [{"Name":"StateMachineArn","Value":{"Ref":"${sm}"}}]`,
+        `AWS/States/ExecutionsTimedOut [{"Name":"StateMachineArn","Value":{"Ref":"${sm}"}}]`,
+        'csvlake/FilesFailed [{"Name":"Pipeline","Value":"Csvlake"}]',
+      ].sort(),
+    );
+    for (const alarm of alarms) {
+      expect(alarm.Threshold).toBe(1);
+      expect(alarm.ComparisonOperator).toBe('GreaterThanOrEqualToThreshold');
+      expect(alarm.TreatMissingData).toBe('notBreaching');
+      expect(alarm.AlarmActions).toBeUndefined();
+    }
+  });
+
+  test('notify an SNS topic with an email subscription when an address is given', () => {
+    const { stack, template } = synth({ alarmEmail: 'ops@example.com' });
+    template.resourceCountIs('AWS::SNS::Topic', 1);
+    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
+    const topic = logicalId(stack.alarms.topic!);
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]),
+      },
+    });
+    for (const alarm of Object.values(template.findResources('AWS::CloudWatch::Alarm'))) {
+      expect(alarm.Properties.AlarmActions).toEqual([{ Ref: topic }]);
+    }
+  });
+});
