@@ -13,7 +13,7 @@ import { Construct } from 'constructs';
 
 /** The namespace of the reducer's EMF metrics (`report::METRICS_NAMESPACE`). */
 export const METRICS_NAMESPACE = 'csvlake';
-/** The dimension the reducer adds from `CSVLAKE_PIPELINE`, so that two stacks keep their metrics apart. */
+/** The dimension the reducer adds from `CSVLAKE_PIPELINE` (`report::PIPELINE_DIMENSION`), so that two stacks keep their metrics apart. */
 export const PIPELINE_DIMENSION = 'Pipeline';
 
 /** What the alarms watch. */

@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Match } from 'aws-cdk-lib/assertions';
+import { METRICS_NAMESPACE, PIPELINE_DIMENSION } from '../lib/alarms';
 import { BINARIES } from '../lib/functions';
 import { EXAMPLES } from '../lib/csvlake-stack';
 import { EXAMPLES_DIR, REPO_ROOT } from '../lib/settings';
@@ -175,6 +176,18 @@ describe('alarms', () => {
       expect(alarm.TreatMissingData).toBe('notBreaching');
       expect(alarm.AlarmActions).toBeUndefined();
     }
+  });
+
+  test('watch the metric the reducer emits: same namespace, dimension and environment variable', () => {
+    const rust = (file: string) => fs.readFileSync(path.join(REPO_ROOT, file), 'utf8');
+    const report = rust('functions/core/src/report.rs');
+    expect(report).toContain(`pub const METRICS_NAMESPACE: &str = "${METRICS_NAMESPACE}";`);
+    expect(report).toContain(`pub const PIPELINE_DIMENSION: &str = "${PIPELINE_DIMENSION}";`);
+    expect(report).toContain('("FilesFailed", "Count", t.failed)');
+    const { stack, template } = synth();
+    const env = template.findResources('AWS::Lambda::Function')[logicalId(stack.functions.reducer)].Properties.Environment.Variables;
+    const [name] = Object.keys(env);
+    expect(rust('functions/reducer/src/lib.rs')).toContain(`pub const PIPELINE_ENV: &str = "${name}";`);
   });
 
   test('notify an SNS topic with an email subscription when an address is given', () => {

@@ -149,10 +149,15 @@ fn exceeds(request: &ReduceRequest, totals: &Totals) -> bool {
         || totals.failed as f64 * 100.0 > request.plan.tolerated_failure_percentage * processed
 }
 
-/// One CloudWatch Embedded Metric Format record of the run's counts, without dimensions (run
-/// ids are too many to be one); the run id and status ride along as plain properties. Print it
-/// as one line to stdout and CloudWatch Logs extracts the metrics.
-pub fn emf(summary: &RunSummary, timestamp_ms: u64) -> serde_json::Value {
+/// The EMF dimension that names the deployment, so that two stacks in one account keep their
+/// metrics (and alarms) apart.
+pub const PIPELINE_DIMENSION: &str = "Pipeline";
+
+/// One CloudWatch Embedded Metric Format record of the run's counts. Its one dimension is the
+/// pipeline (the deployment) when there is one, never the run id (run ids are too many to be
+/// dimensions); the run id and status ride along as plain properties. Print it as one line to
+/// stdout and CloudWatch Logs extracts the metrics.
+pub fn emf(summary: &RunSummary, pipeline: Option<&str>, timestamp_ms: u64) -> serde_json::Value {
     let t = &summary.totals;
     let metrics = [
         ("FilesConverted", "Count", t.converted),
@@ -169,13 +174,16 @@ pub fn emf(summary: &RunSummary, timestamp_ms: u64) -> serde_json::Value {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": METRICS_NAMESPACE,
-                "Dimensions": [[]],
+                "Dimensions": [pipeline.map_or(vec![], |_| vec![PIPELINE_DIMENSION])],
                 "Metrics": metrics.iter().map(|(name, unit, _)| serde_json::json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
             }],
         }),
     );
     for (name, _, value) in metrics {
         record.insert(name.into(), value.into());
+    }
+    if let Some(pipeline) = pipeline {
+        record.insert(PIPELINE_DIMENSION.into(), pipeline.into());
     }
     record.insert("run_id".into(), summary.run_id.clone().into());
     record.insert("status".into(), serde_json::json!(summary.status));
@@ -789,7 +797,7 @@ mod tests {
             files: ObjectLocation { bucket: "b".into(), key: "f".into() },
             failed_keys: None,
         };
-        let v = emf(&summary, 1_700_000_000_000);
+        let v = emf(&summary, None, 1_700_000_000_000);
         let aws = &v["_aws"];
         assert_eq!(aws["Timestamp"], 1_700_000_000_000u64);
         let m = &aws["CloudWatchMetrics"][0];
@@ -808,5 +816,12 @@ mod tests {
         );
         assert_eq!(v["run_id"], "r1");
         assert_eq!(v["status"], "succeeded");
+        assert!(v.get(PIPELINE_DIMENSION).is_none());
+
+        // A deployment's name is the one dimension, with its value beside the metrics.
+        let v = emf(&summary, Some("Csvlake"), 1_700_000_000_000);
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["Pipeline"]]));
+        assert_eq!(v["Pipeline"], "Csvlake");
+        assert_eq!(v["FilesFailed"].as_u64(), Some(1));
     }
 }

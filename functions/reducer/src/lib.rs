@@ -32,11 +32,15 @@ pub async fn handle(
     Ok(summary)
 }
 
+/// The environment variable that names the deployment in the metrics (the stack sets it to its
+/// name, and its FilesFailed alarm filters on it).
+pub const PIPELINE_ENV: &str = "CSVLAKE_PIPELINE";
+
 /// The run's counts as one CloudWatch Embedded Metric Format line. The Lambda prints it to its
 /// log stream, where CloudWatch reads EMF (one JSON object per line); the local executor does
 /// not, so that `csvlake run` keeps its output for people.
-pub fn metrics_line(summary: &RunSummary) -> String {
+pub fn metrics_line(summary: &RunSummary, pipeline: Option<&str>) -> String {
     let now =
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    report::emf(summary, now).to_string()
+    report::emf(summary, pipeline.filter(|p| !p.is_empty()), now).to_string()
 }

@@ -9,9 +9,11 @@ async fn main() -> Result<(), Error> {
     let endpoint = std::env::var("CSVLAKE_S3_ENDPOINT_URL").ok();
     let client = csvlake::s3::env_client(endpoint.as_deref()).await;
     let client = &client;
+    let pipeline = std::env::var(csvlake_reducer::PIPELINE_ENV).ok();
+    let pipeline = pipeline.as_deref();
     lambda_runtime::run(service_fn(move |event| async move {
         let summary = csvlake_reducer::handle(event, client).await?;
-        println!("{}", csvlake_reducer::metrics_line(&summary));
+        println!("{}", csvlake_reducer::metrics_line(&summary, pipeline));
         Ok::<_, csvlake::Error>(summary)
     }))
     .await
