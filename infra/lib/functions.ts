@@ -18,6 +18,12 @@ export const BINARIES = {
   reducer: 'csvlake-reducer',
 } as const;
 
+/**
+ * The Cargo profile the functions are built with: the workspace's `[profile.lambda]`, a release
+ * build without debug information (a fifth of the size).
+ */
+export const CARGO_PROFILE = 'lambda';
+
 /** The three functions of a csvlake stack. */
 export class PipelineFunctions extends Construct {
   /** Lists or reads the keys, skips up-to-date files and writes the batch manifest. */
@@ -117,6 +123,7 @@ export class PipelineFunctions extends Construct {
     return new RustFunction(this, id, {
       manifestPath: WORKSPACE_MANIFEST,
       binaryName,
+      bundling: { profile: CARGO_PROFILE },
       runtime: 'provided.al2023',
       architecture: lambda.Architecture.ARM_64,
       role,

@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { METRICS_NAMESPACE, PIPELINE_DIMENSION } from '../lib/alarms';
-import { BINARIES } from '../lib/functions';
+import { BINARIES, CARGO_PROFILE } from '../lib/functions';
 import { EXAMPLES } from '../lib/csvlake-stack';
 import { EXAMPLES_DIR, REPO_ROOT } from '../lib/settings';
 import { logicalId, synth } from './synth';
@@ -104,6 +104,12 @@ test('the function binaries are the [[bin]] names of the workspace', () => {
     const manifest = fs.readFileSync(path.join(REPO_ROOT, 'functions', dir, 'Cargo.toml'), 'utf8');
     expect(manifest).toMatch(new RegExp(`\\[\\[bin\\]\\]\\s*name = "${binary}"`));
   }
+});
+
+test('the functions are built with a stripped release profile of the workspace', () => {
+  const manifest = fs.readFileSync(path.join(REPO_ROOT, 'Cargo.toml'), 'utf8');
+  const profile = manifest.slice(manifest.indexOf(`[profile.${CARGO_PROFILE}]`));
+  expect(profile).toMatch(/^\[profile\.lambda\]\ninherits = "release"\ndebug = false\nstrip = true\n/);
 });
 
 test('versioned buckets keep versions, and expire noncurrent ones', () => {
