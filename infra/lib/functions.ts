@@ -6,7 +6,7 @@ import { Duration, Size, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { RustFunction } from 'cargo-lambda-cdk';
+import { BundlingOptions, RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { ResolvedSettings, WORKSPACE_MANIFEST } from './settings';
 import { Storage } from './storage';
@@ -123,7 +123,7 @@ export class PipelineFunctions extends Construct {
     return new RustFunction(this, id, {
       manifestPath: WORKSPACE_MANIFEST,
       binaryName,
-      bundling: { profile: CARGO_PROFILE },
+      bundling: bundlingFor(binaryName),
       runtime: 'provided.al2023',
       architecture: lambda.Architecture.ARM_64,
       role,
@@ -134,6 +134,12 @@ export class PipelineFunctions extends Construct {
       ...props,
     });
   }
+}
+
+/** How cargo-lambda builds one binary of the workspace. */
+export function bundlingFor(binaryName: string): BundlingOptions {
+  // The workspace's default member is the CLI, so `--bin` alone would not find the binary.
+  return { profile: CARGO_PROFILE, cargoLambdaFlags: ['--package', binaryName] };
 }
 
 function addStatements(fn: lambda.Function, statements: iam.PolicyStatement[]): void {

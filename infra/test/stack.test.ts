@@ -3,9 +3,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { METRICS_NAMESPACE, PIPELINE_DIMENSION } from '../lib/alarms';
-import { BINARIES, CARGO_PROFILE } from '../lib/functions';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { BINARIES, CARGO_PROFILE, bundlingFor } from '../lib/functions';
 import { EXAMPLES } from '../lib/csvlake-stack';
-import { EXAMPLES_DIR, REPO_ROOT } from '../lib/settings';
+import { EXAMPLES_DIR, REPO_ROOT, WORKSPACE_MANIFEST } from '../lib/settings';
 import { logicalId, synth } from './synth';
 
 describe('by default', () => {
@@ -103,6 +104,24 @@ test('the function binaries are the [[bin]] names of the workspace', () => {
   for (const [dir, binary] of Object.entries(BINARIES)) {
     const manifest = fs.readFileSync(path.join(REPO_ROOT, 'functions', dir, 'Cargo.toml'), 'utf8');
     expect(manifest).toMatch(new RegExp(`\\[\\[bin\\]\\]\\s*name = "${binary}"`));
+  }
+});
+
+test('cargo-lambda builds each binary of the workspace for arm64 with that profile', () => {
+  // The command cargo-lambda-cdk runs (locally, or in its container) when bundling is on.
+  const { Bundling } = require('cargo-lambda-cdk/lib/bundling');
+  for (const binary of Object.values(BINARIES)) {
+    const bundling = new Bundling(REPO_ROOT, {
+      ...bundlingFor(binary),
+      manifestPath: WORKSPACE_MANIFEST,
+      binaryName: binary,
+      architecture: lambda.Architecture.ARM_64,
+    });
+    expect(bundling.command).toEqual([
+      'bash',
+      '-c',
+      `cargo lambda build --lambda-dir /asset-output --profile lambda --arm64 --bin ${binary} --flatten ${binary} --package ${binary}`,
+    ]);
   }
 });
 
