@@ -35,7 +35,7 @@ export class PipelineFunctions extends Construct {
 
   constructor(scope: Construct, id: string, storage: Storage, settings: ResolvedSettings) {
     super(scope, id);
-    const retention = retentionDays(settings.logRetentionDays);
+    const retention = settings.logRetention;
 
     this.planner = this.rustFunction('Planner', BINARIES.planner, retention, {
       description: 'csvlake planner: lists the input, skips up-to-date files, writes the batch manifest',
@@ -153,13 +153,4 @@ function listBucket(bucketArn: string, prefixes: string[]): iam.PolicyStatement 
     resources: [bucketArn],
     conditions: { StringLike: { 's3:prefix': prefixes } },
   });
-}
-
-/** The retention enum value of a number of days; CloudWatch Logs accepts only some. */
-export function retentionDays(days: number): logs.RetentionDays {
-  const allowed = Object.values(logs.RetentionDays).filter((v): v is number => typeof v === 'number');
-  if (!allowed.includes(days)) {
-    throw new Error(`logRetentionDays ${days}: CloudWatch Logs allows ${allowed.sort((a, b) => a - b).join(', ')}`);
-  }
-  return days as logs.RetentionDays;
 }

@@ -8,7 +8,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { PipelineFunctions, retentionDays } from './functions';
+import { PipelineFunctions } from './functions';
 import { DEFINITION_FILE, ResolvedSettings } from './settings';
 import { Storage } from './storage';
 
@@ -35,7 +35,7 @@ export class Pipeline extends Construct {
       // Step Functions delivers logs through CloudWatch Logs' vended log delivery; the
       // /aws/vendedlogs/ prefix keeps the account's log resource policy small.
       logGroupName: `/aws/vendedlogs/states/${Stack.of(this).stackName}-pipeline`,
-      retention: retentionDays(settings.logRetentionDays),
+      retention: settings.logRetention,
     });
 
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {

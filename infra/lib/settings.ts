@@ -3,6 +3,7 @@
  * Every setting has a default, so `npx cdk deploy` alone gives a working stack.
  */
 import * as path from 'path';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import { Node } from 'constructs';
 
 /** The repository root: the Cargo workspace, the state machine and its examples live there. */
@@ -52,20 +53,10 @@ export interface CsvlakeSettings {
 }
 
 /** The settings with every default applied and every value checked. */
-export interface ResolvedSettings {
-  readonly inputBucketName?: string;
-  readonly outputBucketName?: string;
-  readonly inputPrefix: string;
-  readonly outputPrefix: string;
-  readonly versioned: boolean;
-  readonly converterMemoryMiB: number;
-  readonly converterReservedConcurrency?: number;
-  readonly schedule?: string;
-  readonly scheduleTimeZone?: string;
-  readonly tracing: boolean;
-  readonly alarmEmail?: string;
-  readonly logRetentionDays: number;
-}
+export type ResolvedSettings = CsvlakeSettings &
+  Required<Pick<CsvlakeSettings, 'inputPrefix' | 'outputPrefix' | 'versioned' | 'converterMemoryMiB' | 'tracing'>> & {
+    readonly logRetention: logs.RetentionDays;
+  };
 
 /** The context names, one per setting. */
 const CONTEXT_NAMES: { [K in keyof CsvlakeSettings]-?: string } = {
@@ -127,7 +118,7 @@ export function resolveSettings(settings: CsvlakeSettings): ResolvedSettings {
     versioned: settings.versioned ?? false,
     converterMemoryMiB: settings.converterMemoryMiB ?? 2048,
     tracing: settings.tracing ?? false,
-    logRetentionDays: settings.logRetentionDays ?? 30,
+    logRetention: retentionDays(settings.logRetentionDays ?? 30),
   };
   if (resolved.converterMemoryMiB < 512 || resolved.converterMemoryMiB > 10240) {
     throw new Error(`converterMemoryMiB ${resolved.converterMemoryMiB}: Lambda allows 512 to 10240 for the converter`);
@@ -147,4 +138,13 @@ export function resolveSettings(settings: CsvlakeSettings): ResolvedSettings {
 
 function overlaps(a: string, b: string): boolean {
   return a.startsWith(b) || b.startsWith(a);
+}
+
+/** The retention enum value of a number of days; CloudWatch Logs accepts only some. */
+function retentionDays(days: number): logs.RetentionDays {
+  const allowed = Object.values(logs.RetentionDays).filter((v): v is number => typeof v === 'number');
+  if (!allowed.includes(days)) {
+    throw new Error(`logRetentionDays ${days}: CloudWatch Logs allows ${allowed.sort((a, b) => a - b).join(', ')}`);
+  }
+  return days as logs.RetentionDays;
 }

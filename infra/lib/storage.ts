@@ -37,7 +37,7 @@ export class Storage extends Construct {
 
   /** The Parquet and Avro objects that the converter writes. */
   public convertedObjects(): string[] {
-    return ['parquet', 'avro'].map((format) => this.outputBucket.arnForObjects(`${this.outputPrefix}${format}/*`));
+    return this.convertedPrefixes().map((prefix) => this.outputBucket.arnForObjects(prefix));
   }
 
   /** The run objects: manifest, rejected files, ResultWriter files, report, failed keys. */

@@ -51,7 +51,7 @@ test('defaults', () => {
     versioned: false,
     converterMemoryMiB: 2048,
     tracing: false,
-    logRetentionDays: 30,
+    logRetention: 30,
   });
 });
 

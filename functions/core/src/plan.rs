@@ -567,19 +567,7 @@ async fn look_up(client: &Client, input: &InputLocation, key: String) -> Result<
 
 /// Reads a `failed-keys.json` (or any execution input stored in S3).
 pub async fn read_run_input(client: &Client, at: &ObjectLocation) -> Result<RunInput> {
-    let body = client
-        .get_object()
-        .bucket(&at.bucket)
-        .key(&at.key)
-        .send()
-        .await
-        .map_err(|e| sdk_error("GetObject", &at.bucket, &at.key, e))?
-        .body
-        .collect()
-        .await
-        .map_err(|e| Error::Transient(format!("reading {}: {e}", at.uri())))?
-        .into_bytes();
-    serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("{} is not a failed-keys file: {e}", at.uri())))
+    crate::s3::get_json(client, at, "a failed-keys file").await
 }
 
 #[cfg(test)]

@@ -299,17 +299,7 @@ async fn find_result_manifest(client: &Client, request: &ReduceRequest) -> Resul
 }
 
 async fn read_result_manifest(client: &Client, loc: &ObjectLocation) -> Result<ResultManifest> {
-    let resp = client
-        .get_object()
-        .bucket(&loc.bucket)
-        .key(&loc.key)
-        .send()
-        .await
-        .map_err(|e| sdk_error("GetObject", &loc.bucket, &loc.key, e))?;
-    let bytes =
-        resp.body.collect().await.map_err(|e| Error::Transient(format!("reading {}: {e}", loc.uri())))?.into_bytes();
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Internal(format!("{} is not a ResultWriter manifest: {e}", loc.uri())))
+    crate::s3::get_json(client, loc, "a ResultWriter manifest").await
 }
 
 type Body = BufReader<SyncIoBridge<Pin<Box<dyn tokio::io::AsyncRead + Send>>>>;

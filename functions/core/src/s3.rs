@@ -8,7 +8,8 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::run::ObjectLocation;
 
 /// Static settings of an S3-compatible endpoint that is not AWS (the embedded one, MinIO…).
 #[derive(Clone, Debug)]
@@ -89,4 +90,22 @@ where
 {
     let message = format!("{op} s3://{bucket}/{key}: {}", DisplayErrorContext(&e));
     if is_transient(&e) { Error::Transient(message) } else { Error::Internal(message) }
+}
+
+/// Reads a small JSON object whole and parses it; `what` names it in the error of a body that
+/// does not parse.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &Client, at: &ObjectLocation, what: &str) -> Result<T> {
+    let body = client
+        .get_object()
+        .bucket(&at.bucket)
+        .key(&at.key)
+        .send()
+        .await
+        .map_err(|e| sdk_error("GetObject", &at.bucket, &at.key, e))?
+        .body
+        .collect()
+        .await
+        .map_err(|e| Error::Transient(format!("reading {}: {e}", at.uri())))?
+        .into_bytes();
+    serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("{} is not {what}: {e}", at.uri())))
 }
