@@ -14,9 +14,9 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use clap::Parser;
-use csvlake::avro::OcfWriter;
-use csvlake::decode::{CsvDecoder, DecodeOptions};
-use csvlake::options::AvroCodec;
+use csvlake_engine::avro::OcfWriter;
+use csvlake_engine::decode::{CsvDecoder, DecodeOptions};
+use csvlake_engine::options::AvroCodec;
 
 /// Command line.
 #[derive(Debug, Parser)]

@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn corpus_infers_the_documented_schema() {
         use arrow::datatypes::{DataType, TimeUnit};
-        use csvlake::decode::{CsvDecoder, DecodeOptions};
+        use csvlake_engine::decode::{CsvDecoder, DecodeOptions};
 
         let mut rows = RowWriter::new(42);
         let mut csv = HEADER.as_bytes().to_vec();

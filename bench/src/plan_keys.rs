@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use csvlake::Format;
-use csvlake::plan::{Listed, OutputIndex, Planner};
-use csvlake::run::BatchLimits;
+use csvlake_contract::run::BatchLimits;
+use csvlake_engine::Format;
+use csvlake_planner::plan::{Listed, OutputIndex, Planner};
 
 #[derive(Parser)]
 struct Args {

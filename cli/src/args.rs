@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use csvlake::options::{AvroCodec, Format, ParquetCompression, parse_schema_json};
-use csvlake::payload::{InputLocation, OutputLocation, default_suffixes};
-use csvlake::run::{Mode, RunInput};
+use csvlake_contract::payload::{InputLocation, OutputLocation, default_suffixes};
+use csvlake_contract::run::{Mode, RunInput};
+use csvlake_engine::options::{AvroCodec, Format, ParquetCompression, parse_schema_json};
 
 /// Conversion and run options: each one given sets that field of the execution input.
 #[derive(Debug, Default, Args)]
@@ -119,7 +119,7 @@ impl ConvertArgs {
             base.parquet = Some(p);
         }
         if let Some(codec) = self.avro_codec {
-            base.avro = Some(csvlake::options::AvroOptions { codec });
+            base.avro = Some(csvlake_engine::options::AvroOptions { codec });
         }
         if self.batch_files.is_some() || self.batch_bytes.is_some() {
             let mut b = base.batch.unwrap_or_default();
@@ -140,7 +140,7 @@ impl ConvertArgs {
     }
 }
 
-fn read_schema(path: &Path) -> Result<std::collections::BTreeMap<String, csvlake::schema::ColumnType>> {
+fn read_schema(path: &Path) -> Result<std::collections::BTreeMap<String, csvlake_engine::schema::ColumnType>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_schema_json(&text).with_context(|| format!("in {}", path.display()))
 }
@@ -200,7 +200,7 @@ pub fn read_keys(path: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use csvlake::options::CsvOptions;
+    use csvlake_engine::options::CsvOptions;
 
     #[test]
     fn a_flag_patches_one_field_and_keeps_the_others() {

@@ -8,6 +8,7 @@
 //! Exit status: 0 when every file converted, 1 on a fatal error, 2 when some files failed.
 
 mod args;
+mod progress;
 mod sfn;
 mod summary;
 
@@ -15,22 +16,19 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use csvlake::Converter;
-use csvlake::local::{LocalBucket, LocalS3};
-use csvlake::payload::{FileResult, OutputLocation};
-use csvlake::run::{Mode, ObjectLocation, RunInput, names, run_key};
+use csvlake_cli::local::pipeline::{PlanObserver, observed_executor};
+use csvlake_cli::local::{LocalBucket, LocalS3};
+use csvlake_contract::errors::TOLERANCE_EXCEEDED;
+use csvlake_contract::payload::OutputLocation;
+use csvlake_contract::run::{Mode, ObjectLocation, RunInput, names, run_key};
+use csvlake_converter::Converter;
 use csvlake_statemachine::ExecutionStatus;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{ConvertArgs, Location, input_at, read_keys, scan};
-
-/// The Fail state of a run that reported, but exceeded its tolerance.
-const TOLERANCE_EXCEEDED: &str = "csvlake.ToleranceExceeded";
 
 /// Bucket names under which local directories are served.
 const LOCAL_INPUT: &str = "input";
@@ -154,7 +152,7 @@ impl Store {
     }
 
     async fn s3(endpoint_url: Option<&str>) -> Self {
-        Self { _server: None, client: csvlake::s3::env_client(endpoint_url).await, output_dir: None, input_dir: None }
+        Self { _server: None, client: csvlake_s3::env_client(endpoint_url).await, output_dir: None, input_dir: None }
     }
 
     /// How to show an output object to the user: its path for local runs.
@@ -205,7 +203,7 @@ async fn reprocess(args: ReprocessArgs) -> Result<ExitCode> {
             (Store::local(input, &output_dir).await?, ObjectLocation { bucket: LOCAL_OUTPUT.into(), key })
         }
     };
-    let earlier = csvlake::plan::read_run_input(&store.client, &report).await?;
+    let earlier = csvlake_planner::plan::read_run_input(&store.client, &report).await?;
     let output = earlier.output.clone().with_context(|| format!("{} names no output location", args.report))?;
     // The options given here patch the earlier run's; the planner lays them over the file.
     let over =
@@ -235,24 +233,19 @@ fn run_id() -> String {
 async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local: &LocalArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let run_id = local.run_id.clone().unwrap_or_else(run_id);
-    csvlake::plan::check_run_id(&run_id)?;
-    let bar = progress_bar(local.quiet);
-    let (files, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let progress = {
-        let (bar, files, bytes) = (bar.clone(), files.clone(), bytes.clone());
-        Arc::new(move |r: &FileResult| {
-            let n = files.fetch_add(1, Ordering::Relaxed) + 1;
-            let b = bytes.fetch_add(r.bytes_in, Ordering::Relaxed) + r.bytes_in;
-            bar.set_message(format!("{n} files, {:.1} MB converted", b as f64 / 1e6));
-        })
-    };
+    csvlake_planner::plan::check_run_id(&run_id)?;
+    let progress = Arc::new(progress::RunProgress::new(local.quiet || !std::io::stderr().is_terminal()));
     let converter = Converter::new(store.client.clone())
         .with_memory_budget_mib(local.memory_mb)
         .with_max_files(local.max_files)
-        .with_progress(progress);
-    let executor = csvlake_statemachine::local::executor(store.client.clone(), Arc::new(converter))?;
+        .with_progress(progress.clone());
+    let on_plan: PlanObserver = {
+        let progress = progress.clone();
+        Arc::new(move |plan| progress.planned(plan.files, plan.bytes))
+    };
+    let executor = observed_executor(store.client.clone(), Arc::new(converter), Some(on_plan))?;
     let execution = executor.execute(&run_id, serde_json::to_value(&input)?).await;
-    bar.finish_and_clear();
+    progress.finish();
     let report_at =
         ObjectLocation { bucket: output.bucket.clone(), key: run_key(&output.prefix, &run_id, names::REPORT) };
     // A run that exceeded its tolerance fails after reporting; any other failure means that no
@@ -278,19 +271,6 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
         },
     };
     Ok(summary::print(&report, &shown, started.elapsed().as_secs_f64()))
-}
-
-fn progress_bar(quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    bar
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_sdk_sfn::types::ExecutionStatus;
 use clap::Args;
-use csvlake::payload::OutputLocation;
-use csvlake::run::{Mode, RunInput, RunSummary};
+use csvlake_contract::payload::OutputLocation;
+use csvlake_contract::run::{Mode, RunInput, RunSummary};
 
 use crate::args::{ConvertArgs, Location, input_at, scan};
 
@@ -67,7 +67,7 @@ fn execution_input(args: &StartArgs) -> Result<RunInput> {
         let (bucket, key) = s3("--reprocess", report)?;
         RunInput {
             mode: Mode::Report,
-            report: Some(csvlake::run::ObjectLocation { bucket, key }),
+            report: Some(csvlake_contract::run::ObjectLocation { bucket, key }),
             ..RunInput::default()
         }
     } else {
@@ -138,7 +138,11 @@ pub async fn start(args: StartArgs) -> Result<ExitCode> {
                 println!("execution {status}: {error}: {cause}");
                 if let Some(out) = &input.output {
                     let name = arn.rsplit(':').next().unwrap_or_default();
-                    println!("report: s3://{}/{}", out.bucket, csvlake::run::run_key(&out.prefix, name, "report.json"));
+                    println!(
+                        "report: s3://{}/{}",
+                        out.bucket,
+                        csvlake_contract::run::run_key(&out.prefix, name, "report.json")
+                    );
                 }
                 // A run that exceeded its tolerance still converted what it could.
                 return Ok(if error == crate::TOLERANCE_EXCEEDED { ExitCode::from(2) } else { ExitCode::from(1) });

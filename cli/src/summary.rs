@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use csvlake::run::{FailedFile, ObjectLocation, Report, RunStatus, Totals};
+use csvlake_contract::run::{FailedFile, ObjectLocation, Report, RunStatus, Totals};
 
 /// Failed files printed per error kind.
 const SHOWN_PER_KIND: usize = 20;
@@ -14,8 +14,8 @@ pub async fn read_report(client: &aws_sdk_s3::Client, at: &ObjectLocation) -> Re
     let got = client.get_object().bucket(&at.bucket).key(&at.key).send().await;
     let body = match got {
         Ok(o) => o.body.collect().await.with_context(|| format!("reading {}", at.uri()))?.into_bytes(),
-        Err(e) if csvlake::s3::error_code(&e) == Some("NoSuchKey") => return Ok(None),
-        Err(e) => return Err(csvlake::s3::sdk_error("GetObject", &at.bucket, &at.key, e).into()),
+        Err(e) if csvlake_s3::error_code(&e) == Some("NoSuchKey") => return Ok(None),
+        Err(e) => return Err(csvlake_s3::sdk_error("GetObject", &at.bucket, &at.key, e).into()),
     };
     Ok(Some(serde_json::from_slice(&body).with_context(|| format!("{} is not a run report", at.uri()))?))
 }

@@ -10,11 +10,17 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { SHARED_NAMES } from './constants';
 
-/** The namespace of the reducer's EMF metrics (`report::METRICS_NAMESPACE`). */
-export const METRICS_NAMESPACE = 'csvlake';
-/** The dimension the reducer adds from `CSVLAKE_PIPELINE` (`report::PIPELINE_DIMENSION`), so that two stacks keep their metrics apart. */
-export const PIPELINE_DIMENSION = 'Pipeline';
+/** The namespace of the reducer's EMF metrics. */
+export const METRICS_NAMESPACE = SHARED_NAMES.metrics.namespace;
+/**
+ * The dimension the reducer adds from the pipeline environment variable, so that two stacks keep
+ * their metrics apart.
+ */
+export const PIPELINE_DIMENSION = SHARED_NAMES.metrics.pipeline_dimension;
+/** The reducer's metric of failed files. */
+export const FILES_FAILED_METRIC = SHARED_NAMES.metrics.files_failed;
 
 /** What the alarms watch. */
 export interface PipelineAlarmsProps {
@@ -36,7 +42,7 @@ export class PipelineAlarms extends Construct {
     const period = Duration.minutes(5);
     const filesFailed = new cloudwatch.Metric({
       namespace: METRICS_NAMESPACE,
-      metricName: 'FilesFailed',
+      metricName: FILES_FAILED_METRIC,
       dimensionsMap: { [PIPELINE_DIMENSION]: Stack.of(this).stackName },
       statistic: cloudwatch.Stats.SUM,
       period,

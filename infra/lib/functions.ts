@@ -8,6 +8,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { BundlingOptions, RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
+import { SHARED_NAMES } from './constants';
 import { ResolvedSettings, WORKSPACE_MANIFEST } from './settings';
 import { Storage } from './storage';
 
@@ -23,6 +24,9 @@ export const BINARIES = {
  * build without debug information (a fifth of the size).
  */
 export const CARGO_PROFILE = 'lambda';
+
+/** The environment variable that gives the reducer the pipeline's name, its metrics' dimension. */
+export const PIPELINE_ENV = SHARED_NAMES.environment.pipeline;
 
 /** The three functions of a csvlake stack. */
 export class PipelineFunctions extends Construct {
@@ -57,7 +61,7 @@ export class PipelineFunctions extends Construct {
       timeout: Duration.minutes(15),
       // The report's list of failed files is spooled to a temporary file before it is uploaded.
       ephemeralStorageSize: Size.gibibytes(2),
-      environment: { CSVLAKE_PIPELINE: Stack.of(this).stackName },
+      environment: { [PIPELINE_ENV]: Stack.of(this).stackName },
     });
 
     const input = storage.inputBucket;

@@ -8,16 +8,13 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { SHARED_NAMES } from './constants';
 import { PipelineFunctions } from './functions';
 import { DEFINITION_FILE, ResolvedSettings } from './settings';
 import { Storage } from './storage';
 
 /** The substitution variables of pipeline.asl.json, as the local executor names them too. */
-export const SUBSTITUTIONS = {
-  planner: 'PlannerFunctionArn',
-  converter: 'ConverterFunctionArn',
-  reducer: 'ReducerFunctionArn',
-} as const;
+export const SUBSTITUTIONS = SHARED_NAMES.substitutions;
 
 /** The csvlake state machine. */
 export class Pipeline extends Construct {

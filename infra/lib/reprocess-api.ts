@@ -4,32 +4,46 @@
  * the body against a model and calls Step Functions' StartExecution itself; no Lambda sits in
  * between.
  */
+import * as fs from 'fs';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { JsonObject, Schema, toDraft4 } from './json-schema';
+import { EXECUTION_INPUT_SCHEMA_FILE } from './settings';
 
-/** The options of an execution input that a `keys` request may carry under `input`. */
-export const RUN_OPTIONS = [
-  'input',
-  'output',
-  'incremental',
-  'formats',
-  'batch',
-  'max_concurrency',
-  'tolerated_failure_percentage',
-  'csv',
-  'parquet',
-  'avro',
-] as const;
+/** The execution input's JSON Schema (draft-07), generated from the types the planner reads. */
+const EXECUTION_INPUT: JsonObject = JSON.parse(fs.readFileSync(EXECUTION_INPUT_SCHEMA_FILE, 'utf8'));
+const FIELDS = EXECUTION_INPUT.properties as Record<string, Schema>;
+const DEFINITIONS = EXECUTION_INPUT.definitions as Record<string, Schema>;
 
-const bucketName: apigw.JsonSchema = { type: apigw.JsonSchemaType.STRING, minLength: 3, maxLength: 63 };
-const prefix: apigw.JsonSchema = { type: apigw.JsonSchemaType.STRING };
+/** The execution input fields the API sets itself from the request's shape. */
+const SET_BY_THE_API = ['mode', 'keys', 'report'];
+for (const field of SET_BY_THE_API) {
+  if (!(field in FIELDS)) throw new Error(`${EXECUTION_INPUT_SCHEMA_FILE}: the execution input has no field ${field}`);
+}
+
+/** The options of an execution input that a `keys` request may carry under `input`: every other field. */
+export const RUN_OPTIONS: readonly string[] = Object.keys(FIELDS).filter((field) => !SET_BY_THE_API.includes(field));
+
+/** A part of the execution input's schema, in the draft-04 form API Gateway reads. */
+function draft4(schema: Schema): apigw.JsonSchema {
+  return toDraft4(schema, DEFINITIONS) as apigw.JsonSchema;
+}
+
+/** A definition of the execution input's schema. */
+function definition(name: string): Schema {
+  const schema = DEFINITIONS[name];
+  if (schema === undefined) throw new Error(`${EXECUTION_INPUT_SCHEMA_FILE}: no definition ${name}`);
+  return schema;
+}
 
 /**
  * The request model (JSON Schema draft 4): either `{"report": {"bucket", "key"}}`, the
  * failed-keys.json of an earlier run, or `{"keys": [...], "input": {...}}`, keys with the
- * execution input options they are converted with. The planner checks the options' contents.
+ * execution input options they are converted with. The report location and the options are
+ * checked against the execution input's own schema, so a request the model accepts is one the
+ * planner reads.
  */
 export const REPROCESS_REQUEST_SCHEMA: apigw.JsonSchema = {
   schema: apigw.JsonSchemaVersion.DRAFT4,
@@ -42,14 +56,7 @@ export const REPROCESS_REQUEST_SCHEMA: apigw.JsonSchema = {
       type: apigw.JsonSchemaType.OBJECT,
       required: ['report'],
       additionalProperties: false,
-      properties: {
-        report: {
-          type: apigw.JsonSchemaType.OBJECT,
-          required: ['bucket', 'key'],
-          additionalProperties: false,
-          properties: { bucket: bucketName, key: { type: apigw.JsonSchemaType.STRING, minLength: 1 } },
-        },
-      },
+      properties: { report: draft4(definition('ObjectLocation')) },
     },
     {
       title: 'keys',
@@ -66,26 +73,10 @@ export const REPROCESS_REQUEST_SCHEMA: apigw.JsonSchema = {
           type: apigw.JsonSchemaType.OBJECT,
           required: ['input', 'output'],
           additionalProperties: false,
-          properties: {
-            input: {
-              type: apigw.JsonSchemaType.OBJECT,
-              required: ['bucket'],
-              properties: { bucket: bucketName, prefix, suffixes: { type: apigw.JsonSchemaType.ARRAY } },
-            },
-            output: {
-              type: apigw.JsonSchemaType.OBJECT,
-              required: ['bucket'],
-              properties: { bucket: bucketName, prefix },
-            },
-            incremental: { type: apigw.JsonSchemaType.BOOLEAN },
-            formats: { type: apigw.JsonSchemaType.ARRAY, items: { type: apigw.JsonSchemaType.STRING } },
-            batch: { type: apigw.JsonSchemaType.OBJECT },
-            max_concurrency: { type: apigw.JsonSchemaType.INTEGER, minimum: 0 },
-            tolerated_failure_percentage: { type: apigw.JsonSchemaType.NUMBER, minimum: 0, maximum: 100 },
-            csv: { type: apigw.JsonSchemaType.OBJECT },
-            parquet: { type: apigw.JsonSchemaType.OBJECT },
-            avro: { type: apigw.JsonSchemaType.OBJECT },
-          },
+          properties: Object.fromEntries(RUN_OPTIONS.map((option) => [option, draft4(FIELDS[option])])),
+          // The execution input lets mode report leave them out or null (the earlier run gives
+          // them); keys have no earlier run, so both are locations.
+          allOf: [{ properties: { input: { type: apigw.JsonSchemaType.OBJECT }, output: { type: apigw.JsonSchemaType.OBJECT } } }],
         },
       },
     },

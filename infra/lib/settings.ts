@@ -14,6 +14,13 @@ export const WORKSPACE_MANIFEST = path.join(REPO_ROOT, 'Cargo.toml');
 export const DEFINITION_FILE = path.join(REPO_ROOT, 'statemachine', 'pipeline.asl.json');
 /** The example execution inputs. */
 export const EXAMPLES_DIR = path.join(REPO_ROOT, 'statemachine', 'examples');
+/** The JSON Schema (draft-07) of the execution input, generated from the types the planner reads. */
+export const EXECUTION_INPUT_SCHEMA_FILE = path.join(REPO_ROOT, 'statemachine', 'execution-input.schema.json');
+/**
+ * The names the stack shares with the functions and the state machine (substitution variables,
+ * metrics, environment variables, error names), generated from the functions' constants.
+ */
+export const CONSTANTS_FILE = path.join(REPO_ROOT, 'statemachine', 'constants.json');
 
 /** Settings of a csvlake stack. */
 export interface CsvlakeSettings {

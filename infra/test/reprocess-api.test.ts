@@ -3,11 +3,10 @@
  * and bad bodies, and the mapping template rendered with a Velocity engine.
  */
 import * as fs from 'fs';
-import * as path from 'path';
 import Ajv from 'ajv-draft-04';
 import { render } from 'velocityjs';
 import { BAD_REQUEST_BODY_TEMPLATE, RUN_OPTIONS, startExecutionTemplate } from '../lib/reprocess-api';
-import { REPO_ROOT } from '../lib/settings';
+import { EXECUTION_INPUT_SCHEMA_FILE } from '../lib/settings';
 import { logicalId, synth } from './synth';
 
 const { stack, template } = synth();
@@ -78,8 +77,25 @@ describe('the request model', () => {
         },
       },
     ],
+    [
+      'keys with nested options, as the planner reads them',
+      {
+        keys: ['landing/a.csv'],
+        input: {
+          input: { ...location, suffixes: ['.csv', '.txt'] },
+          output: out,
+          csv: { delimiter: ';', null_values: ['', 'NA'], schema: { id: 'int' } },
+          parquet: { compression: 'zstd' },
+          avro: { codec: 'deflate' },
+          batch: { max_files: 10 },
+        },
+      },
+    ],
+    ['options that are null', { keys: ['a.csv'], input: { input: location, output: out, csv: null, formats: null, max_concurrency: null } }],
   ])('accepts %s', (_, body) => {
-    expect(validate(body)).toBe(true);
+    const valid = validate(body);
+    expect(validate.errors ?? []).toEqual([]);
+    expect(valid).toBe(true);
   });
 
   test.each([
@@ -93,19 +109,41 @@ describe('the request model', () => {
     ['a mode of its own', { keys: ['a.csv'], input: { input: location, output: out, mode: 'scan' } }],
     ['an unknown option', { keys: ['a.csv'], input: { input: location, output: out, speed: 'fast' } }],
     ['a tolerance over 100', { keys: ['a.csv'], input: { input: location, output: out, tolerated_failure_percentage: 101 } }],
+    ['an input that is null', { keys: ['a.csv'], input: { input: null, output: out } }],
+    ['an input without a bucket', { keys: ['a.csv'], input: { input: { prefix: 'landing/' }, output: out } }],
+    ['an unknown CSV option', { keys: ['a.csv'], input: { input: location, output: out, csv: { delimiter: ';', separator: ';' } } }],
+    ['a delimiter of two characters', { keys: ['a.csv'], input: { input: location, output: out, csv: { delimiter: ';;' } } }],
+    ['a column type that is not a type name', { keys: ['a.csv'], input: { input: location, output: out, csv: { schema: { id: 'uuid' } } } }],
+    ['an unknown Parquet compression', { keys: ['a.csv'], input: { input: location, output: out, parquet: { compression: 'gzip' } } }],
+    ['an unknown Avro codec', { keys: ['a.csv'], input: { input: location, output: out, avro: { codec: 'brotli' } } }],
+    ['an unknown format', { keys: ['a.csv'], input: { input: location, output: out, formats: ['orc'] } }],
+    ['a negative batch size', { keys: ['a.csv'], input: { input: location, output: out, batch: { max_files: -1 } } }],
+    ['a concurrency that is not an integer', { keys: ['a.csv'], input: { input: location, output: out, max_concurrency: 2.5 } }],
   ])('refuses %s', (_, body) => {
     expect(validate(body)).toBe(false);
   });
 
   test('allows exactly the execution input options besides mode, keys and report', () => {
     const keysShape = model().Schema.oneOf.find((s: { title: string }) => s.title === 'keys');
-    expect(Object.keys(keysShape.properties.input.properties).sort()).toEqual([...RUN_OPTIONS].sort());
-    // The execution input is defined once, in Rust: RUN_OPTIONS follows its fields.
-    const source = fs.readFileSync(path.join(REPO_ROOT, 'functions', 'core', 'src', 'run.rs'), 'utf8');
-    const struct = source.slice(source.indexOf('pub struct RunInput {'));
-    const fields = [...struct.slice(0, struct.indexOf('\n}')).matchAll(/^\s+pub (\w+):/gm)].map((m) => m[1]);
-    expect(fields.length).toBeGreaterThan(10);
-    expect(fields.filter((f) => !['mode', 'keys', 'report'].includes(f)).sort()).toEqual([...RUN_OPTIONS].sort());
+    const options = Object.keys(keysShape.properties.input.properties).sort();
+    expect(options).toEqual([...RUN_OPTIONS].sort());
+    // The execution input is defined once, by the schema generated from the planner's types.
+    const fields = Object.keys(JSON.parse(fs.readFileSync(EXECUTION_INPUT_SCHEMA_FILE, 'utf8')).properties);
+    expect(fields).toEqual(expect.arrayContaining(['mode', 'keys', 'report', 'input', 'output']));
+    expect(options).toEqual(fields.filter((f) => !['mode', 'keys', 'report'].includes(f)).sort());
+  });
+
+  test('is draft-04 throughout: no $ref, const or draft-07 keyword is left', () => {
+    const text = JSON.stringify(model().Schema);
+    expect(model().Schema.$schema).toBe('http://json-schema.org/draft-04/schema#');
+    const ajv = new Ajv();
+    expect(ajv.validateSchema(model().Schema)).toBe(true);
+    expect(ajv.errors ?? []).toEqual([]);
+    for (const keyword of ['$ref', 'const', 'definitions', 'default', 'format']) expect(text).not.toContain(`"${keyword}":`);
+    // The column types of csv.schema are inlined where they are used.
+    const csv = model().Schema.oneOf.find((s: { title: string }) => s.title === 'keys').properties.input.properties.csv;
+    const columnType = csv.anyOf[0].properties.schema.additionalProperties;
+    expect(columnType.enum).toEqual(expect.arrayContaining(['int', 'string', 'timestamp']));
   });
 });
 

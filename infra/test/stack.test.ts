@@ -2,11 +2,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Match } from 'aws-cdk-lib/assertions';
-import { METRICS_NAMESPACE, PIPELINE_DIMENSION } from '../lib/alarms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { BINARIES, CARGO_PROFILE, bundlingFor } from '../lib/functions';
 import { EXAMPLES } from '../lib/csvlake-stack';
-import { EXAMPLES_DIR, REPO_ROOT, WORKSPACE_MANIFEST } from '../lib/settings';
+import { CONSTANTS_FILE, EXAMPLES_DIR, REPO_ROOT, WORKSPACE_MANIFEST } from '../lib/settings';
 import { logicalId, synth } from './synth';
 
 describe('by default', () => {
@@ -203,16 +202,18 @@ describe('alarms', () => {
     }
   });
 
-  test('watch the metric the reducer emits: same namespace, dimension and environment variable', () => {
-    const rust = (file: string) => fs.readFileSync(path.join(REPO_ROOT, file), 'utf8');
-    const report = rust('functions/core/src/report.rs');
-    expect(report).toContain(`pub const METRICS_NAMESPACE: &str = "${METRICS_NAMESPACE}";`);
-    expect(report).toContain(`pub const PIPELINE_DIMENSION: &str = "${PIPELINE_DIMENSION}";`);
-    expect(report).toContain('("FilesFailed", "Count", t.failed)');
+  test('watch the metric the reducer emits: same namespace, metric, dimension and environment variable', () => {
+    // constants.json is generated from the functions' constants.
+    const shared = JSON.parse(fs.readFileSync(CONSTANTS_FILE, 'utf8'));
     const { stack, template } = synth();
+    const filesFailed = Object.values(template.findResources('AWS::CloudWatch::Alarm'))
+      .map((a) => a.Properties)
+      .filter((a) => a.MetricName === shared.metrics.files_failed);
+    expect(filesFailed).toHaveLength(1);
+    expect(filesFailed[0].Namespace).toBe(shared.metrics.namespace);
+    expect(filesFailed[0].Dimensions).toEqual([{ Name: shared.metrics.pipeline_dimension, Value: stack.stackName }]);
     const env = template.findResources('AWS::Lambda::Function')[logicalId(stack.functions.reducer)].Properties.Environment.Variables;
-    const [name] = Object.keys(env);
-    expect(rust('functions/reducer/src/lib.rs')).toContain(`pub const PIPELINE_ENV: &str = "${name}";`);
+    expect(env).toEqual({ [shared.environment.pipeline]: stack.stackName });
   });
 
   test('notify an SNS topic with an email subscription when an address is given', () => {

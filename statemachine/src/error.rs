@@ -84,9 +84,3 @@ impl std::fmt::Display for TaskError {
 }
 
 impl std::error::Error for TaskError {}
-
-impl From<TaskError> for csvlake::run::StatesError {
-    fn from(e: TaskError) -> Self {
-        Self { error: e.error, cause: e.cause }
-    }
-}

@@ -24,40 +24,57 @@ pub trait Function: Send + Sync {
     async fn invoke(&self, payload: Value) -> Result<Value, TaskError>;
 }
 
+/// The `error_type` the Lambda runtime reports for a payload that does not deserialize into the
+/// handler's event type (the type name of its deserialization error).
+pub const DESERIALIZE_ERROR_TYPE: &str = "lambda_runtime::deserializer::DeserializeError";
+
 /// Adapts a Lambda-style handler. Its errors map through [`lambda_runtime::Diagnostic`] as the
 /// Lambda runtime maps them: the Error name is the diagnostic's `error_type` (such as
 /// `csvlake.Transient`), and the Cause is the JSON Lambda reports,
 /// `{"errorType": ..., "errorMessage": ...}`. A payload that does not deserialize into `E`
-/// fails with `csvlake.Internal`, naming the serde error.
-pub fn lambda<E, R, F, Fut>(handler: F) -> Arc<dyn Function>
+/// fails with [`DESERIALIZE_ERROR_TYPE`] and the runtime's message, naming the serde error.
+pub fn lambda<E, R, Err, F, Fut>(handler: F) -> Arc<dyn Function>
 where
     E: DeserializeOwned + Send + 'static,
     R: Serialize + 'static,
+    Err: Into<Diagnostic> + 'static,
     F: Fn(LambdaEvent<E>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<R, csvlake::Error>> + Send + 'static,
+    Fut: Future<Output = Result<R, Err>> + Send + 'static,
 {
     Arc::new(Lambda { handler, types: PhantomData })
 }
 
-struct Lambda<F, E, R, Fut> {
+/// The handler's event, response, error and future types.
+type Signature<E, R, Err, Fut> = fn(E) -> (R, Err, Fut);
+
+struct Lambda<F, E, R, Err, Fut> {
     handler: F,
-    types: PhantomData<fn(E) -> (R, Fut)>,
+    types: PhantomData<Signature<E, R, Err, Fut>>,
 }
 
 #[async_trait::async_trait]
-impl<E, R, F, Fut> Function for Lambda<F, E, R, Fut>
+impl<E, R, Err, F, Fut> Function for Lambda<F, E, R, Err, Fut>
 where
     E: DeserializeOwned + Send + 'static,
     R: Serialize + 'static,
+    Err: Into<Diagnostic> + 'static,
     F: Fn(LambdaEvent<E>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<R, csvlake::Error>> + Send + 'static,
+    Fut: Future<Output = Result<R, Err>> + Send + 'static,
 {
     async fn invoke(&self, payload: Value) -> Result<Value, TaskError> {
-        let event: E = serde_json::from_value(payload)
-            .map_err(|e| lambda_error(csvlake::Error::Internal(format!("the payload does not deserialize: {e}"))))?;
+        let event: E = serde_json::from_value(payload).map_err(|e| {
+            lambda_error(Diagnostic {
+                error_type: DESERIALIZE_ERROR_TYPE.into(),
+                error_message: format!("failed to deserialize the incoming data into the function's payload type: {e}"),
+            })
+        })?;
         let response = (self.handler)(LambdaEvent::new(event, context())).await.map_err(lambda_error)?;
-        serde_json::to_value(response)
-            .map_err(|e| lambda_error(csvlake::Error::Internal(format!("the response does not serialize: {e}"))))
+        serde_json::to_value(response).map_err(|e| {
+            lambda_error(Diagnostic {
+                error_type: std::any::type_name::<serde_json::Error>().into(),
+                error_message: format!("the response does not serialize: {e}"),
+            })
+        })
     }
 }
 
@@ -73,26 +90,30 @@ fn context() -> Context {
 }
 
 /// The state error Step Functions reports for a Lambda function error.
-fn lambda_error(e: csvlake::Error) -> TaskError {
-    let diagnostic = Diagnostic::from(e);
+fn lambda_error(e: impl Into<Diagnostic>) -> TaskError {
+    let diagnostic: Diagnostic = e.into();
     let cause = serde_json::to_string(&diagnostic).unwrap_or_else(|_| diagnostic.error_message.clone());
     TaskError { error: diagnostic.error_type, cause }
 }
 
 #[cfg(test)]
 mod tests {
-    use csvlake::payload::ConvertBatch;
+    use serde::Deserialize;
     use serde_json::json;
 
     use super::*;
+
+    fn diagnostic(error_type: &str, message: &str) -> Diagnostic {
+        Diagnostic { error_type: error_type.into(), error_message: message.into() }
+    }
 
     #[tokio::test]
     async fn handler_errors_keep_their_diagnostic_type_and_message() {
         let f = lambda(|event: LambdaEvent<Value>| async move {
             assert!(!event.context.request_id.is_empty() && event.context.deadline > 0);
             match event.payload["fail"].as_str() {
-                Some("transient") => Err(csvlake::Error::Transient("slow down".into())),
-                Some(_) => Err(csvlake::Error::Internal("broken".into())),
+                Some("transient") => Err(diagnostic("csvlake.Transient", "transient: slow down")),
+                Some(_) => Err(diagnostic("csvlake.Internal", "internal: broken")),
                 None => Ok(json!({"echo": event.payload})),
             }
         });
@@ -106,10 +127,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_payload_of_the_wrong_shape_is_an_internal_error_naming_serde() {
-        let f = lambda(|event: LambdaEvent<ConvertBatch>| async move { Ok(event.payload.files.len()) });
+    async fn a_payload_of_the_wrong_shape_fails_as_the_runtime_fails_it_naming_serde() {
+        #[derive(Deserialize)]
+        struct Batch {
+            #[allow(dead_code)]
+            job: Value,
+            files: Vec<Value>,
+        }
+        let f = lambda(|event: LambdaEvent<Batch>| async move { Ok::<_, Diagnostic>(event.payload.files.len()) });
         let e = f.invoke(json!({"files": []})).await.unwrap_err();
-        assert_eq!(e.error, "csvlake.Internal");
+        assert_eq!(e.error, DESERIALIZE_ERROR_TYPE);
         assert!(e.cause.contains("missing field `job`"), "{}", e.cause);
     }
 }

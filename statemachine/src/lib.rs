@@ -13,12 +13,17 @@
 //! - input and output processing: InputPath, Parameters, ResultSelector, ResultPath,
 //!   OutputPath, with reference paths and the context object (`$$`); Retry and Catch.
 //!
+//! The interpreter knows nothing of the functions it runs: a Task's resource resolves to a
+//! [`Function`] that the caller registers under the ARN the definition names ([`lambda`] adapts
+//! a Lambda handler). It writes the Step Functions shapes of [`shapes`] as AWS does.
+//!
 //! ```no_run
 //! # async fn run(s3: aws_sdk_s3::Client, planner: std::sync::Arc<dyn csvlake_statemachine::Function>) {
-//! use csvlake_statemachine::{DEFINITION, Definition, Executor, PLANNER, local_function_arn, local_substitutions};
+//! use csvlake_statemachine::{DEFINITION, Definition, Executor, local_function_arn, local_substitutions};
 //!
-//! let definition = Definition::parse(DEFINITION, &local_substitutions()).expect("the pipeline parses");
-//! let executor = Executor::new(definition, s3).with_function(local_function_arn(PLANNER), planner);
+//! let variables = ["PlannerFunctionArn", "ConverterFunctionArn", "ReducerFunctionArn"];
+//! let definition = Definition::parse(DEFINITION, &local_substitutions(&variables)).expect("the pipeline parses");
+//! let executor = Executor::new(definition, s3).with_function(local_function_arn(variables[0]), planner);
 //! let execution = executor.execute("run-1", serde_json::json!({"input": {"bucket": "raw"}})).await;
 //! # }
 //! ```
@@ -30,10 +35,10 @@ mod error;
 mod executor;
 mod fields;
 mod function;
-pub mod local;
 mod map;
 mod path;
 mod retry;
+pub mod shapes;
 
 #[cfg(test)]
 mod tests;
@@ -43,17 +48,10 @@ use std::collections::BTreeMap;
 pub use definition::Definition;
 pub use error::{AslError, TaskError};
 pub use executor::{DEFAULT_RESULTS_PER_FILE, Execution, ExecutionStatus, Executor, HistoryEvent, PAYLOAD_LIMIT_BYTES};
-pub use function::{Function, lambda};
+pub use function::{DESERIALIZE_ERROR_TYPE, Function, lambda};
 
 /// The state machine definition infra deploys, with its `${...}` placeholders.
 pub const DEFINITION: &str = include_str!("../pipeline.asl.json");
-
-/// Substitution variable of the planner function's ARN.
-pub const PLANNER: &str = "PlannerFunctionArn";
-/// Substitution variable of the converter function's ARN.
-pub const CONVERTER: &str = "ConverterFunctionArn";
-/// Substitution variable of the reducer function's ARN.
-pub const REDUCER: &str = "ReducerFunctionArn";
 
 /// The local ARN a substitution variable stands for: `PlannerFunctionArn` →
 /// `arn:aws:lambda:local:000000000000:function:csvlake-planner`.
@@ -69,7 +67,7 @@ pub fn local_function_arn(variable: &str) -> String {
     format!("arn:aws:lambda:{}:{}:function:{name}", context::REGION, context::ACCOUNT)
 }
 
-/// The substitutions of [`PLANNER`], [`CONVERTER`] and [`REDUCER`] by their local ARNs.
-pub fn local_substitutions() -> BTreeMap<String, String> {
-    [PLANNER, CONVERTER, REDUCER].into_iter().map(|v| (v.to_owned(), local_function_arn(v))).collect()
+/// The substitutions of `variables` by their local ARNs ([`local_function_arn`]).
+pub fn local_substitutions(variables: &[&str]) -> BTreeMap<String, String> {
+    variables.iter().map(|v| ((*v).to_owned(), local_function_arn(v))).collect()
 }

@@ -9,9 +9,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::shapes::{
+    ChildExecution, Included, MapOutput, ResultFile, ResultFiles, ResultManifest, ResultWriterDetails,
+};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
-use csvlake::run::{ChildExecution, Included, MapOutput, ResultFile, ResultFiles, ResultManifest, ResultWriterDetails};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::task::JoinSet;

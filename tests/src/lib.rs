@@ -18,13 +18,13 @@ use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, SchemaRef, 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
-use csvlake::Converter;
-use csvlake::local::{LocalBucket, LocalS3};
-use csvlake::payload::{
+use csvlake_cli::local::{LocalBucket, LocalS3};
+use csvlake_contract::payload::{
     BatchResult, ConvertBatch, FileRef, FileResult, InputLocation, Job, OutputLocation, default_suffixes,
 };
-use csvlake::plan::{Listed, Planner};
-use csvlake::run::{BatchLimits, ManifestBatch};
+use csvlake_contract::run::{BatchLimits, ManifestBatch};
+use csvlake_converter::Converter;
+use csvlake_planner::plan::{Listed, Planner};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 use s3s::{S3Request, S3Response, S3Result, dto};
@@ -154,7 +154,7 @@ impl Harness {
     /// converts the rest in one batch through the converter Lambda's handler. Results are
     /// returned sorted by key.
     pub async fn run(&self, job: &Job) -> BatchResult {
-        let files = csvlake::plan::list_inputs(self.converter.client(), &job.input).await.expect("list inputs");
+        let files = csvlake_planner::plan::list_inputs(self.converter.client(), &job.input).await.expect("list inputs");
         assert!(!files.is_empty(), "no input under {:?}", job.input.prefix);
         let unbounded = BatchLimits { max_files: usize::MAX, max_bytes: u64::MAX };
         let mut planner = Planner::new(&job.input.prefix, &job.output.prefix, unbounded, None);
@@ -703,7 +703,7 @@ pub type GetFault = Box<dyn Fn(&str) -> Option<s3s::S3Error> + Send + Sync>;
 /// serves every operation the pipeline uses from the local directories.
 pub struct FaultyGets {
     /// The storage behind.
-    pub inner: csvlake::LocalFs,
+    pub inner: csvlake_cli::local::LocalFs,
     /// The error to answer a GetObject of this key with, if any.
     pub fault: GetFault,
 }

@@ -152,7 +152,7 @@ fn options_reach_the_conversion() {
 
 #[test]
 fn s3_locations_go_through_the_endpoint_url() {
-    use csvlake::local::{LocalBucket, LocalS3};
+    use csvlake_cli::local::{LocalBucket, LocalS3};
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let root = tempfile::tempdir().expect("tempdir");

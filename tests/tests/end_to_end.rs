@@ -7,8 +7,8 @@
 
 use std::fmt::Write as _;
 
-use csvlake::options::{AvroCodec, Format, ParquetCompression, parse_schema_json};
-use csvlake::payload::{FileRef, FileStatus};
+use csvlake_contract::payload::{FileRef, FileStatus};
+use csvlake_engine::options::{AvroCodec, Format, ParquetCompression, parse_schema_json};
 use csvlake_tests::{
     Cell, Expect, Harness, Rng, assert_avro_schema, assert_cells_eq, assert_parquet_schema, expected_rows, format_date,
     gzip, large_csv, output_keys, parse_csv, read_avro, read_parquet, result_for, statuses,
@@ -199,7 +199,7 @@ async fn bad_file_leaves_no_object() {
     h.put("batch/empty.csv", "");
 
     let job = h.job("batch/", "out/");
-    let mut files = csvlake::plan::list_inputs(h.converter.client(), &job.input).await.unwrap();
+    let mut files = csvlake_planner::plan::list_inputs(h.converter.client(), &job.input).await.unwrap();
     assert_eq!(files.len(), 6);
     // Planned, then gone; and a key that is not under the input prefix.
     files.push(FileRef { key: "batch/vanished.csv".into(), size: 10 });
@@ -556,4 +556,51 @@ async fn widening_a_large_file_aborts_the_first_pass_uploads() {
     assert_eq!(created, aborted + completed, "every upload was either completed or aborted");
     assert_eq!(h.leftover_upload_files(), Vec::<std::path::PathBuf>::new());
     assert_eq!(h.output_files(), output_keys("", &["large"], &["avro", "parquet"]));
+}
+
+/// Records what a converter reports: every read, and the bytes read by the time each file ended.
+#[derive(Default)]
+struct Recorder {
+    reads: std::sync::Mutex<Vec<u64>>,
+    done: std::sync::Mutex<Vec<(String, u64)>>,
+}
+
+impl csvlake_converter::convert::Progress for Recorder {
+    fn read(&self, bytes: u64) {
+        self.reads.lock().unwrap().push(bytes);
+    }
+
+    fn file_done(&self, result: &csvlake_contract::payload::FileResult) {
+        let read = self.reads.lock().unwrap().iter().sum();
+        self.done.lock().unwrap().push((result.key.clone(), read));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_follows_the_bytes_read_once_per_file_across_passes() {
+    let h = Harness::start().await;
+    // Two passes: a contradicting last row makes the converter read the file again.
+    let (mut text, _) = large_csv(29, 6 * MIB);
+    text.push_str("x1,tail,n/a\n");
+    h.put("p/wide.csv", &text);
+    h.put("p/bad.csv", "a,b\n1\n");
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let converter = h.converter.clone().with_progress(recorder.clone());
+    let job = h.job("p/", "");
+    let files = vec![
+        FileRef { key: "p/wide.csv".into(), size: text.len() as u64 },
+        FileRef { key: "p/bad.csv".into(), size: 6 },
+    ];
+    let batch = csvlake_contract::payload::ConvertBatch { job, batch: None, files };
+    let result = converter.convert_batch(&batch).await.expect("the batch succeeds");
+    assert_eq!(statuses(&result).len(), 2);
+    assert_eq!(h.calls.count("GetObject"), 3, "the large file was read twice: {:?}", h.calls.all());
+
+    let reads = recorder.reads.lock().unwrap().clone();
+    assert_eq!(reads.iter().sum::<u64>(), text.len() as u64 + 6, "each file counts its size once");
+    assert!(reads.len() > 10, "a large file advances the progress as it is read, not only at its end: {reads:?}");
+    let done = recorder.done.lock().unwrap().clone();
+    assert_eq!(done.len(), 2);
+    let wide = done.iter().find(|(k, _)| k == "p/wide.csv").expect("the large file ended");
+    assert!(wide.1 >= text.len() as u64, "the large file's bytes were all counted by its end: {done:?}");
 }

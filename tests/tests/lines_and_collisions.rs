@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use csvlake::payload::FileStatus;
+use csvlake_contract::payload::FileStatus;
 use csvlake_tests::{Harness, result_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

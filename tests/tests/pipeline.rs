@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_config::retry::RetryConfig;
 use aws_sdk_s3::Client;
-use csvlake::Converter;
-use csvlake::local::{LocalBucket, LocalS3};
-use csvlake::payload::{FileResult, FileStatus};
-use csvlake::run::{Mode, Report, RunInput, RunStatus};
+use csvlake_cli::local::{LocalBucket, LocalS3};
+use csvlake_contract::payload::{FileResult, FileStatus};
+use csvlake_contract::run::{Mode, Report, RunInput, RunStatus};
+use csvlake_converter::Converter;
 use csvlake_statemachine::{Execution, ExecutionStatus, HistoryEvent};
 use csvlake_tests::{FaultyGets, Harness, INPUT_BUCKET, OUTPUT_BUCKET};
 use s3s::s3_error;
@@ -31,7 +31,7 @@ fn scan_input(extra: Value) -> Value {
 async fn execute(client: &Client, run_id: &str, input: Value) -> Execution {
     let converter = Arc::new(Converter::new(client.clone()));
     let executor =
-        csvlake_statemachine::local::executor(client.clone(), converter).expect("definition").with_delay_scale(0.0);
+        csvlake_cli::local::pipeline::executor(client.clone(), converter).expect("definition").with_delay_scale(0.0);
     executor.execute(run_id, input).await
 }
 
@@ -268,7 +268,7 @@ async fn five_thousand_keys_page_the_listing_and_split_into_batches() {
     let run = execute(&client, "many", scan_input(json!({"batch": {"max_files": 256}, "max_concurrency": 8}))).await;
     assert!(matches!(run.status, ExecutionStatus::Succeeded(_)), "{:?}", run.status);
     assert!(h.calls.count("ListObjectsV2") >= 5, "the listing paged: {} requests", h.calls.count("ListObjectsV2"));
-    let manifest: Vec<csvlake::run::ManifestBatch> = serde_json::from_slice(
+    let manifest: Vec<csvlake_contract::run::ManifestBatch> = serde_json::from_slice(
         &std::fs::read(h.output.join("converted/_runs/many/manifest.json")).expect("manifest.json"),
     )
     .expect("a manifest");
@@ -287,15 +287,15 @@ fn the_error_names_of_the_definition_are_the_handlers_error_types() {
     let mut named = BTreeSet::new();
     collect_error_names(&definition, &mut named);
     let handlers: BTreeSet<String> =
-        [csvlake::Error::Transient(String::new()), csvlake::Error::Internal(String::new())]
+        [csvlake_engine::Error::Transient(String::new()), csvlake_engine::Error::Internal(String::new())]
             .into_iter()
-            .map(|e| lambda_runtime::Diagnostic::from(e).error_type)
+            .map(|e| lambda_runtime::Diagnostic::from(csvlake_contract::BatchError(e)).error_type)
             .collect();
     let ours: BTreeSet<&String> = named.iter().filter(|n| n.starts_with("csvlake.")).collect();
     assert!(ours.contains(&"csvlake.Transient".to_string()), "the definition retries csvlake.Transient: {named:?}");
     for name in &ours {
         assert!(
-            handlers.contains(*name) || *name == "csvlake.ToleranceExceeded",
+            handlers.contains(*name) || *name == csvlake_contract::errors::TOLERANCE_EXCEEDED,
             "{name} is named in pipeline.asl.json but no handler raises it ({handlers:?})"
         );
     }
@@ -311,7 +311,7 @@ fn the_error_names_of_the_definition_are_the_handlers_error_types() {
                 .flat_map(|r| r["ErrorEquals"].as_array().into_iter().flatten())
                 .filter_map(Value::as_str)
                 .collect();
-            assert!(retried.contains(&csvlake::error::TRANSIENT_ERROR_TYPE), "{name} does not retry: {retried:?}");
+            assert!(retried.contains(&csvlake_contract::errors::TRANSIENT), "{name} does not retry: {retried:?}");
         }
     });
     assert_eq!(tasks, 3, "Plan, ConvertBatch and Reduce");

@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use csvlake::options::Format;
-use csvlake::payload::{InputLocation, OutputLocation, default_suffixes};
-use csvlake::run::{Mode, ObjectLocation, RunInput, RunStatus, RunSummary, Totals};
+use csvlake_contract::payload::{InputLocation, OutputLocation, default_suffixes};
+use csvlake_contract::run::{Mode, ObjectLocation, RunInput, RunStatus, RunSummary, Totals};
+use csvlake_engine::options::Format;
 use csvlake_tests::csvlake_bin;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

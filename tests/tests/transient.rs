@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_sdk_s3::Client;
-use csvlake::Converter;
-use csvlake::local::{LocalBucket, LocalS3};
-use csvlake::payload::{ConvertBatch, FileRef, FileStatus, InputLocation, Job, OutputLocation};
+use csvlake_cli::local::{LocalBucket, LocalS3};
+use csvlake_contract::payload::{ConvertBatch, FileRef, FileStatus, InputLocation, Job, OutputLocation};
+use csvlake_converter::Converter;
 use csvlake_tests::FaultyGets;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use s3s::s3_error;

@@ -1,10 +1,15 @@
 //! The converter Lambda: converts the files of one batch in parallel tasks and returns one
 //! result per file. Bad input is a per-file `failed` result; a transient S3 failure fails the
-//! batch with `csvlake.Transient`, which the state machine retries.
+//! batch with `csvlake.Transient`, which the state machine retries. The work itself is
+//! [`convert::Converter`].
 
-use csvlake::Converter;
-use csvlake::payload::{BatchResult, ConvertBatch};
+pub mod convert;
+
+use csvlake_contract::payload::{BatchResult, ConvertBatch};
+use csvlake_contract::{BatchError, ErrorNames};
 use lambda_runtime::LambdaEvent;
+
+pub use convert::Converter;
 
 /// Memory left to the runtime and the SDK, outside the conversion budget.
 const RESERVED_MIB: u32 = 160;
@@ -20,20 +25,20 @@ pub fn memory_budget_from_env() -> u32 {
 }
 
 /// Handles one batch.
-pub async fn handle(event: LambdaEvent<ConvertBatch>, converter: &Converter) -> Result<BatchResult, csvlake::Error> {
+pub async fn handle(event: LambdaEvent<ConvertBatch>, converter: &Converter) -> Result<BatchResult, BatchError> {
     let batch = event.payload;
     tracing::info!(files = batch.files.len(), bucket = %batch.job.input.bucket, "converting batch");
     let result = converter.convert_batch(&batch).await;
     if let Err(e) = &result {
         tracing::error!(error = %e, error_type = e.error_type(), "batch failed");
     }
-    result
+    Ok(result?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use csvlake::convert::file_weight_mib;
+    use crate::convert::file_weight_mib;
 
     #[test]
     fn the_budget_leaves_room_for_the_runtime() {

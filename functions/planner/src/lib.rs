@@ -1,16 +1,20 @@
 //! The planner Lambda: finds the files of a run (a paged listing, explicit keys, or an earlier
 //! run's failed keys), skips up-to-date ones in incremental runs, bin-packs the rest into
 //! batches and writes the batch manifest to S3. It returns a small plan whose size does not
-//! depend on the number of files; the Distributed Map reads the manifest itself.
+//! depend on the number of files; the Distributed Map reads the manifest itself. The work
+//! itself is [`plan::plan`].
 
-use csvlake::run::{Plan, PlanRequest};
+pub mod plan;
+
+use csvlake_contract::run::{Plan, PlanRequest};
+use csvlake_contract::{BatchError, ErrorNames};
 use lambda_runtime::LambdaEvent;
 
 /// Handles one planning request.
-pub async fn handle(event: LambdaEvent<PlanRequest>, client: &aws_sdk_s3::Client) -> Result<Plan, csvlake::Error> {
+pub async fn handle(event: LambdaEvent<PlanRequest>, client: &aws_sdk_s3::Client) -> Result<Plan, BatchError> {
     let request = event.payload;
     tracing::info!(run_id = %request.run_id, mode = ?request.input.mode, "planning");
-    let result = csvlake::plan::plan(client, request).await;
+    let result = plan::plan(client, request).await;
     match &result {
         Ok(plan) => tracing::info!(
             files = plan.files,
@@ -22,5 +26,5 @@ pub async fn handle(event: LambdaEvent<PlanRequest>, client: &aws_sdk_s3::Client
         ),
         Err(e) => tracing::error!(error = %e, error_type = e.error_type(), "planning failed"),
     }
-    result
+    Ok(result?)
 }

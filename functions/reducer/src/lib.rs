@@ -1,19 +1,21 @@
 //! The reducer Lambda: the last task of a run. It reads the Distributed Map's ResultWriter files
 //! (or, when the Map failed, whatever results it left), writes `report.json`, `files.jsonl` and
 //! `failed-keys.json` under `<out>/_runs/<run_id>/`, and returns a small [`RunSummary`] whose
-//! `exceeded_tolerance` decides whether the execution succeeds. The work itself is [`csvlake::report::reduce`].
+//! `exceeded_tolerance` decides whether the execution succeeds. The work itself is
+//! [`report::reduce`].
+
+pub mod report;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use csvlake::report;
-use csvlake::run::{ReduceRequest, RunSummary};
+use csvlake_contract::run::{ReduceRequest, RunSummary};
+use csvlake_contract::{BatchError, ErrorNames};
 use lambda_runtime::LambdaEvent;
 
+pub use csvlake_contract::deployment::PIPELINE_ENV;
+
 /// Handles the `Reduce` state: the plan, plus the Map's output or the error its Catch recorded.
-pub async fn handle(
-    event: LambdaEvent<ReduceRequest>,
-    client: &aws_sdk_s3::Client,
-) -> Result<RunSummary, csvlake::Error> {
+pub async fn handle(event: LambdaEvent<ReduceRequest>, client: &aws_sdk_s3::Client) -> Result<RunSummary, BatchError> {
     let request = event.payload;
     let plan = &request.plan;
     match &request.convert_error {
@@ -26,15 +28,11 @@ pub async fn handle(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(run_id = %plan.run_id, error = %e, error_type = e.error_type(), "reduce failed");
-            return Err(e);
+            return Err(e.into());
         }
     };
     Ok(summary)
 }
-
-/// The environment variable that names the deployment in the metrics (the stack sets it to its
-/// name, and its FilesFailed alarm filters on it).
-pub const PIPELINE_ENV: &str = "CSVLAKE_PIPELINE";
 
 /// The run's counts as one CloudWatch Embedded Metric Format line. The Lambda prints it to its
 /// log stream, where CloudWatch reads EMF (one JSON object per line); the local executor does

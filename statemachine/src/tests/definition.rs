@@ -4,7 +4,13 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::{AslError, CONVERTER, DEFINITION, Definition, PLANNER, REDUCER, local_function_arn, local_substitutions};
+use crate::{AslError, DEFINITION, Definition, local_function_arn, local_substitutions};
+
+/// The definition's substitution variables.
+const PLANNER: &str = "PlannerFunctionArn";
+const CONVERTER: &str = "ConverterFunctionArn";
+const REDUCER: &str = "ReducerFunctionArn";
+const VARIABLES: [&str; 3] = [PLANNER, CONVERTER, REDUCER];
 
 /// The real definition, substituted, as JSON to edit.
 fn pipeline() -> Value {
@@ -40,7 +46,7 @@ fn single(state: Value) -> Value {
 
 #[test]
 fn the_pipeline_parses_with_the_three_substitutions() {
-    let definition = Definition::parse(DEFINITION, &local_substitutions()).unwrap();
+    let definition = Definition::parse(DEFINITION, &local_substitutions(&VARIABLES)).unwrap();
     assert_eq!(definition.start_at(), "Plan");
     assert_eq!(
         definition.state_names().collect::<Vec<_>>(),
@@ -58,7 +64,7 @@ fn the_pipeline_parses_with_the_three_substitutions() {
 
 #[test]
 fn a_placeholder_without_substitution_is_named() {
-    let mut two = local_substitutions();
+    let mut two = local_substitutions(&VARIABLES);
     two.remove(REDUCER);
     match Definition::parse(DEFINITION, &two).unwrap_err() {
         AslError::Unresolved(placeholder) => assert_eq!(placeholder, "${ReducerFunctionArn}"),

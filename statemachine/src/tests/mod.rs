@@ -1,5 +1,5 @@
-//! Tests of the executor through its public API: parsing, state semantics, and whole runs of
-//! `pipeline.asl.json` over the embedded S3 endpoint.
+//! Tests of the executor through its public API: parsing and state semantics. Whole runs of
+//! `pipeline.asl.json` over an S3 endpoint are in the workspace's `tests` crate.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,7 +10,6 @@ use serde_json::Value;
 use crate::{Definition, Function, TaskError};
 
 mod definition;
-mod pipeline;
 mod semantics;
 
 /// A function from an async closure.
@@ -42,10 +41,11 @@ fn parse(definition: Value) -> Definition {
 
 /// A client for an endpoint nobody listens on, for definitions without a Map.
 fn unused_s3() -> aws_sdk_s3::Client {
-    csvlake::s3::endpoint_client(&csvlake::s3::Endpoint {
-        url: "http://127.0.0.1:9".into(),
-        access_key: "unused".into(),
-        secret_key: "unused".into(),
-        region: "us-east-1".into(),
-    })
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("unused", "unused", None, None, "test"))
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }

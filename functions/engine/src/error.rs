@@ -1,15 +1,7 @@
-//! The one error type of the library, and the classification the pipeline depends on.
-//!
-//! DESIGN.md: a failed *file* is data (a per-file `failed` result with a `bad_input.*` kind), a
-//! failed *batch* is an error whose Lambda `error_type` is `csvlake.Transient` or
-//! `csvlake.Internal`. The state machine's Retry/Catch match those strings exactly.
-
-use serde::{Deserialize, Serialize};
-
-/// `error_type` of a batch that may succeed when retried (throttling, network, 5xx).
-pub const TRANSIENT_ERROR_TYPE: &str = "csvlake.Transient";
-/// `error_type` of a batch that failed for a reason a retry will not fix.
-pub const INTERNAL_ERROR_TYPE: &str = "csvlake.Internal";
+//! The engine's error type. Its three classes are what the pipeline acts on: bad input fails one
+//! file (and names the line), a transient failure of the bytes being read may be cured by a
+//! retry, and anything else is internal. The names these classes carry in results and in Lambda
+//! errors belong to the run contracts, not to the engine.
 
 /// Why an input file cannot be converted. The serialized name is `bad_input.<kind>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,52 +89,6 @@ impl Error {
     pub fn bad(kind: BadInputKind, message: impl Into<String>) -> Self {
         Self::BadInput { kind, message: message.into(), line: None }
     }
-
-    /// The Lambda `error_type` for a batch that fails with this error.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::Transient(_) => TRANSIENT_ERROR_TYPE,
-            Self::BadInput { .. } | Self::Internal(_) => INTERNAL_ERROR_TYPE,
-        }
-    }
-
-    /// The per-file error record, for bad input. Its message is cut at
-    /// [`MAX_FILE_MESSAGE_BYTES`]: results travel in Step Functions payloads of 256 KiB.
-    pub fn to_file_error(&self) -> FileError {
-        let (kind, message, line) = match self {
-            Self::BadInput { kind, message, line } => (kind.as_str(), message, *line),
-            Self::Transient(m) => (TRANSIENT_ERROR_TYPE, m, None),
-            Self::Internal(m) => (INTERNAL_ERROR_TYPE, m, None),
-        };
-        FileError { kind: kind.to_owned(), message: shortened(message, MAX_FILE_MESSAGE_BYTES), line }
-    }
-}
-
-/// Longest per-file error message, in bytes (a value quoted in it may be long).
-pub const MAX_FILE_MESSAGE_BYTES: usize = 256;
-
-/// `text` cut at a character boundary to at most `max` bytes, plus `…` when cut.
-pub fn shortened(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-/// The error part of a per-file result (DESIGN.md "Per-file result").
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileError {
-    /// `bad_input.*`, or the batch error type for files of a failed batch.
-    pub kind: String,
-    /// Human-readable description, naming the line when there is one.
-    pub message: String,
-    /// 1-based input line, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line: Option<u64>,
 }
 
 impl From<parquet::errors::ParquetError> for Error {
@@ -166,13 +112,5 @@ impl From<arrow_avro::errors::AvroError> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Self::Internal(format!("json: {e}"))
-    }
-}
-
-#[cfg(feature = "lambda")]
-impl From<Error> for lambda_runtime::Diagnostic {
-    /// The `error_type` strings are the ones the state machine's Retry and Catch name.
-    fn from(e: Error) -> Self {
-        Self { error_type: e.error_type().to_owned(), error_message: e.to_string() }
     }
 }

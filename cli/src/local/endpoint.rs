@@ -17,9 +17,10 @@ use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::error::{Error, Result};
-use crate::local_fs::LocalFs;
-use crate::s3::Endpoint;
+use csvlake_engine::{Error, Result};
+use csvlake_s3::Endpoint;
+
+use super::fs::LocalFs;
 
 /// A running embedded endpoint.
 #[derive(Debug)]
@@ -121,7 +122,7 @@ impl LocalS3 {
 
     /// A client for this endpoint.
     pub fn client(&self) -> aws_sdk_s3::Client {
-        crate::s3::endpoint_client(&self.endpoint)
+        csvlake_s3::endpoint_client(&self.endpoint)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Whole runs of `pipeline.asl.json` itself, with fake planner, converter and reducer
-//! functions (Lambda handlers over the payload types of `csvlake::run`), over the embedded S3
+//! functions (Lambda handlers over the payload types of `csvlake_contract::run`), over the embedded S3
 //! endpoint. The ResultWriter files are checked on disk.
 
 use std::collections::BTreeMap;
@@ -8,18 +8,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use csvlake::local::{LocalBucket, LocalS3};
-use csvlake::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus};
-use csvlake::run::{
+use csvlake_cli::local::{LocalBucket, LocalS3};
+use csvlake_contract::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus};
+use csvlake_contract::run::{
     ChildExecution, ManifestBatch, Mode, ObjectLocation, Plan, PlanRequest, ReduceRequest, ResultManifest,
     ResultsLocation, names, run_key,
 };
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
-use crate::{
-    CONVERTER, DEFINITION, Definition, ExecutionStatus, Executor, Function, HistoryEvent, PLANNER, REDUCER, TaskError,
-    lambda, local_function_arn, local_substitutions,
+use csvlake_cli::local::pipeline::VARIABLES;
+use csvlake_contract::deployment::{
+    CONVERTER_SUBSTITUTION as CONVERTER, PLANNER_SUBSTITUTION as PLANNER, REDUCER_SUBSTITUTION as REDUCER,
+};
+use csvlake_statemachine::{
+    DEFINITION, Definition, ExecutionStatus, Executor, Function, HistoryEvent, TaskError, lambda, local_function_arn,
+    local_substitutions,
 };
 
 const LAKE: &str = "lake";
@@ -60,20 +64,20 @@ struct Converter {
 }
 
 impl Converter {
-    async fn convert(&self, batch: ConvertBatch) -> csvlake::Result<BatchResult> {
+    async fn convert(&self, batch: ConvertBatch) -> csvlake_engine::Result<BatchResult> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(30)).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
-        let index = batch.batch.ok_or_else(|| csvlake::Error::Internal("no batch index".into()))?;
+        let index = batch.batch.ok_or_else(|| csvlake_engine::Error::Internal("no batch index".into()))?;
         if let Some(left) = self.transient.lock().unwrap().get_mut(&index)
             && *left > 0
         {
             *left -= 1;
-            return Err(csvlake::Error::Transient(format!("batch {index} throttled")));
+            return Err(csvlake_engine::Error::Transient(format!("batch {index} throttled")));
         }
         if self.failing.contains(&index) {
-            return Err(csvlake::Error::Internal(format!("batch {index} is broken")));
+            return Err(csvlake_engine::Error::Internal(format!("batch {index} is broken")));
         }
         let files = batch
             .files
@@ -116,7 +120,7 @@ struct Harness {
     reduced: Arc<Mutex<Vec<ReduceRequest>>>,
 }
 
-async fn plan(s3: &aws_sdk_s3::Client, request: PlanRequest, write_manifest: bool) -> csvlake::Result<Plan> {
+async fn plan(s3: &aws_sdk_s3::Client, request: PlanRequest, write_manifest: bool) -> csvlake_engine::Result<Plan> {
     let input = request.input;
     let job = input.job()?;
     let batches: Vec<ManifestBatch> = input
@@ -137,7 +141,7 @@ async fn plan(s3: &aws_sdk_s3::Client, request: PlanRequest, write_manifest: boo
             .body(serde_json::to_vec(&batches)?.into())
             .send()
             .await
-            .map_err(|e| csvlake::Error::Transient(format!("{e:?}")))?;
+            .map_err(|e| csvlake_engine::Error::Transient(format!("{e:?}")))?;
     }
     Ok(Plan {
         run_id: request.run_id.clone(),
@@ -176,7 +180,7 @@ async fn harness(options: Options) -> Harness {
             async move {
                 let plan = plan(&client, event.payload, write).await?;
                 plans.lock().unwrap().push(plan.clone());
-                Ok::<_, csvlake::Error>(plan)
+                Ok::<_, csvlake_contract::BatchError>(plan)
             }
         })
     };
@@ -189,7 +193,7 @@ async fn harness(options: Options) -> Harness {
         let converter = Arc::clone(&converter);
         lambda(move |event: LambdaEvent<ConvertBatch>| {
             let converter = Arc::clone(&converter);
-            async move { converter.convert(event.payload).await }
+            async move { Ok::<_, csvlake_contract::BatchError>(converter.convert(event.payload).await?) }
         })
     };
     let reduced = Arc::new(Mutex::new(Vec::new()));
@@ -201,12 +205,12 @@ async fn harness(options: Options) -> Harness {
             async move {
                 let run_id = event.payload.plan.run_id.clone();
                 reduced.lock().unwrap().push(event.payload);
-                Ok::<_, csvlake::Error>(json!({"run_id": run_id, "exceeded_tolerance": exceeded}))
+                Ok::<_, csvlake_contract::BatchError>(json!({"run_id": run_id, "exceeded_tolerance": exceeded}))
             }
         })
     };
 
-    let definition = Definition::parse(DEFINITION, &local_substitutions()).unwrap();
+    let definition = Definition::parse(DEFINITION, &local_substitutions(&VARIABLES)).unwrap();
     let executor = Executor::new(definition, client)
         .with_delay_scale(0.0)
         .with_results_per_file(options.results_per_file)
@@ -250,7 +254,7 @@ impl Harness {
         assert_eq!(manifest.destination_bucket, LAKE);
         assert!(manifest.result_files.pending.is_empty());
         let base = key.strip_suffix("/manifest.json").unwrap();
-        let read = |files: &[csvlake::run::ResultFile], status: &str| {
+        let read = |files: &[csvlake_contract::run::ResultFile], status: &str| {
             files
                 .iter()
                 .enumerate()

@@ -31,24 +31,22 @@ use serde::{Deserialize, Deserializer as _};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 
-use crate::error::{Error, FileError, INTERNAL_ERROR_TYPE, Result, shortened};
-use crate::payload::{BatchResult, FileRef, FileResult, FileStatus};
-use crate::run::{
+use csvlake_contract::deployment::{
+    BYTES_IN_METRIC, BYTES_OUT_METRIC, FILES_CONVERTED_METRIC, FILES_FAILED_METRIC, FILES_SKIPPED_METRIC,
+    METRICS_NAMESPACE, PIPELINE_DIMENSION, ROWS_METRIC,
+};
+use csvlake_contract::errors::{self, FileError, shortened};
+use csvlake_contract::payload::{BatchResult, FileRef, FileResult, FileStatus};
+use csvlake_contract::run::{
     ChildExecution, FailedFile, ManifestBatch, Mode, ObjectLocation, ReduceRequest, Report, ResultManifest, RunInput,
     RunStatus, RunSummary, Totals, names, run_key,
 };
-use crate::s3::sdk_error;
-use crate::upload::{DEFAULT_PART_SIZE, PartSink, Staged, stage};
+use csvlake_engine::{Error, Result};
+use csvlake_s3::sdk_error;
+use csvlake_s3::upload::{DEFAULT_PART_SIZE, PartSink, Staged, stage};
 
-/// Error kind of the files of a batch that never ran, or had not finished when the Map ended.
-pub const NOT_RUN_KIND: &str = "csvlake.NotRun";
-/// Error kind of the files of a child execution that failed without naming an error (one that
-/// was aborted, for instance).
-pub const BATCH_FAILED_KIND: &str = "csvlake.BatchFailed";
 /// Error messages taken from a child execution's cause are cut to about this many bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1024;
-/// The CloudWatch namespace of the run metrics.
-pub const METRICS_NAMESPACE: &str = "csvlake";
 
 /// Bytes read from S3 at a time by the streaming parsers.
 const READ_BUFFER: usize = 256 << 10;
@@ -149,10 +147,6 @@ fn exceeds(request: &ReduceRequest, totals: &Totals) -> bool {
         || totals.failed as f64 * 100.0 > request.plan.tolerated_failure_percentage * processed
 }
 
-/// The EMF dimension that names the deployment, so that two stacks in one account keep their
-/// metrics (and alarms) apart.
-pub const PIPELINE_DIMENSION: &str = "Pipeline";
-
 /// One CloudWatch Embedded Metric Format record of the run's counts. Its one dimension is the
 /// pipeline (the deployment) when there is one, never the run id (run ids are too many to be
 /// dimensions); the run id and status ride along as plain properties. Print it as one line to
@@ -160,12 +154,12 @@ pub const PIPELINE_DIMENSION: &str = "Pipeline";
 pub fn emf(summary: &RunSummary, pipeline: Option<&str>, timestamp_ms: u64) -> serde_json::Value {
     let t = &summary.totals;
     let metrics = [
-        ("FilesConverted", "Count", t.converted),
-        ("FilesFailed", "Count", t.failed),
-        ("FilesSkipped", "Count", t.skipped),
-        ("Rows", "Count", t.rows),
-        ("BytesIn", "Bytes", t.bytes_in),
-        ("BytesOut", "Bytes", t.bytes_out),
+        (FILES_CONVERTED_METRIC, "Count", t.converted),
+        (FILES_FAILED_METRIC, "Count", t.failed),
+        (FILES_SKIPPED_METRIC, "Count", t.skipped),
+        (ROWS_METRIC, "Count", t.rows),
+        (BYTES_IN_METRIC, "Bytes", t.bytes_in),
+        (BYTES_OUT_METRIC, "Bytes", t.bytes_out),
     ];
     let mut record = serde_json::Map::new();
     record.insert(
@@ -299,7 +293,7 @@ async fn find_result_manifest(client: &Client, request: &ReduceRequest) -> Resul
 }
 
 async fn read_result_manifest(client: &Client, loc: &ObjectLocation) -> Result<ResultManifest> {
-    crate::s3::get_json(client, loc, "a ResultWriter manifest").await
+    csvlake_s3::get_json(client, &loc.bucket, &loc.key, "a ResultWriter manifest").await
 }
 
 type Body = BufReader<SyncIoBridge<Pin<Box<dyn tokio::io::AsyncRead + Send>>>>;
@@ -403,8 +397,8 @@ pub fn cause_message(cause: &str) -> String {
 fn batch_error(entry: &ChildExecution, source: Source) -> FileError {
     let kind = match (entry.error.as_deref().filter(|e| !e.is_empty()), source) {
         (Some(error), _) => error.to_owned(),
-        (None, Source::Pending) => NOT_RUN_KIND.to_owned(),
-        (None, _) => BATCH_FAILED_KIND.to_owned(),
+        (None, Source::Pending) => errors::NOT_RUN.to_owned(),
+        (None, _) => errors::BATCH_FAILED.to_owned(),
     };
     let cause = entry.cause.as_deref().map(cause_message).filter(|m| !m.is_empty());
     let message = cause.unwrap_or_else(|| match source {
@@ -513,7 +507,7 @@ impl Tally {
             FileStatus::Failed => {
                 t.failed += 1;
                 let error = result.error.clone().unwrap_or_else(|| FileError {
-                    kind: INTERNAL_ERROR_TYPE.into(),
+                    kind: errors::INTERNAL.into(),
                     message: "the file failed without an error".into(),
                     line: None,
                 });
@@ -567,7 +561,7 @@ impl Tally {
                     Some(Err(e)) => format!("the converter's output does not parse: {e}"),
                     _ => "the batch succeeded without an output".to_owned(),
                 };
-                let error = FileError { kind: INTERNAL_ERROR_TYPE.into(), message, line: None };
+                let error = FileError { kind: errors::INTERNAL.into(), message, line: None };
                 return self.add_failed(input.files, &error);
             }
         };
@@ -577,7 +571,7 @@ impl Tally {
         let returned: HashSet<&str> = output.files.iter().map(|r| r.key.as_str()).collect();
         let missing: Vec<FileRef> = input.files.into_iter().filter(|f| !returned.contains(f.key.as_str())).collect();
         let error = FileError {
-            kind: INTERNAL_ERROR_TYPE.into(),
+            kind: errors::INTERNAL.into(),
             message: "the converter returned no result for this file".into(),
             line: None,
         };
@@ -589,7 +583,7 @@ impl Tally {
         if self.seen.insert(batch.batch) != Some(true) {
             return Ok(());
         }
-        let error = FileError { kind: NOT_RUN_KIND.into(), message: message.to_owned(), line: None };
+        let error = FileError { kind: errors::NOT_RUN.into(), message: message.to_owned(), line: None };
         self.add_failed(batch.files, &error)
     }
 }

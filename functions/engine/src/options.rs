@@ -1,17 +1,18 @@
 //! Conversion options: CSV dialect, explicit schema, Parquet and Avro settings.
 //!
-//! Each option struct deserializes from the execution input of DESIGN.md with every field
+//! Each option struct deserializes from its part of the execution input with every field
 //! defaulted, and offers consuming `with_*` setters for use from Rust.
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BadInputKind, Error, Result};
 use crate::schema::ColumnType;
 
 /// An output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Apache Parquet, written under `<out>/parquet/`.
@@ -58,7 +59,7 @@ pub fn default_formats() -> Vec<Format> {
 }
 
 /// CSV dialect and typing options.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CsvOptions {
     /// Field delimiter. Default: `,`, or a tab for `.tsv` and `.tsv.gz` keys when unset.
@@ -146,7 +147,7 @@ impl CsvOptions {
 }
 
 /// Parquet compression codec.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ParquetCompression {
     /// Snappy (the default).
@@ -167,7 +168,7 @@ impl std::str::FromStr for ParquetCompression {
 }
 
 /// Parquet writer options.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ParquetOptions {
     /// Compression codec. Default snappy.
@@ -196,7 +197,7 @@ impl ParquetOptions {
 }
 
 /// Avro container codec.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AvroCodec {
     /// Snappy (the default).
@@ -219,7 +220,7 @@ impl std::str::FromStr for AvroCodec {
 }
 
 /// Avro writer options.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AvroOptions {
     /// Block codec. Default snappy.

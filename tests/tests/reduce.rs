@@ -6,17 +6,18 @@ use std::path::PathBuf;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use csvlake::local::{LocalBucket, LocalS3};
-use csvlake::payload::{
+use csvlake_cli::local::{LocalBucket, LocalS3};
+use csvlake_contract::ErrorNames;
+use csvlake_contract::errors::NOT_RUN;
+use csvlake_contract::payload::{
     BatchResult, ConvertBatch, FileRef, FileResult, FileStatus, InputLocation, Job, OutputLocation, OutputRef,
     default_suffixes,
 };
-use csvlake::report::NOT_RUN_KIND;
-use csvlake::run::{
+use csvlake_contract::run::{
     ChildExecution, Included, ManifestBatch, MapOutput, Mode, ObjectLocation, Plan, ReduceRequest, Report, ResultFile,
     ResultFiles, ResultManifest, ResultWriterDetails, ResultsLocation, RunInput, RunStatus, RunSummary, StatesError,
 };
-use csvlake::{Error, Format};
+use csvlake_engine::{Error, Format};
 use lambda_runtime::{Context, LambdaEvent};
 
 const BUCKET: &str = "lake";
@@ -51,7 +52,7 @@ async fn get(client: &Client, key: &str) -> Option<Vec<u8>> {
 }
 
 fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/reducer").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -76,7 +77,7 @@ fn plan(batches: u64, files: u64) -> Plan {
         manifest: ObjectLocation { bucket: BUCKET.into(), key: "out/_runs/r1/manifest.json".into() },
         rejected_results: None,
         results: ResultsLocation { bucket: BUCKET.into(), prefix: RESULTS.into() },
-        batch: csvlake::run::BatchLimits::default(),
+        batch: csvlake_contract::run::BatchLimits::default(),
         max_concurrency: 10,
         tolerated_failure_percentage: 5.0,
     }
@@ -115,7 +116,7 @@ async fn put_fixtures(client: &Client, batches: usize) {
 
 async fn put_rejected(client: &Client, plan: &mut Plan) {
     let error =
-        Error::bad(csvlake::error::BadInputKind::OutputCollision, "in/a.tsv would write the same outputs as in/a.csv");
+        Error::bad(csvlake_engine::BadInputKind::OutputCollision, "in/a.tsv would write the same outputs as in/a.csv");
     let line = serde_json::to_string(&FileResult::failed("in/a.tsv", 42, 0, error.to_file_error())).unwrap();
     put(client, "out/_runs/r1/rejected.jsonl", format!("{line}\n")).await;
     plan.rejected = 1;
@@ -225,7 +226,7 @@ async fn a_run_with_failed_files_writes_the_report_the_lines_and_the_failed_keys
     assert_eq!(report.failures_by_kind, expected_kinds);
     assert_eq!(report.input, job().input);
     assert_eq!(report.output, job().output);
-    let failed: BTreeMap<&str, &csvlake::error::FileError> =
+    let failed: BTreeMap<&str, &csvlake_contract::FileError> =
         report.failed.iter().map(|f| (f.key.as_str(), &f.error)).collect();
     assert_eq!(
         failed.keys().copied().collect::<Vec<_>>(),
@@ -255,7 +256,7 @@ async fn a_run_with_failed_files_writes_the_report_the_lines_and_the_failed_keys
     assert_eq!(retry.job().unwrap(), job(), "a valid execution input with the run's options");
     assert_eq!(
         (retry.batch, retry.max_concurrency, retry.tolerated_failure_percentage),
-        (Some(csvlake::run::BatchLimits::default()), Some(10), Some(5.0)),
+        (Some(csvlake_contract::run::BatchLimits::default()), Some(10), Some(5.0)),
         "and its batch, concurrency and tolerance"
     );
     // And valid input for mode `report`: the new execution input laid over it.
@@ -313,7 +314,7 @@ async fn a_failed_map_is_reported_from_the_newest_results_and_unrun_batches_coun
 
     let t = &summary.totals;
     assert_eq!((t.files, t.converted, t.failed), (8, 2, 6), "the fixtures' results were found by listing");
-    assert_eq!(summary.failures_by_kind[NOT_RUN_KIND], 2);
+    assert_eq!(summary.failures_by_kind[NOT_RUN], 2);
     assert_eq!(summary.failures_by_kind["csvlake.Transient"], 2);
     assert!(summary.exceeded_tolerance, "a failed Map fails the run, whatever the tolerance");
     assert_eq!(summary.status, RunStatus::Failed);
@@ -321,7 +322,7 @@ async fn a_failed_map_is_reported_from_the_newest_results_and_unrun_batches_coun
 
     let w = written(client).await;
     assert_eq!(w.report.map_error, Some(map_error));
-    let not_run: Vec<_> = w.report.failed.iter().filter(|f| f.error.kind == NOT_RUN_KIND).collect();
+    let not_run: Vec<_> = w.report.failed.iter().filter(|f| f.error.kind == NOT_RUN).collect();
     assert_eq!(not_run.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(), ["in/g.csv", "in/h.csv"]);
     assert!(
         not_run[0].error.message.contains("States.ExceededToleratedFailureThreshold"),
@@ -342,7 +343,7 @@ async fn a_map_that_failed_before_writing_results_counts_every_batch_as_not_run(
     let request = ReduceRequest { plan: plan(4, 8), convert: None, convert_error: Some(map_error) };
     let summary = run(client, request).await;
     assert_eq!((summary.totals.files, summary.totals.failed), (8, 8));
-    assert_eq!(summary.failures_by_kind, kinds(&[(NOT_RUN_KIND, 8)]));
+    assert_eq!(summary.failures_by_kind, kinds(&[(NOT_RUN, 8)]));
     let w = written(client).await;
     assert!(w.report.failed.iter().all(|f| f.error.message.contains("States.ItemReaderFailed: access denied")));
     assert_eq!(w.failed_keys.unwrap().keys.len(), 8);
@@ -355,7 +356,7 @@ async fn zero_batches_count_only_the_skipped_files() {
     let mut plan = plan(0, 0);
     plan.skipped = 5;
     let summary = run(client, ReduceRequest { plan, convert: None, convert_error: None }).await;
-    assert_eq!(summary.totals, csvlake::run::Totals { files: 5, skipped: 5, ..Default::default() });
+    assert_eq!(summary.totals, csvlake_contract::run::Totals { files: 5, skipped: 5, ..Default::default() });
     assert!(!summary.exceeded_tolerance);
     assert_eq!(summary.status, RunStatus::Succeeded);
     assert_eq!(summary.failed_keys, None);
@@ -395,7 +396,7 @@ fn succeeded(batch: &ManifestBatch) -> ChildExecution {
         .enumerate()
         .map(|(i, f)| {
             if batch.batch.is_multiple_of(10) && i == 4 {
-                let error = Error::bad_line(csvlake::error::BadInputKind::RaggedRow, 7, "expected 3 fields, found 2");
+                let error = Error::bad_line(csvlake_engine::BadInputKind::RaggedRow, 7, "expected 3 fields, found 2");
                 return FileResult::failed(&f.key, f.size, 1, error.to_file_error());
             }
             let rel = f.key.trim_start_matches("in/").trim_end_matches(".csv");
@@ -485,12 +486,16 @@ async fn a_large_run_split_over_many_results_files_is_reduced_in_full() {
     assert_eq!(t.bytes_in, 1900 * PER_BATCH * 1000);
     assert_eq!(
         summary.failures_by_kind,
-        kinds(&[("bad_input.ragged_row", ragged), ("States.Timeout", 250), (NOT_RUN_KIND, 250)])
+        kinds(&[("bad_input.ragged_row", ragged), ("States.Timeout", 250), (NOT_RUN, 250)])
     );
     assert!(!summary.exceeded_tolerance, "690 of 10,000 is within 10%");
 
     let files = get(client, "out/_runs/r1/files.jsonl").await.unwrap();
-    assert!(files.len() > csvlake::upload::DEFAULT_PART_SIZE, "files.jsonl took more than one part: {}", files.len());
+    assert!(
+        files.len() > csvlake_s3::upload::DEFAULT_PART_SIZE,
+        "files.jsonl took more than one part: {}",
+        files.len()
+    );
     let w = written(client).await;
     assert_eq!(w.files.len() as u64, BATCHES * PER_BATCH);
     assert_eq!(w.files.iter().map(|f| f.key.as_str()).collect::<BTreeSet<_>>().len() as u64, BATCHES * PER_BATCH);
@@ -514,11 +519,11 @@ async fn unreadable_results_fail_the_reduce_and_leave_no_report() {
     put(client, &key, "[{\"ExecutionArn\": 1}]").await;
     let request = ReduceRequest { plan: plan(3, 6), convert: Some(map_output()), convert_error: None };
     let e = csvlake_reducer::handle(LambdaEvent::new(request.clone(), Context::default()), client).await.unwrap_err();
-    assert!(matches!(&e, Error::Internal(m) if m.contains(&key)), "{e}");
+    assert!(matches!(&*e, Error::Internal(m) if m.contains(&key)), "{e}");
 
     client.delete_object().bucket(BUCKET).key(&key).send().await.unwrap();
     let e = csvlake_reducer::handle(LambdaEvent::new(request, Context::default()), client).await.unwrap_err();
-    assert!(matches!(&e, Error::Internal(m) if m.contains("GetObject")), "{e}");
+    assert!(matches!(&*e, Error::Internal(m) if m.contains("GetObject")), "{e}");
     for name in ["report.json", "files.jsonl", "failed-keys.json"] {
         assert_eq!(get(client, &format!("out/_runs/r1/{name}")).await, None, "{name}");
     }

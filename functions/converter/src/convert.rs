@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufReader, Read};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -21,23 +22,37 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Semaphore;
 use tokio_util::io::SyncIoBridge;
 
-use crate::decode::{CsvDecoder, DecodeOptions, Interrupt, NullTokens};
-use crate::error::{BadInputKind, Error, Result};
-use crate::keys;
-use crate::options::{AvroOptions, Format, ParquetOptions};
-use crate::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus, Job, OutputRef};
-use crate::s3::{error_code, sdk_error};
-use crate::schema::Kind;
-use crate::sink::FormatWriter;
-use crate::upload::{PartSink, Staged, part_size_for, stage};
+use csvlake_contract::ErrorNames;
+use csvlake_contract::keys;
+use csvlake_contract::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus, Job, OutputRef};
+use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Interrupt, NullTokens};
+use csvlake_engine::options::{AvroOptions, Format, ParquetOptions};
+use csvlake_engine::schema::Kind;
+use csvlake_engine::sink::FormatWriter;
+use csvlake_engine::{BadInputKind, Error, Result};
+use csvlake_s3::upload::{PartSink, Staged, part_size_for, stage};
+use csvlake_s3::{error_code, sdk_error};
 
 /// Files at least this large get a writer thread per format.
 pub const THREADED_MIN_BYTES: u64 = 4 << 20;
 /// Upper bound on passes over one file; each pass after the first widens at least one column.
 const MAX_PASSES: usize = 8;
 
-/// Called with every file result as it is produced (progress bars, logs).
-pub type Progress = Arc<dyn Fn(&FileResult) + Send + Sync>;
+/// What a converter reports as it goes, for a progress display. Both methods do nothing unless
+/// implemented.
+pub trait Progress: Send + Sync {
+    /// `bytes` more of an input object were read (as stored: compressed bytes for `.gz`). Each
+    /// file counts once, however many passes its conversion takes, and its size in all by the
+    /// time [`Progress::file_done`] is called.
+    fn read(&self, bytes: u64) {
+        let _ = bytes;
+    }
+
+    /// A file's result, converted or failed.
+    fn file_done(&self, result: &FileResult) {
+        let _ = result;
+    }
+}
 
 /// Converts files and batches of files with one S3 client.
 ///
@@ -49,7 +64,7 @@ pub struct Converter {
     client: Client,
     memory_budget_mib: u32,
     max_files: usize,
-    progress: Option<Progress>,
+    progress: Option<Arc<dyn Progress>>,
     /// Permits in MiB of the memory budget.
     budget: Arc<Semaphore>,
     /// Permits for files under way.
@@ -99,8 +114,8 @@ impl Converter {
         self
     }
 
-    /// Sets a callback for every file result.
-    pub fn with_progress(mut self, progress: Progress) -> Self {
+    /// Sets what is told of bytes read and of every file result.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
         self.progress = Some(progress);
         self
     }
@@ -129,15 +144,22 @@ impl Converter {
         let _slot = self.files.acquire().await.map_err(closed)?;
         let weight = file_weight_mib(file.size).min(self.memory_budget_mib);
         let _permit = self.budget.acquire_many(weight).await.map_err(closed)?;
-        let r = self.convert_file(job, file).await;
+        let read = Arc::new(AtomicU64::new(0));
+        let r = self.convert_counted(job, file, &read).await;
         if let (Some(p), Ok(r)) = (&self.progress, &r) {
-            p(r);
+            p.read(file.size.saturating_sub(read.load(Ordering::Relaxed)));
+            p.file_done(r);
         }
         r
     }
 
     /// Converts one file. `Ok` carries a converted or failed result; `Err` is transient or internal.
     pub async fn convert_file(&self, job: &Job, file: &FileRef) -> Result<FileResult> {
+        self.convert_counted(job, file, &Arc::new(AtomicU64::new(0))).await
+    }
+
+    /// [`Converter::convert_file`], counting in `read` the bytes reported to the progress.
+    async fn convert_counted(&self, job: &Job, file: &FileRef, read: &Arc<AtomicU64>) -> Result<FileResult> {
         let started = Instant::now();
         let millis = |s: Instant| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX);
         let failed = |e: &Error, bytes_in: u64| {
@@ -150,7 +172,7 @@ impl Converter {
         };
         let mut floor = None;
         for _ in 0..MAX_PASSES {
-            match self.convert_pass(job, file, &rel, floor.take()).await {
+            match self.convert_pass(job, file, &rel, floor.take(), read).await {
                 Ok(Pass::Done { rows, bytes_in, staged }) => {
                     let outputs = self.commit(staged).await?;
                     return Ok(FileResult {
@@ -171,7 +193,14 @@ impl Converter {
         Err(Error::Internal(format!("{}: types did not settle after {MAX_PASSES} passes", file.key)))
     }
 
-    async fn convert_pass(&self, job: &Job, file: &FileRef, rel: &str, floor: Option<Vec<Kind>>) -> Result<Pass> {
+    async fn convert_pass(
+        &self,
+        job: &Job,
+        file: &FileRef,
+        rel: &str,
+        floor: Option<Vec<Kind>>,
+        read: &Arc<AtomicU64>,
+    ) -> Result<Pass> {
         let bucket = &job.input.bucket;
         let resp = match self.client.get_object().bucket(bucket).key(&file.key).send().await {
             Ok(r) => r,
@@ -183,7 +212,8 @@ impl Converter {
         let bytes_in = resp.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(file.size);
         let gz = keys::is_gzip(&file.key);
         let net_error = Arc::new(Mutex::new(None));
-        let body = TrackedRead { inner: Box::pin(resp.body.into_async_read()), error: net_error.clone() };
+        let counter = self.progress.clone().map(|progress| ReadCounter { progress, reported: read.clone(), pass: 0 });
+        let body = TrackedRead { inner: Box::pin(resp.body.into_async_read()), error: net_error.clone(), counter };
         let reader = SyncIoBridge::new(body);
 
         let part_size = part_size_for(if gz { bytes_in.saturating_mul(10) } else { bytes_in.saturating_mul(2) });
@@ -338,7 +368,7 @@ fn run_pipeline(
             }
         }
         for writer in writers {
-            writer.finish()?;
+            finish(writer)?;
         }
         return Ok(Outcome::Done { rows: decoder.rows() });
     }
@@ -391,11 +421,16 @@ fn run_pipeline(
     })
 }
 
-fn write_all(mut writer: FormatWriter, rx: Receiver<Msg>) -> Result<u64> {
+/// Writes the format's footer and sends the last part; returns the object's size.
+fn finish(writer: FormatWriter<PartSink>) -> Result<u64> {
+    writer.finish()?.finish().map_err(|e| Error::Internal(format!("finishing upload: {e}")))
+}
+
+fn write_all(mut writer: FormatWriter<PartSink>, rx: Receiver<Msg>) -> Result<u64> {
     for msg in rx {
         match msg {
             Msg::Batch(b) => writer.write(&b)?,
-            Msg::End => return writer.finish(),
+            Msg::End => return finish(writer),
         }
     }
     // The decoder stopped early: dropping the writer drops its sink, and the upload aborts.
@@ -404,18 +439,48 @@ fn write_all(mut writer: FormatWriter, rx: Receiver<Msg>) -> Result<u64> {
 
 /// Remembers a network read error, so that a failed decode can tell a dropped connection
 /// (transient) from a corrupt gzip stream (bad input).
+/// It also tells the progress how far the file has been read.
 struct TrackedRead {
     inner: Pin<Box<dyn AsyncRead + Send>>,
     error: Arc<Mutex<Option<String>>>,
+    counter: Option<ReadCounter>,
+}
+
+/// Bytes read by this pass, and reported for the file across its passes: a pass that reads
+/// again what an earlier one read reports nothing until it gets further.
+struct ReadCounter {
+    progress: Arc<dyn Progress>,
+    reported: Arc<AtomicU64>,
+    pass: u64,
+}
+
+impl ReadCounter {
+    fn add(&mut self, n: u64) {
+        self.pass += n;
+        let before = self.reported.fetch_max(self.pass, Ordering::Relaxed);
+        if self.pass > before {
+            self.progress.read(self.pass - before);
+        }
+    }
 }
 
 impl AsyncRead for TrackedRead {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let filled = buf.filled().len();
         let r = self.inner.as_mut().poll_read(cx, buf);
-        if let Poll::Ready(Err(e)) = &r
-            && let Ok(mut slot) = self.error.lock()
-        {
-            *slot = Some(e.to_string());
+        match &r {
+            Poll::Ready(Ok(())) => {
+                let n = (buf.filled().len() - filled) as u64;
+                if let Some(counter) = &mut self.counter {
+                    counter.add(n);
+                }
+            }
+            Poll::Ready(Err(e)) => {
+                if let Ok(mut slot) = self.error.lock() {
+                    *slot = Some(e.to_string());
+                }
+            }
+            Poll::Pending => {}
         }
         r
     }

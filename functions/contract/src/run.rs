@@ -5,16 +5,18 @@
 //! ResultWriter files ([`ResultManifest`], [`ChildExecution`]) → reducer ([`ReduceRequest`] →
 //! [`RunSummary`]), plus the objects the reducer writes ([`Report`]).
 //!
-//! Each type is defined once, here. Our own payloads are snake_case; the Step Functions shapes
-//! (Map output, ResultWriter files, error objects) keep AWS's PascalCase names.
+//! Our own payloads are snake_case; the Step Functions shapes (Map output, ResultWriter files,
+//! error objects) keep AWS's PascalCase names, as the reducer reads them from Step Functions.
 
 use std::collections::BTreeMap;
 
+use csvlake_engine::options::{AvroOptions, CsvOptions, Format, ParquetOptions, default_formats};
+use csvlake_engine::{Error, Result};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, FileError, Result};
+use crate::errors::FileError;
 use crate::keys;
-use crate::options::{AvroOptions, CsvOptions, Format, ParquetOptions, default_formats};
 use crate::payload::{FileRef, InputLocation, Job, OutputLocation};
 
 /// Default `batch.max_files`.
@@ -29,7 +31,7 @@ pub const MAX_MAX_CONCURRENCY: u32 = 10_000;
 pub const DEFAULT_TOLERATED_FAILURE_PERCENTAGE: f64 = 5.0;
 
 /// How the planner finds the files of a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// List the input prefix and keep keys with a configured suffix.
@@ -42,11 +44,13 @@ pub enum Mode {
 }
 
 /// An S3 object.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ObjectLocation {
     /// Bucket.
+    #[schemars(length(min = 3, max = 63))]
     pub bucket: String,
     /// Key.
+    #[schemars(length(min = 1))]
     pub key: String,
 }
 
@@ -58,7 +62,7 @@ impl ObjectLocation {
 }
 
 /// Bounds of one batch (one converter invocation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchLimits {
     /// Files per batch at most. Default 256.
@@ -73,12 +77,12 @@ impl Default for BatchLimits {
     }
 }
 
-/// The execution input of DESIGN.md. Every field but `input` and `output` has a default, and in
-/// mode `report` those two come from the failed-keys file as well.
+/// The execution input: what starts a run. Every field but `input` and `output` has a default,
+/// and in mode `report` those two come from the failed-keys file as well.
 ///
 /// Options are kept optional so that mode `report` can lay the execution input over the
 /// failed-keys file: a field given here wins, a field left out keeps the earlier run's value.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunInput {
     /// Where the inputs are.
@@ -107,9 +111,11 @@ pub struct RunInput {
     pub batch: Option<BatchLimits>,
     /// Converter invocations at once. Default 500.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10_000))]
     pub max_concurrency: Option<u32>,
     /// Failed files (and failed batches) tolerated, in percent, before the run fails. Default 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
     pub tolerated_failure_percentage: Option<f64>,
     /// CSV options.
     #[serde(default, skip_serializing_if = "Option::is_none")]

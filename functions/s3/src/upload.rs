@@ -18,8 +18,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::error::{Error, Result};
-use crate::s3::sdk_error;
+use crate::{Error, Result, sdk_error};
 
 /// The S3 minimum for every part but the last.
 pub const MIN_PART_SIZE: usize = 5 << 20;

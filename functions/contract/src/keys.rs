@@ -2,8 +2,7 @@
 //! input key relative to the input prefix with `.csv`, `.tsv`, `.csv.gz` or `.tsv.gz` stripped.
 //! A key that would leave `<out>` is bad input.
 
-use crate::error::{BadInputKind, Error, Result};
-use crate::options::Format;
+use csvlake_engine::{BadInputKind, Error, Format, Result};
 
 const STRIPPED: [&str; 4] = [".csv.gz", ".tsv.gz", ".csv", ".tsv"];
 

@@ -1,8 +1,10 @@
 //! The format sinks: Parquet (parquet's `ArrowWriter`) and Avro object container files
-//! ([`OcfWriter`] over arrow-avro's columnar encoder), each writing into a [`PartSink`].
+//! ([`OcfWriter`] over arrow-avro's columnar encoder), each writing into any `std::io::Write`
+//! (in the pipeline, a staged S3 upload).
 //!
 //! Both consume the same `RecordBatch`es; nothing is parsed twice.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
@@ -13,19 +15,18 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use crate::avro::OcfWriter;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::options::{AvroOptions, Format, ParquetCompression, ParquetOptions};
-use crate::upload::PartSink;
 
 /// A writer of one output format.
-pub enum FormatWriter {
+pub enum FormatWriter<W: Write + Send> {
     /// Parquet.
-    Parquet(Box<ArrowWriter<PartSink>>),
+    Parquet(Box<ArrowWriter<W>>),
     /// Avro OCF; `schema` is set when field names had to be made valid Avro names.
-    Avro(Box<OcfWriter<PartSink>>, Option<SchemaRef>),
+    Avro(Box<OcfWriter<W>>, Option<SchemaRef>),
 }
 
-impl std::fmt::Debug for FormatWriter {
+impl<W: Write + Send> std::fmt::Debug for FormatWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Parquet(_) => "FormatWriter::Parquet",
@@ -86,14 +87,14 @@ pub fn avro_schema(schema: &Schema) -> Option<SchemaRef> {
     Some(Arc::new(Schema::new(fields)))
 }
 
-impl FormatWriter {
+impl<W: Write + Send> FormatWriter<W> {
     /// A writer of `format` for batches of `schema`.
     pub fn new(
         format: Format,
         schema: SchemaRef,
         plain: &[bool],
         opts: (&ParquetOptions, &AvroOptions),
-        sink: PartSink,
+        sink: W,
     ) -> Result<Self> {
         let (parquet, avro) = opts;
         Ok(match format {
@@ -127,12 +128,11 @@ impl FormatWriter {
         Ok(())
     }
 
-    /// Writes the footer, sends the last part and returns the object size.
-    pub fn finish(self) -> Result<u64> {
-        let sink = match self {
+    /// Writes the footer and returns the writer it wrote into.
+    pub fn finish(self) -> Result<W> {
+        Ok(match self {
             Self::Parquet(w) => w.into_inner()?,
             Self::Avro(w, _) => w.into_inner(),
-        };
-        sink.finish().map_err(|e| Error::Internal(format!("finishing upload: {e}")))
+        })
     }
 }

@@ -15,14 +15,17 @@ use std::collections::HashMap;
 use aws_sdk_s3::Client;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::error::{BadInputKind, Error, MAX_FILE_MESSAGE_BYTES, Result};
-use crate::keys;
-use crate::options::Format;
-use crate::payload::{FileRef, FileResult, InputLocation, Job};
-use crate::run::{BatchLimits, ManifestBatch, Mode, ObjectLocation, Plan, PlanRequest, ResultsLocation, RunInput};
-use crate::run::{names, run_key};
-use crate::s3::sdk_error;
-use crate::upload::ObjectWriter;
+use csvlake_contract::ErrorNames;
+use csvlake_contract::errors::MAX_FILE_MESSAGE_BYTES;
+use csvlake_contract::keys;
+use csvlake_contract::payload::{FileRef, FileResult, InputLocation, Job};
+use csvlake_contract::run::{
+    BatchLimits, ManifestBatch, Mode, ObjectLocation, Plan, PlanRequest, ResultsLocation, RunInput,
+};
+use csvlake_contract::run::{names, run_key};
+use csvlake_engine::{BadInputKind, Error, Format, Result};
+use csvlake_s3::sdk_error;
+use csvlake_s3::upload::ObjectWriter;
 
 /// Batches being filled at once. More open batches pack tighter; each holds up to
 /// `max_files` keys in memory.
@@ -567,7 +570,7 @@ async fn look_up(client: &Client, input: &InputLocation, key: String) -> Result<
 
 /// Reads a `failed-keys.json` (or any execution input stored in S3).
 pub async fn read_run_input(client: &Client, at: &ObjectLocation) -> Result<RunInput> {
-    crate::s3::get_json(client, at, "a failed-keys file").await
+    csvlake_s3::get_json(client, &at.bucket, &at.key, "a failed-keys file").await
 }
 
 #[cfg(test)]
@@ -696,7 +699,7 @@ mod tests {
 
     #[test]
     fn long_keys_close_a_batch_before_the_payload_limit() {
-        use crate::payload::{BatchResult, OutputRef};
+        use csvlake_contract::payload::{BatchResult, OutputRef};
         let out = format!("{}/", "o".repeat(200));
         let mut p = Planner::new("", &out, BatchLimits { max_files: 10_000, max_bytes: u64::MAX }, None);
         let long = "k\"".repeat(300);
@@ -749,7 +752,7 @@ mod tests {
 
     #[test]
     fn suffix_filter_ignores_case_and_other_keys() {
-        let s = crate::payload::default_suffixes();
+        let s = csvlake_contract::payload::default_suffixes();
         assert!(is_input("x/A.CSV", &s));
         assert!(is_input("x/a.tsv.gz", &s));
         assert!(!is_input("x/a.json", &s));

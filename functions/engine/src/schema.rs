@@ -1,6 +1,6 @@
 //! Column types, the inference lattice, and the value parsers shared by inference and decoding.
 //!
-//! The ladder of DESIGN.md is null → boolean → int64 → float64 → date32 → timestamp → utf8.
+//! The type ladder is null → boolean → int64 → float64 → date32 → timestamp → utf8.
 //! Inference classifies each sampled value to its narrowest [`Kind`] and joins the kinds of a
 //! column. Decoding parses with the same functions, so a value that a column's type rejects
 //! always classifies outside that type: the join then strictly widens the column, and the
@@ -38,6 +38,45 @@ pub enum ColumnType {
     /// Text.
     #[serde(alias = "string", alias = "text")]
     Utf8,
+}
+
+/// Every name an explicit schema accepts for a type: the canonical names and their aliases.
+const TYPE_NAMES: [&str; 19] = [
+    "null",
+    "boolean",
+    "bool",
+    "int64",
+    "int",
+    "integer",
+    "long",
+    "bigint",
+    "float64",
+    "float",
+    "double",
+    "date32",
+    "date",
+    "timestamp",
+    "timestamp_utc",
+    "timestamptz",
+    "utf8",
+    "string",
+    "text",
+];
+
+impl schemars::JsonSchema for ColumnType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ColumnType".into()
+    }
+
+    /// One string of [`TYPE_NAMES`]: serde's aliases are accepted on input, so the schema lists
+    /// them too.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A column type, as named in an explicit schema",
+            "type": "string",
+            "enum": TYPE_NAMES,
+        })
+    }
 }
 
 impl ColumnType {
@@ -257,6 +296,15 @@ pub fn arrow_schema(names: &[String], types: &[ColumnType]) -> SchemaRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_type_name_the_schema_lists_parses() {
+        for name in TYPE_NAMES {
+            let t: ColumnType = serde_json::from_value(serde_json::Value::String(name.into())).unwrap();
+            assert_eq!(serde_json::from_str::<ColumnType>(&serde_json::to_string(&t).unwrap()).unwrap(), t);
+        }
+        assert!(serde_json::from_str::<ColumnType>("\"varchar\"").is_err());
+    }
 
     #[test]
     fn classify_follows_the_ladder() {

@@ -1,15 +1,17 @@
-//! Payload types that cross process boundaries: the converter's batch event, per-file results
-//! and the batch result. Each is defined once, here, with one serde naming policy (snake_case).
+//! The converter's payloads: the job (locations and options) every batch carries, the batch
+//! event, the per-file result and the batch result. snake_case, like every payload of ours.
 
+use csvlake_engine::options::{AvroOptions, CsvOptions, Format, ParquetOptions, default_formats};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::FileError;
-use crate::options::{AvroOptions, CsvOptions, Format, ParquetOptions, default_formats};
+use crate::errors::FileError;
 
 /// Where the inputs are.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InputLocation {
     /// Input bucket.
+    #[schemars(length(min = 3, max = 63))]
     pub bucket: String,
     /// Input prefix; output keys are relative to it.
     #[serde(default)]
@@ -25,11 +27,12 @@ pub fn default_suffixes() -> Vec<String> {
 }
 
 /// Where the outputs go.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OutputLocation {
     /// Output bucket.
+    #[schemars(length(min = 3, max = 63))]
     pub bucket: String,
-    /// Output prefix (`<out>` in DESIGN.md).
+    /// Output prefix (`<out>`: outputs go under `<out>/parquet/`, `<out>/avro/`, run objects under `<out>/_runs/`).
     #[serde(default)]
     pub prefix: String,
 }
@@ -58,12 +61,12 @@ pub struct Job {
 impl Job {
     /// Checks what can be checked before reading any file: at least one format, a valid CSV
     /// dialect, a positive row-group size.
-    pub fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> csvlake_engine::Result<()> {
         if self.formats.is_empty() {
-            return Err(crate::Error::Internal("formats is empty: name parquet, avro or both".into()));
+            return Err(csvlake_engine::Error::Internal("formats is empty: name parquet, avro or both".into()));
         }
         if self.parquet.row_group_rows == 0 {
-            return Err(crate::Error::Internal("parquet.row_group_rows must be positive".into()));
+            return Err(csvlake_engine::Error::Internal("parquet.row_group_rows must be positive".into()));
         }
         self.csv.validate()
     }
@@ -126,7 +129,7 @@ pub struct OutputRef {
     pub bytes: u64,
 }
 
-/// The per-file result of DESIGN.md.
+/// The result of one file: what the converter returns for it and the report aggregates.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileResult {
     /// Input key.

@@ -1,5 +1,11 @@
-//! S3 access: client construction and the classification of SDK errors into
-//! transient (retry the batch) and internal failures.
+//! csvlake-s3: S3 access for the pipeline's functions.
+//!
+//! Client construction, the classification of SDK errors into transient (retry the batch) and
+//! internal failures, staged multipart uploads ([`upload`]) and small JSON objects read whole
+//! ([`get_json`]). Errors are the engine's [`Error`] classes, so that one file's failure is
+//! classified the same way whether it came from its bytes or from S3.
+
+pub mod upload;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -8,8 +14,7 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use crate::error::{Error, Result};
-use crate::run::ObjectLocation;
+pub use csvlake_engine::{Error, Result};
 
 /// Static settings of an S3-compatible endpoint that is not AWS (the embedded one, MinIO…).
 #[derive(Clone, Debug)]
@@ -92,20 +97,25 @@ where
     if is_transient(&e) { Error::Transient(message) } else { Error::Internal(message) }
 }
 
-/// Reads a small JSON object whole and parses it; `what` names it in the error of a body that
-/// does not parse.
-pub async fn get_json<T: serde::de::DeserializeOwned>(client: &Client, at: &ObjectLocation, what: &str) -> Result<T> {
+/// Reads the small JSON object `s3://bucket/key` whole and parses it; `what` names it in the
+/// error of a body that does not parse.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    what: &str,
+) -> Result<T> {
     let body = client
         .get_object()
-        .bucket(&at.bucket)
-        .key(&at.key)
+        .bucket(bucket)
+        .key(key)
         .send()
         .await
-        .map_err(|e| sdk_error("GetObject", &at.bucket, &at.key, e))?
+        .map_err(|e| sdk_error("GetObject", bucket, key, e))?
         .body
         .collect()
         .await
-        .map_err(|e| Error::Transient(format!("reading {}: {e}", at.uri())))?
+        .map_err(|e| Error::Transient(format!("reading s3://{bucket}/{key}: {e}")))?
         .into_bytes();
-    serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("{} is not {what}: {e}", at.uri())))
+    serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("s3://{bucket}/{key} is not {what}: {e}")))
 }

@@ -1,0 +1,20 @@
+//! csvlake-engine: the conversion itself, with no I/O of its own.
+//!
+//! Data flows one way, synchronously: any `std::io::Read` of CSV bytes →
+//! [`decode::CsvDecoder`] (dialect, bounded-sample type inference over the [`schema`] lattice,
+//! widening) → Arrow `RecordBatch`es → the Parquet and Avro sinks ([`sink::FormatWriter`]) →
+//! any `std::io::Write`. The pipeline plugs an S3 GET stream in front and staged S3 uploads
+//! behind; tests plug byte slices and files.
+//!
+//! [`options`] holds the conversion options as the execution input spells them, and [`error`]
+//! the one error type, whose classes decide what the pipeline does with a failure.
+
+pub mod avro;
+pub mod decode;
+pub mod error;
+pub mod options;
+pub mod schema;
+pub mod sink;
+
+pub use error::{BadInputKind, Error, Result};
+pub use options::Format;
