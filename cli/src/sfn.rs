@@ -79,11 +79,7 @@ fn execution_input(args: &StartArgs) -> Result<RunInput> {
 /// Starts the execution; with `--wait`, follows it to the end.
 pub async fn start(args: StartArgs) -> Result<ExitCode> {
     let input = execution_input(&args)?;
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(url) = &args.sfn_endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let client = aws_sdk_sfn::Client::new(&loader.load().await);
+    let client = aws_sdk_sfn::Client::new(&csvlake_s3::sdk_config(args.sfn_endpoint_url.as_deref()).await);
     let started = Instant::now();
     let out = client
         .start_execution()

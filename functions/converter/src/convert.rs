@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
 use aws_sdk_s3::Client;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, ReadBuf};

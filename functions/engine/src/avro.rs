@@ -7,11 +7,11 @@
 
 use std::io::Write;
 
-use arrow::datatypes::Schema;
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
 use arrow_avro::compression::CompressionCodec;
 use arrow_avro::writer::format::{AvroBinaryFormat, AvroFormat, AvroOcfFormat};
 use arrow_avro::writer::{Encoder, WriterBuilder};
+use arrow_schema::Schema;
 
 use crate::error::{Error, Result};
 use crate::options::AvroCodec;

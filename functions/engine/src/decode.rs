@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
 use csv::ByteRecord;
 
 use crate::error::{BadInputKind, Error, Result};
@@ -560,8 +560,10 @@ fn invalid_utf8(r: &ByteRecord, i: usize, names: &[String]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{DataType, Float64Type, Int64Type};
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_schema::DataType;
 
     fn decode_all(csv: &str, opts: &DecodeOptions) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), Interrupt> {
         let mut d = CsvDecoder::new(csv.as_bytes(), opts)?;

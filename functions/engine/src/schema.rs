@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{Datelike, NaiveDate, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -262,7 +262,7 @@ pub fn parse_timestamp_str(s: &str) -> Option<(i64, bool)> {
     if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 16 {
         return None;
     }
-    let dt = arrow::compute::kernels::cast_utils::string_to_datetime(&Utc, s).ok()?;
+    let dt = arrow_cast::parse::string_to_datetime(&Utc, s).ok()?;
     if dt.nanosecond() % 1000 != 0 {
         return None;
     }

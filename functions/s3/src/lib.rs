@@ -7,12 +7,16 @@
 
 pub mod upload;
 
+use aws_config::SdkConfig;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::SharedHttpClient;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls::Provider;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 
 pub use csvlake_engine::{Error, Result};
 
@@ -29,6 +33,22 @@ pub struct Endpoint {
     pub region: String,
 }
 
+/// The HTTP(S) client of every AWS client csvlake makes: the SDK's own hyper client, with
+/// rustls over ring for TLS.
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
+/// The AWS configuration of the environment (credentials, region, profile…) with
+/// [`http_client`], optionally at another endpoint URL.
+pub async fn sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
 /// A client for an explicit endpoint with static credentials, using path-style addressing.
 /// Checksums are computed only where the API requires them: the endpoint is on loopback,
 /// and SigV4 already covers every payload.
@@ -39,6 +59,7 @@ pub fn endpoint_client(ep: &Endpoint) -> Client {
         .endpoint_url(&ep.url)
         .credentials_provider(Credentials::new(&ep.access_key, &ep.secret_key, None, None, "csvlake"))
         .force_path_style(true)
+        .http_client(http_client())
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .build();
@@ -47,11 +68,7 @@ pub fn endpoint_client(ep: &Endpoint) -> Client {
 
 /// A client from the environment (Lambda role, profile…), optionally at another endpoint URL.
 pub async fn env_client(endpoint_url: Option<&str>) -> Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(url) = endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let conf = loader.load().await;
+    let conf = sdk_config(endpoint_url).await;
     let s3 = aws_sdk_s3::config::Builder::from(&conf).force_path_style(endpoint_url.is_some()).build();
     Client::from_conf(s3)
 }
