@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use chrono::{Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A column type, as named in an explicit schema and in reports.
@@ -262,13 +262,87 @@ pub fn parse_timestamp_str(s: &str) -> Option<(i64, bool)> {
     if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 16 {
         return None;
     }
-    let dt = arrow_cast::parse::string_to_datetime(&Utc, s).ok()?;
+    let dt = date_time(b)?;
     if dt.nanosecond() % 1000 != 0 {
         return None;
     }
     let tail = &b[11..];
     let has_offset = matches!(b[b.len() - 1], b'Z' | b'z') || tail.iter().any(|c| matches!(c, b'+' | b'-'));
     Some((dt.timestamp_micros(), has_offset))
+}
+
+/// A date-time of at least 11 bytes, in the forms arrow-cast's `string_to_datetime` reads (and a
+/// test holds the two to the same answers): `YYYY-MM-DD`, `T`, `t` or a space, then `HH:MM:SS`
+/// with an optional fraction of any length (nanoseconds from its first 9 digits) or `HHMMSS`, and
+/// then nothing (UTC), `Z`/`z`, or an offset `±HH:MM`, `±HHMM` or `±HH` after optional
+/// whitespace. A second of 60 is a leap second. arrow-cast itself would bring its casting
+/// kernels into the build (a minute of a cold build) for this one function.
+fn date_time(b: &[u8]) -> Option<DateTime<Utc>> {
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let is = |i: usize, c: u8| b.get(i) == Some(&c);
+    let two = |i: usize| u32::from(b[i] - b'0') * 10 + u32::from(b[i + 1] - b'0');
+    let date = parse_ymd(b.get(..10)?)?;
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let time = |h: u32, m: u32, sec: u32, nano: u32| match sec {
+        60 => NaiveTime::from_hms_nano_opt(h, m, 59, 1_000_000_000 + nano),
+        _ => NaiveTime::from_hms_nano_opt(h, m, sec, nano),
+    };
+    let colons = is(13, b':') && is(16, b':');
+    let (time, mut end) = if colons && [11, 12, 14, 15, 17, 18].into_iter().all(digit) {
+        let (h, m, sec) = (two(11), two(14), two(17));
+        if is(19, b'.') {
+            // Digits of the fraction, counted within the first 32 bytes as arrow-cast counts them.
+            let n = (20..32).take_while(|&i| digit(i)).count();
+            if n == 0 {
+                return None;
+            }
+            let nano = b[20..20 + n.min(9)].iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+            (time(h, m, sec, nano * 10u32.pow(9 - n.min(9) as u32))?, 20 + n)
+        } else {
+            (time(h, m, sec, 0)?, 19)
+        }
+    } else if (11..17).all(digit) && !digit(17) && !digit(18) {
+        (time(two(11), two(13), two(15), 0)?, 17)
+    } else {
+        return None;
+    };
+    if end == 32 {
+        // A fraction past the 32nd byte: its remaining digits are skipped.
+        while digit(end) {
+            end += 1;
+        }
+    }
+    let local = date.and_time(time);
+    let Some(rest) = b.get(end..).filter(|r| !r.is_empty()) else {
+        return Some(local.and_utc());
+    };
+    if matches!(rest, [b'Z' | b'z']) {
+        return Some(local.and_utc());
+    }
+    let offset = fixed_offset(std::str::from_utf8(rest).ok()?.trim_start().as_bytes())?;
+    Some(offset.from_local_datetime(&local).single()?.with_timezone(&Utc))
+}
+
+/// `±HH:MM`, `±HHMM` or `±HH`.
+fn fixed_offset(b: &[u8]) -> Option<FixedOffset> {
+    let hm = match b.len() {
+        6 if b[3] == b':' => [b[1], b[2], b[4], b[5]],
+        5 => [b[1], b[2], b[3], b[4]],
+        3 => [b[1], b[2], b'0', b'0'],
+        _ => return None,
+    };
+    if !hm.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let d = |i: usize| i32::from(hm[i] - b'0');
+    let secs = (d(0) * 10 + d(1)) * 3600 + (d(2) * 10 + d(3)) * 60;
+    match b[0] {
+        b'+' => FixedOffset::east_opt(secs),
+        b'-' => FixedOffset::west_opt(secs),
+        _ => None,
+    }
 }
 
 /// Column names from a header: empty names become `column_N`, duplicates get `_2`, `_3`….
@@ -296,6 +370,62 @@ pub fn arrow_schema(names: &[String], types: &[ColumnType]) -> SchemaRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the timestamp parser answered when it called arrow-cast's `string_to_datetime`.
+    fn with_arrow_cast(s: &str) -> Option<(i64, bool)> {
+        let b = s.as_bytes();
+        if b.len() < 16 || !matches!(b[10], b'T' | b't' | b' ') {
+            return parse_timestamp_str(s);
+        }
+        let dt = arrow_cast::parse::string_to_datetime(&Utc, s).ok()?;
+        if dt.nanosecond() % 1000 != 0 {
+            return None;
+        }
+        let has_offset = matches!(b[b.len() - 1], b'Z' | b'z') || b[11..].iter().any(|c| matches!(c, b'+' | b'-'));
+        Some((dt.timestamp_micros(), has_offset))
+    }
+
+    #[test]
+    fn timestamps_parse_as_arrow_cast_parses_them() {
+        let dates = ["2024-02-29", "1999-12-31", "2023-02-29", "0001-01-01", "2024-13-01", "2024-1-01"];
+        let seps = ["T", "t", " ", "_"];
+        let times =
+            ["09:26:56", "23:59:60", "24:00:00", "09:26", "092656", "0926561", "09:2656", "09-26-56", "9:26:56"];
+        let fractions = [
+            "",
+            ".",
+            ".1",
+            ".123",
+            ".123456",
+            ".1234567",
+            ".123456000",
+            ".123456789",
+            ".1234560000000",
+            ".123456000000000000",
+            ".12x",
+        ];
+        let zones = [
+            "", "Z", "z", "+02:00", "-08:00", "+0530", "-08", " +02:00", "  -0800", "+2", "+02:0", "+99:00", "+23:59",
+            "UTC", "Zx", "x", "+02:00x", " ", "é",
+        ];
+        let mut checked = 0;
+        for d in dates {
+            for sep in seps {
+                for t in times {
+                    for f in fractions {
+                        for z in zones {
+                            let s = format!("{d}{sep}{t}{f}{z}");
+                            assert_eq!(parse_timestamp_str(&s), with_arrow_cast(&s), "{s:?}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000);
+        assert_eq!(parse_timestamp_str("2016-12-31T23:59:60Z"), Some((1_483_228_800_000_000, true)), "a leap second");
+        assert_eq!(parse_timestamp_str("2024-01-31 092656"), Some((1_706_693_216_000_000, false)));
+    }
 
     #[test]
     fn every_type_name_the_schema_lists_parses() {
