@@ -68,7 +68,7 @@ impl schemars::JsonSchema for ColumnType {
         "ColumnType".into()
     }
 
-    /// One string of [`TYPE_NAMES`]: serde's aliases are accepted on input, so the schema lists
+    /// One of the type names: serde's aliases are accepted on input, so the schema lists
     /// them too.
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
