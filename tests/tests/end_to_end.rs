@@ -506,7 +506,8 @@ async fn unusual_keys_names_and_header_only_files() {
     assert_parquet_schema("odd parquet", &pq, &["first name", "1col", "a-b", "a_b", "when"], &types);
     assert_cells_eq("odd parquet", &expected, &pq.rows);
     let avro = read_avro(&h.output_path(keys[1]));
-    assert_avro_schema("odd avro", &avro, &["first_name", "_1col", "a_b", "a_b_2", "when"], &types);
+    // The real `a_b` keeps its name in Avro; `a-b` yields to it.
+    assert_avro_schema("odd avro", &avro, &["first_name", "_1col", "a_b_2", "a_b", "when"], &types);
     assert_cells_eq("odd avro", &expected, &avro.rows);
 
     let r = result_for(&result, "odd/header_only.csv");

@@ -55,7 +55,9 @@ pub fn parquet_properties(opts: &ParquetOptions, schema: &Schema, plain: &[bool]
 }
 
 /// Avro names must match `[A-Za-z_][A-Za-z0-9_]*`; other characters become `_`, and a clash
-/// gets a numeric suffix. Returns `None` when every name is already valid.
+/// gets a numeric suffix. A name that is already valid is never changed, and no renamed column
+/// takes it: `a-b` beside a real `a_b` becomes `a_b_2`, so a reader that asks for `a_b` gets the
+/// same column from Avro as from Parquet. Returns `None` when every name is already valid.
 pub fn avro_schema(schema: &Schema) -> Option<SchemaRef> {
     let valid = |n: &str| {
         let mut c = n.chars();
@@ -65,11 +67,15 @@ pub fn avro_schema(schema: &Schema) -> Option<SchemaRef> {
     if schema.fields().iter().all(|f| valid(f.name())) {
         return None;
     }
-    let mut seen = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<String> =
+        schema.fields().iter().map(|f| f.name()).filter(|n| valid(n)).cloned().collect();
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|f| {
+            if valid(f.name()) {
+                return f.as_ref().clone();
+            }
             let mut base: String =
                 f.name().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
             if !base.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
@@ -134,5 +140,24 @@ impl<W: Write + Send> FormatWriter<W> {
             Self::Parquet(w) => w.into_inner()?,
             Self::Avro(w, _) => w.into_inner(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::DataType;
+
+    use super::*;
+
+    #[test]
+    fn valid_avro_names_keep_their_column() {
+        let schema = Schema::new(
+            ["first name", "1col", "a-b", "a_b", "a.b", "when"].map(|n| Field::new(n, DataType::Utf8, true)).to_vec(),
+        );
+        let renamed = avro_schema(&schema).expect("some names are not valid Avro");
+        let names: Vec<&str> = renamed.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["first_name", "_1col", "a_b_2", "a_b", "a_b_3", "when"]);
+        let valid = Schema::new(vec![Field::new("a_b", DataType::Utf8, true)]);
+        assert!(avro_schema(&valid).is_none());
     }
 }
