@@ -10,6 +10,7 @@
 //! the one error type, whose classes decide what the pipeline does with a failure.
 
 pub mod avro;
+mod column;
 pub mod decode;
 pub mod error;
 pub mod options;
