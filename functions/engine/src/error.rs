@@ -8,19 +8,26 @@
 pub enum BadInputKind {
     /// The object is empty: there is no header and no data.
     Empty,
-    /// The bytes are not CSV (for example a binary file or a broken quote).
+    /// The bytes are not CSV (for example a binary file).
     NotCsv,
+    /// A quote that opens a field does not close it before the next delimiter or line end, a
+    /// quote stands inside an unquoted field, or a quote is left open at the end of the file.
+    MalformedQuote,
+    /// No candidate dialect reads the sample as a consistent table.
+    AmbiguousDialect,
+    /// Bytes that are not valid in the file's encoding (other than UTF-8).
+    InvalidEncoding,
     /// A row has a different number of fields than the header.
     RaggedRow,
     /// A field is not valid UTF-8.
     InvalidUtf8,
-    /// A `.gz` object that does not decompress.
+    /// A compressed object (gzip or zstd, by suffix or by content) that does not decompress.
     Compression,
     /// A value contradicts the explicit schema.
     SchemaMismatch,
     /// The explicit schema itself is invalid or names a column the file lacks.
     InvalidSchema,
-    /// A configured limit (field size, columns) was exceeded.
+    /// A limit (field or record size, columns, decompressed bytes) was exceeded.
     LimitExceeded,
     /// The key cannot be mapped under the output prefix (`..`, absolute, empty segments).
     InvalidKey,
@@ -36,6 +43,9 @@ impl BadInputKind {
         match self {
             Self::Empty => "bad_input.empty",
             Self::NotCsv => "bad_input.not_csv",
+            Self::MalformedQuote => "bad_input.malformed_quote",
+            Self::AmbiguousDialect => "bad_input.ambiguous_dialect",
+            Self::InvalidEncoding => "bad_input.invalid_encoding",
             Self::RaggedRow => "bad_input.ragged_row",
             Self::InvalidUtf8 => "bad_input.invalid_utf8",
             Self::Compression => "bad_input.compression",
