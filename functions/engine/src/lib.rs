@@ -14,6 +14,7 @@ mod column;
 pub mod decode;
 pub mod error;
 pub mod options;
+pub mod records;
 pub mod schema;
 pub mod sink;
 
