@@ -17,6 +17,7 @@ pub mod options;
 pub mod records;
 pub mod schema;
 pub mod sink;
+pub mod sniff;
 
 pub use error::{BadInputKind, Error, Result};
 pub use options::Format;
