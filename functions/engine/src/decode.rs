@@ -1,21 +1,28 @@
-//! Streaming CSV → Arrow decoding with bounded-sample inference and widening.
+//! Streaming CSV → Arrow decoding: dialect detection, bounded-sample inference and widening.
 //!
-//! [`CsvDecoder::new`] reads the header and a bounded sample, infers each column's [`Kind`]
-//! (or takes it from the explicit schema), and then yields `RecordBatch`es of at most
-//! `batch_rows` rows. When a later value contradicts an inferred type, the decoder classifies
-//! the rest of the file (without building arrays) and stops with [`Interrupt::Widen`]: the
-//! caller discards its outputs and converts the file again with the widened kinds as a floor.
+//! [`CsvDecoder::new`] reads the first bytes of the text and detects what the options leave
+//! open of the dialect ([`crate::sniff`]), then reads the header and a bounded sample, infers
+//! each column's [`Kind`] (or takes it from the explicit schema), and then yields `RecordBatch`es
+//! of at most `batch_rows` rows. When a later value contradicts an inferred type, the decoder
+//! classifies the rest of the file (without building arrays) and stops with
+//! [`Interrupt::Widen`]: the caller discards its outputs and converts the file again with the
+//! widened kinds as a floor, and with the dialect of the first pass ([`Dialect::given`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use csv::ByteRecord;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::column::Column;
 use crate::error::{BadInputKind, Error, Result};
+use crate::records::{Limits, Record, RecordReader};
 use crate::schema::{ColumnType, Kind, arrow_schema, classify, unique_names};
+use crate::sniff::{Given, SNIFF_BYTES, sniff};
+
+pub use crate::records::{MAX_COLUMNS, MAX_FIELD_BYTES, MAX_RECORD_BYTES};
 
 /// Rows read for inference before the first batch is decoded.
 pub const DEFAULT_SAMPLE_ROWS: usize = 16_384;
@@ -23,10 +30,6 @@ pub const DEFAULT_SAMPLE_ROWS: usize = 16_384;
 pub const MAX_SAMPLE_BYTES: usize = 8 << 20;
 /// Rows per `RecordBatch`.
 pub const DEFAULT_BATCH_ROWS: usize = 8_192;
-/// Largest accepted field, so that one bad quote cannot buffer a whole object in memory.
-pub const MAX_FIELD_BYTES: usize = 16 << 20;
-/// Largest accepted number of columns.
-pub const MAX_COLUMNS: usize = 10_000;
 
 /// Which field values mean null.
 #[derive(Clone, Debug)]
@@ -59,17 +62,46 @@ impl NullTokens {
     }
 }
 
+/// The dialect a file was read with: what the job gave and what was detected.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct Dialect {
+    /// Field delimiter.
+    pub delimiter: char,
+    /// Quote character; `null` when quoting is off.
+    pub quote: Option<char>,
+    /// Escape character inside quoted fields; `null` when quotes are escaped by doubling.
+    pub escape: Option<char>,
+    /// Whether the first row after the skipped lines named the columns.
+    pub header: bool,
+    /// Lines skipped before the header (a preamble or leading comments).
+    pub skip_lines: u64,
+    /// Encoding of the text (`utf-8`, `utf-16le`, `windows-1252`, …).
+    pub encoding: String,
+    /// Compression of the object (`none`, `gzip`, `zstd`).
+    pub compression: String,
+}
+
+impl Dialect {
+    /// The options that read the file again with this dialect, detecting nothing.
+    pub fn given(&self, comment: Option<Vec<u8>>) -> Given {
+        Given {
+            delimiter: Some(self.delimiter as u8),
+            quote: Some(self.quote.map(|c| c as u8)),
+            escape: Some(self.escape.map(|c| c as u8)),
+            header: Some(self.header),
+            skip_lines: Some(self.skip_lines),
+            comment,
+        }
+    }
+}
+
 /// Decoder settings.
 #[derive(Clone, Debug)]
 pub struct DecodeOptions {
-    /// Field delimiter byte.
-    pub delimiter: u8,
-    /// Quote byte.
-    pub quote: u8,
-    /// Escape byte inside quotes, if any.
-    pub escape: Option<u8>,
-    /// Whether the first record is a header.
-    pub header: bool,
+    /// The dialect as far as it is given; the rest is detected.
+    pub dialect: Given,
+    /// Prefer a tab among equally good delimiters (`.tsv` keys).
+    pub tab_first: bool,
     /// Null tokens.
     pub nulls: NullTokens,
     /// Explicit column types, by column name.
@@ -80,20 +112,21 @@ pub struct DecodeOptions {
     pub sample_rows: usize,
     /// Rows per batch.
     pub batch_rows: usize,
+    /// Limits of one record.
+    pub limits: Limits,
 }
 
 impl Default for DecodeOptions {
     fn default() -> Self {
         Self {
-            delimiter: b',',
-            quote: b'"',
-            escape: None,
-            header: true,
+            dialect: Given::default(),
+            tab_first: false,
             nulls: NullTokens::Empty,
             explicit: None,
             floor: None,
             sample_rows: DEFAULT_SAMPLE_ROWS,
             batch_rows: DEFAULT_BATCH_ROWS,
+            limits: Limits::default(),
         }
     }
 }
@@ -113,16 +146,20 @@ impl From<Error> for Interrupt {
     }
 }
 
+/// The text a decoder reads: the detection sample again, then the rest of the source.
+type Text<'a> = std::io::Chain<std::io::Cursor<Vec<u8>>, Box<dyn Read + Send + 'a>>;
+
 /// Streams a CSV source as Arrow record batches.
-pub struct CsvDecoder<R: Read> {
-    reader: csv::Reader<LineIndex<R>>,
+pub struct CsvDecoder<'a> {
+    reader: RecordReader<Text<'a>>,
+    dialect: Dialect,
     names: Vec<String>,
     kinds: Vec<Kind>,
     fixed: Vec<bool>,
     schema: SchemaRef,
     distinct: Vec<bool>,
-    sample: VecDeque<ByteRecord>,
-    record: ByteRecord,
+    sample: VecDeque<Record>,
+    record: Record,
     columns: Vec<Column>,
     nulls: NullTokens,
     batch_rows: usize,
@@ -130,126 +167,52 @@ pub struct CsvDecoder<R: Read> {
     finished: bool,
 }
 
-fn line_of(record: &ByteRecord) -> u64 {
-    record.position().map_or(0, csv::Position::line)
-}
-
-/// Counts newlines as the bytes pass, keeping the offsets of recent ones, so that a record's
-/// physical line follows from its byte offset. csv-core's own line count is one short for CRLF
-/// files and after blank lines (BurntSushi/rust-csv#395, #208).
-struct LineIndex<R> {
-    inner: R,
-    offset: u64,
-    /// Offsets of recent newlines, each with whether its line was blank (only `\r` before it).
-    newlines: VecDeque<(u64, bool)>,
-    evicted: u64,
-    consumed: u64,
-    content_since_newline: bool,
-}
-
-/// Newline offsets kept; the csv reader's buffer never holds more lines than this unless lines
-/// average under 4 bytes, where the line number may then be approximate.
-const TRACKED_NEWLINES: usize = 1 << 18;
-
-impl<R: Read> Read for LineIndex<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let chunk = &buf[..n];
-        let mut start = 0;
-        for i in memchr::memchr_iter(b'\n', chunk) {
-            let content = self.content_since_newline || chunk[start..i].iter().any(|b| *b != b'\r');
-            self.newlines.push_back((self.offset + i as u64, !content));
-            self.content_since_newline = false;
-            start = i + 1;
-        }
-        self.content_since_newline |= chunk[start..].iter().any(|b| *b != b'\r');
-        self.offset += n as u64;
-        if self.newlines.len() > TRACKED_NEWLINES {
-            let drop = self.newlines.len() - TRACKED_NEWLINES;
-            self.newlines.drain(..drop);
-            self.evicted += drop as u64;
-        }
-        Ok(n)
+impl std::fmt::Debug for CsvDecoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsvDecoder").field("dialect", &self.dialect).field("kinds", &self.kinds).finish_non_exhaustive()
     }
 }
 
-impl<R> LineIndex<R> {
-    fn new(inner: R) -> Self {
-        Self { inner, offset: 0, newlines: VecDeque::new(), evicted: 0, consumed: 0, content_since_newline: false }
-    }
-
-    fn newline(&self, index: u64) -> Option<(u64, bool)> {
-        self.newlines.get(usize::try_from(index - self.evicted).ok()?).copied()
-    }
-
-    /// The 1-based line of a record that csv reports at `offset`; offsets must be asked in
-    /// increasing order. csv reports a record at the end of the previous one, so the newline of
-    /// a CRLF and blank lines may lie between that offset and the record's first byte.
-    fn line_at(&mut self, offset: u64) -> u64 {
-        self.consumed = self.consumed.max(self.evicted);
-        while self.newline(self.consumed).is_some_and(|(p, _)| p < offset) {
-            self.consumed += 1;
-        }
-        while let Some((p, blank)) = self.newline(self.consumed) {
-            // The line ending at `p` holds the offset; the record cannot start on it if nothing
-            // but line-ending bytes lie between the offset and `p`.
-            if !(blank || p == offset) {
-                break;
-            }
-            self.consumed += 1;
-        }
-        self.consumed + 1
-    }
+/// Reads up to `n` bytes; the flag is whether the source ended within them.
+fn read_prefix(source: &mut dyn Read, n: usize) -> Result<(Vec<u8>, bool)> {
+    let mut out = Vec::with_capacity(n.min(64 << 10));
+    let read = source.take(n as u64).read_to_end(&mut out);
+    read.map_err(|e| crate::records::io_error(e, 1))?;
+    let complete = out.len() < n;
+    Ok((out, complete))
 }
 
-/// Reads the next record and gives it its physical line number.
-fn read_record<R: Read>(reader: &mut csv::Reader<LineIndex<R>>, record: &mut ByteRecord) -> Result<bool> {
-    match reader.read_byte_record(record) {
-        Ok(true) => {
-            if let Some(mut pos) = record.position().cloned() {
-                pos.set_line(reader.get_mut().line_at(pos.byte()));
-                record.set_position(Some(pos));
-            }
-            check_limits(record)?;
-            Ok(true)
+impl<'a> CsvDecoder<'a> {
+    /// Detects the dialect, reads the header and the inference sample.
+    pub fn new(source: impl Read + Send + 'a, opts: &DecodeOptions) -> Result<Self> {
+        let mut source: Box<dyn Read + Send + 'a> = Box::new(source);
+        let (mut head, complete) = read_prefix(&mut source, SNIFF_BYTES)?;
+        if head.starts_with(b"\xef\xbb\xbf") {
+            head.drain(..3);
         }
-        Ok(false) => Ok(false),
-        Err(e) => {
-            let line = e.position().map(|p| reader.get_mut().line_at(p.byte()));
-            Err(csv_error(e, line))
-        }
-    }
-}
-
-fn csv_error(e: csv::Error, line: Option<u64>) -> Error {
-    match e.into_kind() {
-        csv::ErrorKind::Io(io) => Error::Transient(format!("reading input: {io}")),
-        other => match line {
-            Some(l) => Error::bad_line(BadInputKind::NotCsv, l, format!("{other:?}")),
-            None => Error::bad(BadInputKind::NotCsv, format!("{other:?}")),
-        },
-    }
-}
-
-impl<R: Read> CsvDecoder<R> {
-    /// Reads the header and the inference sample.
-    pub fn new(source: R, opts: &DecodeOptions) -> Result<Self> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(opts.delimiter)
-            .quote(opts.quote)
-            .escape(opts.escape)
-            .double_quote(true)
-            .buffer_capacity(1 << 20)
-            .from_reader(LineIndex::new(source));
-        let mut record = ByteRecord::new();
-        let mut sample = VecDeque::new();
-        let mut bytes = 0usize;
-        if !read_record(&mut reader, &mut record)? {
+        if head.iter().all(|b| matches!(b, b'\n' | b'\r')) && complete {
             return Err(Error::bad(BadInputKind::Empty, "the file is empty: no header and no rows"));
         }
-        let names = if opts.header {
+        let sniffed = sniff(&head, complete, &opts.dialect, opts.tab_first)?;
+        let dialect = Dialect {
+            delimiter: char::from(sniffed.syntax.delimiter),
+            quote: sniffed.syntax.quote.map(char::from),
+            escape: sniffed.syntax.escape.map(char::from),
+            header: sniffed.header,
+            skip_lines: sniffed.skip_lines,
+            encoding: "utf-8".into(),
+            compression: "none".into(),
+        };
+        let text = std::io::Cursor::new(head).chain(source);
+        let mut reader = RecordReader::new(text, sniffed.syntax, opts.limits);
+        reader.skip_lines(sniffed.skip_lines)?;
+        let mut record = Record::new();
+        let mut sample = VecDeque::new();
+        let mut bytes = 0usize;
+        if !reader.read(&mut record)? {
+            return Err(Error::bad(BadInputKind::Empty, "the file is empty: no header and no rows"));
+        }
+        let names = if sniffed.header {
             let raw = record
                 .iter()
                 .enumerate()
@@ -257,7 +220,7 @@ impl<R: Read> CsvDecoder<R> {
                     std::str::from_utf8(f).map(str::to_owned).map_err(|_| {
                         Error::bad_line(
                             BadInputKind::InvalidUtf8,
-                            line_of(&record),
+                            record.line(),
                             format!("header field {} is not valid UTF-8", i + 1),
                         )
                     })
@@ -270,10 +233,10 @@ impl<R: Read> CsvDecoder<R> {
         };
         let ncols = names.len();
         while sample.len() < opts.sample_rows && bytes < MAX_SAMPLE_BYTES {
-            if !read_record(&mut reader, &mut record)? {
+            if !reader.read(&mut record)? {
                 break;
             }
-            bytes += record.as_slice().len();
+            bytes += record.byte_len();
             sample.push_back(record.clone());
         }
 
@@ -313,6 +276,7 @@ impl<R: Read> CsvDecoder<R> {
         let columns = kinds.iter().map(|k| Column::new(*k, opts.batch_rows)).collect();
         Ok(Self {
             reader,
+            dialect,
             names,
             kinds,
             fixed,
@@ -326,6 +290,11 @@ impl<R: Read> CsvDecoder<R> {
             rows: 0,
             finished: false,
         })
+    }
+
+    /// The dialect the file is read with.
+    pub fn dialect(&self) -> &Dialect {
+        &self.dialect
     }
 
     /// The schema of every batch.
@@ -354,7 +323,7 @@ impl<R: Read> CsvDecoder<R> {
             self.record = r;
             return Ok(true);
         }
-        read_record(&mut self.reader, &mut self.record)
+        self.reader.read(&mut self.record)
     }
 
     /// The next batch, `Ok(None)` at the end of the file.
@@ -381,7 +350,7 @@ impl<R: Read> CsvDecoder<R> {
                     Ok(false) if self.fixed[i] => {
                         return Err(Interrupt::Error(Error::bad_line(
                             BadInputKind::SchemaMismatch,
-                            line_of(&self.record),
+                            self.record.line(),
                             format!(
                                 "column {:?}: {:?} is not a valid {}",
                                 self.names[i],
@@ -436,7 +405,7 @@ impl<R: Read> CsvDecoder<R> {
 }
 
 /// Whether more than half of the sampled non-null values of column `i` are distinct.
-fn mostly_distinct(sample: &VecDeque<ByteRecord>, i: usize, nulls: &NullTokens) -> bool {
+fn mostly_distinct(sample: &VecDeque<Record>, i: usize, nulls: &NullTokens) -> bool {
     let values: Vec<&[u8]> = sample.iter().filter_map(|r| r.get(i)).filter(|v| !nulls.is_null(v)).collect();
     if values.len() < 64 {
         return false;
@@ -446,32 +415,19 @@ fn mostly_distinct(sample: &VecDeque<ByteRecord>, i: usize, nulls: &NullTokens) 
     values.iter().any(|v| seen.insert(*v) && seen.len() > limit)
 }
 
-/// The limits that keep one record's memory bounded, checked on every record read.
-fn check_limits(r: &ByteRecord) -> Result<()> {
-    if r.len() > MAX_COLUMNS {
-        let message = format!("{} fields exceed the limit of {MAX_COLUMNS} columns", r.len());
-        return Err(Error::bad_line(BadInputKind::LimitExceeded, line_of(r), message));
-    }
-    if let Some(f) = r.iter().find(|f| f.len() > MAX_FIELD_BYTES) {
-        let message = format!("a field of {} bytes exceeds the limit of {MAX_FIELD_BYTES} bytes", f.len());
-        return Err(Error::bad_line(BadInputKind::LimitExceeded, line_of(r), message));
-    }
-    Ok(())
-}
-
-fn check_width(r: &ByteRecord, ncols: usize) -> Result<()> {
+fn check_width(r: &Record, ncols: usize) -> Result<()> {
     if r.len() == ncols {
         return Ok(());
     }
-    Err(Error::bad_line(BadInputKind::RaggedRow, line_of(r), format!("expected {ncols} fields, found {}", r.len())))
+    Err(Error::bad_line(BadInputKind::RaggedRow, r.line(), format!("expected {ncols} fields, found {}", r.len())))
 }
 
-fn classify_or_err(v: &[u8], r: &ByteRecord, i: usize, names: &[String]) -> Result<Kind> {
+fn classify_or_err(v: &[u8], r: &Record, i: usize, names: &[String]) -> Result<Kind> {
     classify(v).ok_or_else(|| invalid_utf8(r, i, names))
 }
 
-fn invalid_utf8(r: &ByteRecord, i: usize, names: &[String]) -> Error {
-    Error::bad_line(BadInputKind::InvalidUtf8, line_of(r), format!("column {:?} is not valid UTF-8", names[i]))
+fn invalid_utf8(r: &Record, i: usize, names: &[String]) -> Error {
+    Error::bad_line(BadInputKind::InvalidUtf8, r.line(), format!("column {:?} is not valid UTF-8", names[i]))
 }
 
 #[cfg(test)]
@@ -652,8 +608,8 @@ mod tests {
 
     #[test]
     fn no_header_names_columns_and_keeps_the_first_row() {
-        let opts = DecodeOptions { header: false, ..Default::default() };
-        let (schema, batches) = decode_all("1;x\n2;y\n", &DecodeOptions { delimiter: b';', ..opts }).unwrap();
+        let opts = DecodeOptions { dialect: Given { header: Some(false), ..Given::default() }, ..Default::default() };
+        let (schema, batches) = decode_all("1;x\n2;y\n", &opts).unwrap();
         assert_eq!(schema.field(1).name(), "column_2");
         assert_eq!(batches[0].num_rows(), 2);
     }

@@ -98,13 +98,8 @@ impl Record {
     }
 
     /// The fields in order.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let mut start = 0;
-        self.ends.iter().map(move |&end| {
-            let f = &self.bytes[start..end];
-            start = end;
-            f
-        })
+    pub fn iter(&self) -> Fields<'_> {
+        Fields { record: self, start: 0, next: 0 }
     }
 
     /// The 1-based line where the record begins.
@@ -126,9 +121,35 @@ impl Record {
 }
 
 /// An error of the source.
-fn io_error(e: std::io::Error, line: u64) -> Error {
+pub(crate) fn io_error(e: std::io::Error, line: u64) -> Error {
     let _ = line;
     Error::Transient(format!("reading input: {e}"))
+}
+
+/// The fields of a [`Record`].
+#[derive(Debug)]
+pub struct Fields<'a> {
+    record: &'a Record,
+    start: usize,
+    next: usize,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let end = *self.record.ends.get(self.next)?;
+        let f = &self.record.bytes[self.start..end];
+        self.start = end;
+        self.next += 1;
+        Some(f)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.record.ends.len() - self.next;
+        (n, Some(n))
+    }
 }
 
 /// Byte classes of the unquoted scan.

@@ -64,7 +64,6 @@ struct Reading {
     rank: usize,
     rows: Vec<Record>,
     error: Option<Error>,
-    skip_lines: u64,
 }
 
 /// How well a reading forms a table.
@@ -294,7 +293,7 @@ fn read_sample(sample: &[u8], complete: bool, syntax: Syntax, rank: usize, skip_
     if !complete && !full && error.is_none() && rows.len() > 1 {
         rows.pop();
     }
-    Reading { syntax, rank, rows, error, skip_lines }
+    Reading { syntax, rank, rows, error }
 }
 
 /// Whether the first row names the columns (see the module doc).

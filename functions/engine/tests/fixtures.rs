@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Interrupt};
+use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt};
 use csvlake_engine::options::{AvroOptions, Format, ParquetOptions};
 use csvlake_engine::sink::FormatWriter;
 use csvlake_engine::{Error, Result};
@@ -25,15 +25,15 @@ fn data(dir: &str) -> Vec<PathBuf> {
     files
 }
 
-/// The options a file is read with: tab-delimited for `.tsv`, and a sample of two rows, so that
+/// The options a file is read with: the dialect detected, and a sample of two rows, so that
 /// a later value that contradicts it makes the decoder widen.
 fn options(path: &Path) -> DecodeOptions {
-    let delimiter = if path.extension().is_some_and(|x| x == "tsv") { b'\t' } else { b',' };
-    DecodeOptions { delimiter, sample_rows: 2, batch_rows: 2, ..DecodeOptions::default() }
+    let tab_first = path.extension().is_some_and(|x| x == "tsv");
+    DecodeOptions { tab_first, sample_rows: 2, batch_rows: 2, ..DecodeOptions::default() }
 }
 
 /// Decodes a whole file, starting again with the widened kinds as often as the decoder asks.
-fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<(SchemaRef, Vec<bool>, Vec<RecordBatch>)> {
+fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<(SchemaRef, Vec<bool>, Vec<RecordBatch>, Dialect)> {
     let mut floor = None;
     for _ in 0..8 {
         let opts = DecodeOptions { floor: floor.take(), ..opts.clone() };
@@ -42,7 +42,10 @@ fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<(SchemaRef, Vec<bool>, V
         loop {
             match decoder.next_batch() {
                 Ok(Some(batch)) => batches.push(batch),
-                Ok(None) => return Ok((decoder.schema(), decoder.mostly_distinct().to_vec(), batches)),
+                Ok(None) => {
+                    let dialect = decoder.dialect().clone();
+                    return Ok((decoder.schema(), decoder.mostly_distinct().to_vec(), batches, dialect));
+                }
                 Err(Interrupt::Widen(kinds)) => {
                     floor = Some(kinds);
                     break;
@@ -76,8 +79,8 @@ fn valid_files_convert_and_read_back_row_for_row() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let bytes = std::fs::read(&path).unwrap();
         let opts = options(&path);
-        let (schema, plain, batches) = decode(&bytes, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let rows = records(&bytes, opts.delimiter);
+        let (schema, plain, batches, dialect) = decode(&bytes, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let rows = records(&bytes, dialect.delimiter as u8);
         let decoded = concat_batches(&schema, &batches).unwrap();
         assert_eq!(decoded.num_rows(), rows, "{name}: rows");
 
@@ -104,7 +107,7 @@ fn valid_files_convert_and_read_back_row_for_row() {
 #[test]
 fn widening_starts_again_with_the_contradicted_columns_as_text() {
     let path = data("valid").into_iter().find(|p| p.ends_with("widens.csv")).unwrap();
-    let (schema, _, _) = decode(&std::fs::read(&path).unwrap(), &options(&path)).unwrap();
+    let (schema, _, _, _) = decode(&std::fs::read(&path).unwrap(), &options(&path)).unwrap();
     let types: Vec<String> = schema.fields().iter().map(|f| f.data_type().to_string()).collect();
     assert_eq!(types, ["Int64", "Utf8"], "a text value after two integers makes the column text");
 }
@@ -129,7 +132,7 @@ fn invalid_files_fail_with_their_kind_and_line() {
                 let want = &expected[name];
                 assert_eq!((kind.as_str(), line), (want.kind.as_str(), want.line), "{name}: {message}");
             }
-            other => panic!("{name}: expected bad input, got {:?}", other.map(|(s, _, b)| (s, b.len()))),
+            other => panic!("{name}: expected bad input, got {:?}", other.map(|(s, _, b, _)| (s, b.len()))),
         }
     }
 }
