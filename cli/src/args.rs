@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use csvlake_contract::payload::{InputLocation, OutputLocation, default_suffixes};
 use csvlake_contract::run::{Mode, RunInput};
-use csvlake_engine::options::{AvroCodec, Format, ParquetCompression, parse_schema_json};
+use csvlake_engine::options::{AvroCodec, Detect, Format, ParquetCompression, parse_schema_json};
 
 /// Conversion and run options: each one given sets that field of the execution input.
 #[derive(Debug, Default, Args)]
@@ -17,21 +17,36 @@ pub struct ConvertArgs {
     /// Output formats, comma-separated [default: parquet,avro].
     #[arg(long, value_delimiter = ',')]
     pub formats: Option<Vec<Format>>,
-    /// Input key suffixes, comma-separated [default: .csv,.csv.gz,.tsv,.tsv.gz].
+    /// Input key suffixes, comma-separated [default: .csv,.csv.gz,.csv.zst,.tsv,.tsv.gz,.tsv.zst].
     #[arg(long, value_delimiter = ',')]
     pub suffixes: Option<Vec<String>>,
-    /// Field delimiter [default: `,`, or a tab for .tsv].
-    #[arg(long)]
-    pub delimiter: Option<char>,
-    /// Quote character [default: `"`].
-    #[arg(long)]
-    pub quote: Option<char>,
-    /// Escape character inside quoted fields [default: none, quotes are doubled].
-    #[arg(long)]
-    pub escape: Option<char>,
+    /// Field delimiter: one character, `tab`, or `auto` to detect it per file [default: auto].
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<Detect<char>>,
+    /// Quote character, `none` to turn quoting off, or `auto` [default: auto].
+    #[arg(long, value_parser = parse_optional_char)]
+    pub quote: Option<Detect<Option<char>>>,
+    /// Escape character inside quoted fields, `none` (quotes are doubled), or `auto` [default: auto].
+    #[arg(long, value_parser = parse_optional_char)]
+    pub escape: Option<Detect<Option<char>>>,
+    /// Whether the first row names the columns: true, false or auto [default: auto].
+    #[arg(long, value_parser = parse_header)]
+    pub header: Option<Detect<bool>>,
     /// The first row is data, not a header; columns are named column_1, column_2, ….
-    #[arg(long)]
+    #[arg(long, conflicts_with = "header")]
     pub no_header: bool,
+    /// Lines to skip before the header [default: auto, which skips a detected preamble].
+    #[arg(long)]
+    pub skip_lines: Option<u64>,
+    /// Text encoding label (utf-8, windows-1252, latin1, utf-16le, …) [default: auto].
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// Skip the lines that begin with this prefix [default: none].
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Decompressed bytes of one file at most [default: 68719476736].
+    #[arg(long)]
+    pub max_bytes: Option<u64>,
     /// A field value read as null; repeat for several [default: the empty field].
     #[arg(long = "null-value")]
     pub null_values: Option<Vec<String>>,
@@ -83,22 +98,42 @@ impl ConvertArgs {
         let csv_given = self.delimiter.is_some()
             || self.quote.is_some()
             || self.escape.is_some()
+            || self.header.is_some()
             || self.no_header
+            || self.skip_lines.is_some()
+            || self.encoding.is_some()
+            || self.comment.is_some()
+            || self.max_bytes.is_some()
             || self.null_values.is_some()
             || self.schema.is_some();
         if csv_given {
             let mut csv = base.csv.take().unwrap_or_default();
-            if self.delimiter.is_some() {
-                csv.delimiter = self.delimiter;
+            if let Some(d) = &self.delimiter {
+                csv.delimiter = d.clone();
             }
-            if let Some(q) = self.quote {
-                csv.quote = q;
+            if let Some(q) = &self.quote {
+                csv.quote = q.clone();
             }
-            if self.escape.is_some() {
-                csv.escape = self.escape;
+            if let Some(e) = &self.escape {
+                csv.escape = e.clone();
+            }
+            if let Some(h) = &self.header {
+                csv.header = h.clone();
             }
             if self.no_header {
-                csv.header = false;
+                csv.header = Detect::Given(false);
+            }
+            if let Some(n) = self.skip_lines {
+                csv.skip_lines = Detect::Given(n);
+            }
+            if let Some(e) = &self.encoding {
+                csv.encoding = if e == "auto" { Detect::Auto } else { Detect::Given(e.clone()) };
+            }
+            if let Some(c) = &self.comment {
+                csv.comment = Some(c.clone());
+            }
+            if let Some(n) = self.max_bytes {
+                csv.max_bytes = n;
             }
             if let Some(n) = &self.null_values {
                 csv.null_values = n.clone();
@@ -197,6 +232,40 @@ pub fn read_keys(path: &Path) -> Result<Vec<String>> {
     Ok(keys)
 }
 
+fn one_char(s: &str) -> Result<char, String> {
+    match s {
+        "tab" | "\\t" => Ok('\t'),
+        _ => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Ok(c),
+                _ => Err(format!("expected one character, got {s:?}")),
+            }
+        }
+    }
+}
+
+fn parse_delimiter(s: &str) -> Result<Detect<char>, String> {
+    if s == "auto" { Ok(Detect::Auto) } else { one_char(s).map(Detect::Given) }
+}
+
+fn parse_optional_char(s: &str) -> Result<Detect<Option<char>>, String> {
+    match s {
+        "auto" => Ok(Detect::Auto),
+        "none" => Ok(Detect::Given(None)),
+        _ => one_char(s).map(|c| Detect::Given(Some(c))),
+    }
+}
+
+fn parse_header(s: &str) -> Result<Detect<bool>, String> {
+    match s {
+        "auto" => Ok(Detect::Auto),
+        "true" => Ok(Detect::Given(true)),
+        "false" => Ok(Detect::Given(false)),
+        _ => Err(format!("expected true, false or auto, got {s:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,15 +274,25 @@ mod tests {
     #[test]
     fn a_flag_patches_one_field_and_keeps_the_others() {
         let base = RunInput {
-            csv: Some(CsvOptions { delimiter: Some(';'), ..CsvOptions::default() }),
+            csv: Some(CsvOptions::default().with_delimiter(';')),
             ..scan(input_at("i", ""), OutputLocation { bucket: "o".into(), prefix: String::new() })
         };
         let args = ConvertArgs { null_values: Some(vec!["NA".into()]), force: true, ..ConvertArgs::default() };
         let patched = args.patch(base).unwrap();
         let csv = patched.csv.unwrap();
-        assert_eq!((csv.delimiter, csv.null_values), (Some(';'), vec!["NA".to_string()]));
+        assert_eq!((csv.delimiter, csv.null_values), (Detect::Given(';'), vec!["NA".to_string()]));
         assert_eq!(patched.incremental, Some(false));
         assert_eq!(ConvertArgs::default().patch(RunInput::default()).unwrap(), RunInput::default());
+    }
+
+    #[test]
+    fn dialect_flags_parse() {
+        assert_eq!(parse_delimiter("tab"), Ok(Detect::Given('\t')));
+        assert_eq!(parse_delimiter("auto"), Ok(Detect::Auto));
+        assert!(parse_delimiter(";;").is_err());
+        assert_eq!(parse_optional_char("none"), Ok(Detect::Given(None)));
+        assert_eq!(parse_optional_char("'"), Ok(Detect::Given(Some('\''))));
+        assert_eq!(parse_header("false"), Ok(Detect::Given(false)));
     }
 
     #[test]

@@ -316,7 +316,7 @@ async fn options_are_applied() {
         .csv
         .clone()
         .with_delimiter(';')
-        .with_quote('\'')
+        .with_quote(Some('\''))
         .with_escape(Some('\\'))
         .with_header(false)
         .with_null_values(vec!["NA".into()]);

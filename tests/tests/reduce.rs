@@ -401,6 +401,7 @@ fn succeeded(batch: &ManifestBatch) -> ChildExecution {
             }
             let rel = f.key.trim_start_matches("in/").trim_end_matches(".csv");
             FileResult {
+                dialect: None,
                 key: f.key.clone(),
                 status: FileStatus::Converted,
                 rows: 100,

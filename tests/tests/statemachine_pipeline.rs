@@ -83,6 +83,7 @@ impl Converter {
             .files
             .iter()
             .map(|f| FileResult {
+                dialect: None,
                 key: f.key.clone(),
                 status: FileStatus::Converted,
                 rows: 1,

@@ -1,10 +1,11 @@
 //! Output keys: `<out>/parquet/<rel>.parquet` and `<out>/avro/<rel>.avro`, where `<rel>` is the
-//! input key relative to the input prefix with `.csv`, `.tsv`, `.csv.gz` or `.tsv.gz` stripped.
+//! input key relative to the input prefix with `.csv`, `.tsv`, `.csv.gz`, `.tsv.gz`, `.csv.zst` or
+//! `.tsv.zst` stripped.
 //! A key that would leave `<out>` is bad input.
 
 use csvlake_engine::{BadInputKind, Error, Format, Result};
 
-const STRIPPED: [&str; 4] = [".csv.gz", ".tsv.gz", ".csv", ".tsv"];
+const STRIPPED: [&str; 6] = [".csv.gz", ".tsv.gz", ".csv.zst", ".tsv.zst", ".csv", ".tsv"];
 
 /// Joins a prefix and a relative path with exactly one `/` between them.
 pub fn join(prefix: &str, rel: &str) -> String {

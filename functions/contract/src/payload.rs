@@ -1,6 +1,7 @@
 //! The converter's payloads: the job (locations and options) every batch carries, the batch
 //! event, the per-file result and the batch result. snake_case, like every payload of ours.
 
+use csvlake_engine::decode::Dialect;
 use csvlake_engine::options::{AvroOptions, CsvOptions, Format, ParquetOptions, default_formats};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -16,14 +17,14 @@ pub struct InputLocation {
     /// Input prefix; output keys are relative to it.
     #[serde(default)]
     pub prefix: String,
-    /// Key suffixes that are converted. Default `.csv`, `.csv.gz`, `.tsv`, `.tsv.gz`.
+    /// Key suffixes that are converted. Default `.csv`, `.csv.gz`, `.csv.zst`, `.tsv`, `.tsv.gz`, `.tsv.zst`.
     #[serde(default = "default_suffixes")]
     pub suffixes: Vec<String>,
 }
 
 /// The default input suffixes.
 pub fn default_suffixes() -> Vec<String> {
-    [".csv", ".csv.gz", ".tsv", ".tsv.gz"].map(String::from).to_vec()
+    [".csv", ".csv.gz", ".csv.zst", ".tsv", ".tsv.gz", ".tsv.zst"].map(String::from).to_vec()
 }
 
 /// Where the outputs go.
@@ -145,6 +146,10 @@ pub struct FileResult {
     /// Output objects written.
     #[serde(default)]
     pub outputs: Vec<OutputRef>,
+    /// The dialect the file was read with, as given or detected; absent when the file failed
+    /// before its dialect was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<Dialect>,
     /// Wall time spent on the file.
     #[serde(default)]
     pub millis: u64,
@@ -162,6 +167,7 @@ impl FileResult {
             rows: 0,
             bytes_in,
             outputs: Vec::new(),
+            dialect: None,
             millis,
             error: Some(error),
         }

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use csvlake_engine::decode::Dialect;
 use csvlake_engine::options::{AvroOptions, CsvOptions, Format, ParquetOptions, default_formats};
 use csvlake_engine::{Error, Result};
 use schemars::JsonSchema;
@@ -474,6 +475,15 @@ pub struct FailedFile {
     pub error: FileError,
 }
 
+/// How many files of a run were read with one dialect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialectCount {
+    /// The dialect.
+    pub dialect: Dialect,
+    /// Files read with it (converted or failed).
+    pub files: u64,
+}
+
 /// `report.json`. `failed` comes last, since it is the one part that grows with the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -489,6 +499,9 @@ pub struct Report {
     pub totals: Totals,
     /// Failed files by error kind.
     pub failures_by_kind: BTreeMap<String, u64>,
+    /// Files by the dialect they were read with, most frequent first.
+    #[serde(default)]
+    pub dialects: Vec<DialectCount>,
     /// The Map's own error, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_error: Option<StatesError>,

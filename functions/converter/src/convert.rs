@@ -25,7 +25,7 @@ use tokio_util::io::SyncIoBridge;
 use csvlake_contract::ErrorNames;
 use csvlake_contract::keys;
 use csvlake_contract::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus, Job, OutputRef};
-use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Interrupt, NullTokens};
+use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt, NullTokens};
 use csvlake_engine::options::{AvroOptions, Format, ParquetOptions};
 use csvlake_engine::schema::Kind;
 use csvlake_engine::sink::FormatWriter;
@@ -171,8 +171,11 @@ impl Converter {
             Err(e) => return Ok(failed(&e, file.size)),
         };
         let mut floor = None;
+        let mut dialect: Option<Dialect> = None;
         for _ in 0..MAX_PASSES {
-            match self.convert_pass(job, file, &rel, floor.take(), read).await {
+            let (seen, pass) = self.convert_pass(job, file, &rel, floor.take(), dialect.as_ref(), read).await;
+            dialect = seen.or(dialect);
+            match pass {
                 Ok(Pass::Done { rows, bytes_in, staged }) => {
                     let outputs = self.commit(staged).await?;
                     return Ok(FileResult {
@@ -181,12 +184,13 @@ impl Converter {
                         rows,
                         bytes_in,
                         outputs,
+                        dialect,
                         millis: millis(started),
                         error: None,
                     });
                 }
                 Ok(Pass::Widen(kinds)) => floor = Some(kinds),
-                Err(e @ Error::BadInput { .. }) => return Ok(failed(&e, file.size)),
+                Err(e @ Error::BadInput { .. }) => return Ok(FileResult { dialect, ..failed(&e, file.size) }),
                 Err(e) => return Err(e),
             }
         }
@@ -199,15 +203,17 @@ impl Converter {
         file: &FileRef,
         rel: &str,
         floor: Option<Vec<Kind>>,
+        dialect: Option<&Dialect>,
         read: &Arc<AtomicU64>,
-    ) -> Result<Pass> {
+    ) -> (Option<Dialect>, Result<Pass>) {
         let bucket = &job.input.bucket;
         let resp = match self.client.get_object().bucket(bucket).key(&file.key).send().await {
             Ok(r) => r,
             Err(e) if error_code(&e) == Some("NoSuchKey") => {
-                return Err(Error::bad(BadInputKind::NotFound, format!("s3://{bucket}/{} no longer exists", file.key)));
+                let message = format!("s3://{bucket}/{} no longer exists", file.key);
+                return (None, Err(Error::bad(BadInputKind::NotFound, message)));
             }
-            Err(e) => return Err(sdk_error("GetObject", bucket, &file.key, e)),
+            Err(e) => return (None, Err(sdk_error("GetObject", bucket, &file.key, e))),
         };
         let bytes_in = resp.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(file.size);
         let gz = keys::is_gzip(&file.key);
@@ -230,11 +236,11 @@ impl Converter {
         }
 
         let csv = &job.csv;
+        let comment = csv.comment.as_ref().map(|c| c.as_bytes().to_vec());
+        let lower = file.key.to_ascii_lowercase();
         let opts = DecodeOptions {
-            delimiter: csv.delimiter_for(&file.key),
-            quote: csv.quote as u8,
-            escape: csv.escape.map(|c| c as u8),
-            header: csv.header,
+            dialect: dialect.map_or_else(|| csv.given(), |d| d.given(comment)),
+            tab_first: lower.ends_with(".tsv") || lower.contains(".tsv."),
             nulls: NullTokens::new(&csv.null_values),
             explicit: csv.schema.clone(),
             floor,
@@ -242,9 +248,9 @@ impl Converter {
         };
         let writers = Writers { parquet: job.parquet.clone(), avro: job.avro.clone(), sinks };
         let threaded = bytes_in >= THREADED_MIN_BYTES;
-        let pipeline = tokio::task::spawn_blocking(move || run_pipeline(reader, gz, &opts, writers, threaded))
+        let (seen, pipeline) = tokio::task::spawn_blocking(move || run_pipeline(reader, gz, &opts, writers, threaded))
             .await
-            .unwrap_or_else(|e| Err(Error::Internal(format!("conversion task: {e}"))));
+            .unwrap_or_else(|e| (None, Err(Error::Internal(format!("conversion task: {e}")))));
 
         let mut staged = Vec::new();
         let mut upload_error = None;
@@ -262,7 +268,7 @@ impl Converter {
         }
         let result = match (pipeline, upload_error) {
             (Ok(Outcome::Done { rows }), None) if staged.len() == nformats => {
-                return Ok(Pass::Done { rows, bytes_in, staged });
+                return (seen, Ok(Pass::Done { rows, bytes_in, staged }));
             }
             // An upload failure is the cause; the writer only saw its pipe close.
             (_, Some(e)) => Err(e),
@@ -281,7 +287,7 @@ impl Converter {
         for (_, s) in staged {
             s.discard(&self.client).await;
         }
-        result
+        (seen, result)
     }
 
     /// Makes every staged output visible; if one fails, removes the ones already committed.
@@ -333,19 +339,28 @@ enum Msg {
     End,
 }
 
+/// Runs one pass; returns the dialect the file was read with, once it is known.
 fn run_pipeline(
     reader: impl Read + Send,
     gz: bool,
     opts: &DecodeOptions,
     w: Writers,
     threaded: bool,
-) -> Result<Outcome> {
+) -> (Option<Dialect>, Result<Outcome>) {
     let source: Box<dyn Read + Send> = if gz {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 << 10, reader)))
     } else {
         Box::new(reader)
     };
-    let mut decoder = CsvDecoder::new(source, opts)?;
+    let mut decoder = match CsvDecoder::new(source, opts) {
+        Ok(d) => d,
+        Err(e) => return (None, Err(e)),
+    };
+    let dialect = decoder.dialect().clone();
+    (Some(dialect), decode_into(&mut decoder, w, threaded))
+}
+
+fn decode_into(decoder: &mut CsvDecoder<'_>, w: Writers, threaded: bool) -> Result<Outcome> {
     let schema = decoder.schema();
     let plain = decoder.mostly_distinct().to_vec();
     let mut writers = w

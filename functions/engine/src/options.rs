@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BadInputKind, Error, Result};
 use crate::schema::ColumnType;
+use crate::sniff::Given;
 
 /// An output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
@@ -58,49 +59,144 @@ pub fn default_formats() -> Vec<Format> {
     Format::ALL.to_vec()
 }
 
-/// CSV dialect and typing options.
+/// A dialect option: detected per file (`"auto"`, the default) or given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Detect<T> {
+    /// Detected from each file.
+    #[default]
+    Auto,
+    /// Given by the job.
+    Given(T),
+}
+
+impl<T: Clone> Detect<T> {
+    /// The given value, `None` when detected.
+    pub fn given(&self) -> Option<T> {
+        match self {
+            Self::Auto => None,
+            Self::Given(v) => Some(v.clone()),
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Detect<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::Given(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Detect<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        if v.as_str() == Some("auto") {
+            return Ok(Self::Auto);
+        }
+        serde_json::from_value(v).map(Self::Given).map_err(|e| serde::de::Error::custom(format!("\"auto\" or {e}")))
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Detect<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Detect_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let given = g.subschema_for::<T>();
+        schemars::json_schema!({
+            "anyOf": [{"type": "string", "enum": ["auto"], "description": "detected from each file"}, given],
+        })
+    }
+}
+
+/// Default decompressed bytes per file.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 30;
+
+/// CSV dialect and typing options. Each dialect field is `"auto"` (detected per file, the
+/// default) or given for every file of the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CsvOptions {
-    /// Field delimiter. Default: `,`, or a tab for `.tsv` and `.tsv.gz` keys when unset.
-    pub delimiter: Option<char>,
-    /// Quote character. Default `"`.
-    pub quote: char,
-    /// Escape character inside quoted fields. Default: none (quotes are escaped by doubling).
-    pub escape: Option<char>,
-    /// Whether the first row names the columns. Default `true`; without it columns are `column_1`….
-    pub header: bool,
+    /// Field delimiter: `,` `;` tab or `|` are detected, any ASCII character can be given.
+    pub delimiter: Detect<char>,
+    /// Quote character (`"` or `'` are detected); `null` turns quoting off.
+    pub quote: Detect<Option<char>>,
+    /// Escape character inside quoted fields (a backslash is detected); `null`: quotes are
+    /// escaped by doubling only.
+    pub escape: Detect<Option<char>>,
+    /// Whether the first row (after skipped lines) names the columns; without it columns are
+    /// `column_1`….
+    pub header: Detect<bool>,
+    /// Lines before the header to skip (a preamble; leading `#` lines are detected as one).
+    pub skip_lines: Detect<u64>,
+    /// Text encoding: UTF-8 (with or without a BOM) and UTF-16 with a BOM are detected, others
+    /// are guessed; or an encoding label (`utf-8`, `windows-1252`, `latin1`, `utf-16le`, …).
+    pub encoding: Detect<String>,
+    /// Lines that begin with this prefix are skipped anywhere in the file. Default: none.
+    pub comment: Option<String>,
     /// Field values read as null. Default `[""]`.
     pub null_values: Vec<String>,
     /// Explicit column types (column → type name), overriding inference. Default: none.
     pub schema: Option<BTreeMap<String, ColumnType>>,
+    /// Decompressed bytes of one file at most; a larger file fails as
+    /// `bad_input.limit_exceeded`. Default 64 GiB.
+    #[schemars(range(min = 1))]
+    pub max_bytes: u64,
 }
 
 impl Default for CsvOptions {
     fn default() -> Self {
-        Self { delimiter: None, quote: '"', escape: None, header: true, null_values: vec![String::new()], schema: None }
+        Self {
+            delimiter: Detect::Auto,
+            quote: Detect::Auto,
+            escape: Detect::Auto,
+            header: Detect::Auto,
+            skip_lines: Detect::Auto,
+            encoding: Detect::Auto,
+            comment: None,
+            null_values: vec![String::new()],
+            schema: None,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
     }
 }
 
 impl CsvOptions {
-    /// Sets the delimiter.
+    /// Gives the delimiter.
     pub fn with_delimiter(mut self, delimiter: char) -> Self {
-        self.delimiter = Some(delimiter);
+        self.delimiter = Detect::Given(delimiter);
         self
     }
-    /// Sets the quote character.
-    pub fn with_quote(mut self, quote: char) -> Self {
-        self.quote = quote;
+    /// Gives the quote character; `None` turns quoting off.
+    pub fn with_quote(mut self, quote: Option<char>) -> Self {
+        self.quote = Detect::Given(quote);
         self
     }
-    /// Sets the escape character.
+    /// Gives the escape character.
     pub fn with_escape(mut self, escape: Option<char>) -> Self {
-        self.escape = escape;
+        self.escape = Detect::Given(escape);
         self
     }
-    /// Sets whether the first row is a header.
+    /// Gives whether the first row is a header.
     pub fn with_header(mut self, header: bool) -> Self {
-        self.header = header;
+        self.header = Detect::Given(header);
+        self
+    }
+    /// Gives the number of lines to skip before the header.
+    pub fn with_skip_lines(mut self, n: u64) -> Self {
+        self.skip_lines = Detect::Given(n);
+        self
+    }
+    /// Gives the encoding label.
+    pub fn with_encoding(mut self, label: impl Into<String>) -> Self {
+        self.encoding = Detect::Given(label.into());
+        self
+    }
+    /// Sets the comment prefix.
+    pub fn with_comment(mut self, prefix: Option<String>) -> Self {
+        self.comment = prefix;
         self
     }
     /// Sets the null tokens.
@@ -113,34 +209,50 @@ impl CsvOptions {
         self.schema = schema;
         self
     }
+    /// Sets the decompressed-byte limit.
+    pub fn with_max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = n;
+        self
+    }
 
-    /// The delimiter byte to use for `key`.
-    pub fn delimiter_for(&self, key: &str) -> u8 {
-        match self.delimiter {
-            Some(d) => d as u8,
-            None if key.ends_with(".tsv") || key.ends_with(".tsv.gz") => b'\t',
-            None => b',',
+    /// The dialect as far as the options give it.
+    pub fn given(&self) -> Given {
+        Given {
+            delimiter: self.delimiter.given().map(|c| c as u8),
+            quote: self.quote.given().map(|q| q.map(|c| c as u8)),
+            escape: self.escape.given().map(|e| e.map(|c| c as u8)),
+            header: self.header.given(),
+            skip_lines: self.skip_lines.given(),
+            comment: self.comment.as_ref().map(|c| c.as_bytes().to_vec()),
         }
     }
 
-    /// Checks that the dialect characters are single ASCII bytes and distinct.
+    /// Checks that the dialect characters are single ASCII bytes, distinct, and not line ends.
     pub fn validate(&self) -> Result<()> {
         let ascii = |name: &str, c: char| {
-            if c.is_ascii() {
+            if c.is_ascii() && c != '\n' && c != '\r' {
                 Ok(())
             } else {
-                Err(Error::Internal(format!("csv.{name} must be one ASCII character, got {c:?}")))
+                Err(Error::Internal(format!("csv.{name} must be one ASCII character other than a line end, got {c:?}")))
             }
         };
-        if let Some(d) = self.delimiter {
+        if let Detect::Given(d) = self.delimiter {
             ascii("delimiter", d)?;
-            if d == self.quote {
+        }
+        if let Detect::Given(Some(q)) = self.quote {
+            ascii("quote", q)?;
+            if self.delimiter == Detect::Given(q) {
                 return Err(Error::Internal("csv.delimiter and csv.quote must differ".into()));
             }
         }
-        ascii("quote", self.quote)?;
-        if let Some(e) = self.escape {
+        if let Detect::Given(Some(e)) = self.escape {
             ascii("escape", e)?;
+        }
+        if self.comment.as_deref() == Some("") {
+            return Err(Error::Internal("csv.comment must not be empty: give a prefix, or null".into()));
+        }
+        if self.max_bytes == 0 {
+            return Err(Error::Internal("csv.max_bytes must be positive".into()));
         }
         Ok(())
     }

@@ -38,9 +38,10 @@ use csvlake_contract::deployment::{
 use csvlake_contract::errors::{self, FileError, shortened};
 use csvlake_contract::payload::{BatchResult, FileRef, FileResult, FileStatus};
 use csvlake_contract::run::{
-    ChildExecution, FailedFile, ManifestBatch, Mode, ObjectLocation, ReduceRequest, Report, ResultManifest, RunInput,
-    RunStatus, RunSummary, Totals, names, run_key,
+    ChildExecution, DialectCount, FailedFile, ManifestBatch, Mode, ObjectLocation, ReduceRequest, Report,
+    ResultManifest, RunInput, RunStatus, RunSummary, Totals, names, run_key,
 };
+use csvlake_engine::decode::Dialect;
 use csvlake_engine::{Error, Result};
 use csvlake_s3::sdk_error;
 use csvlake_s3::upload::{DEFAULT_PART_SIZE, PartSink, Staged, stage};
@@ -72,7 +73,10 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
         Ok(t) => t,
         Err(e) => return Err(files_upload.abandon(client, e).await),
     };
-    let Tally { mut totals, by_kind, files, failed, keys, .. } = tally;
+    let Tally { mut totals, by_kind, by_dialect, files, failed, keys, .. } = tally;
+    let mut dialects: Vec<DialectCount> =
+        by_dialect.into_iter().map(|(dialect, files)| DialectCount { dialect, files }).collect();
+    dialects.sort_by(|a, b| b.files.cmp(&a.files).then_with(|| a.dialect.cmp(&b.dialect)));
     let uri = files_loc.uri();
     let finished = blocking(move || files.finish().map(drop).map_err(|e| write_error(&uri, e))).await;
     files_upload.complete(client, finished).await?;
@@ -93,6 +97,7 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
         output: plan.job.output.clone(),
         totals: totals.clone(),
         failures_by_kind: by_kind.clone(),
+        dialects,
         map_error: request.convert_error.clone(),
         failed: Vec::new(),
     };
@@ -470,6 +475,7 @@ impl Spool {
 struct Tally {
     totals: Totals,
     by_kind: BTreeMap<String, u64>,
+    by_dialect: BTreeMap<Dialect, u64>,
     seen: Seen,
     /// `files.jsonl`, uploading as it is written.
     files: PartSink,
@@ -485,6 +491,7 @@ impl Tally {
         Ok(Self {
             totals: Totals::default(),
             by_kind: BTreeMap::new(),
+            by_dialect: BTreeMap::new(),
             seen: Seen::new(batches),
             files,
             failed: Spool::new()?,
@@ -501,6 +508,9 @@ impl Tally {
         t.bytes_in += result.bytes_in;
         t.bytes_out += result.outputs.iter().map(|o| o.bytes).sum::<u64>();
         t.millis += result.millis;
+        if let Some(d) = &result.dialect {
+            *self.by_dialect.entry(d.clone()).or_default() += 1;
+        }
         match result.status {
             FileStatus::Converted => t.converted += 1,
             FileStatus::Skipped => t.skipped += 1,
