@@ -556,3 +556,432 @@ impl<R: Read> Read for Transcoder<R> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use encoding_rs::{SHIFT_JIS, WINDOWS_1252};
+
+    use super::*;
+
+    /// Opens `bytes` and reads the text, classifying errors as a caller would.
+    fn read_all(
+        raw: impl Read + Send + 'static,
+        hint: Option<Compression>,
+        encoding: Option<&'static Encoding>,
+        max_bytes: u64,
+    ) -> Result<(Compression, &'static Encoding, Evidence, Vec<u8>)> {
+        let mut opened = open(raw, hint, encoding, max_bytes)?;
+        let mut text = Vec::new();
+        opened.reader.read_to_end(&mut text).map_err(|e| classify_io(e, None))?;
+        Ok((opened.compression, opened.encoding, opened.evidence, text))
+    }
+
+    fn read_bytes(
+        bytes: &[u8],
+        hint: Option<Compression>,
+    ) -> Result<(Compression, &'static Encoding, Evidence, Vec<u8>)> {
+        read_all(Cursor::new(bytes.to_vec()), hint, None, DEFAULT_MAX_BYTES)
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn zstd(bytes: &[u8]) -> Vec<u8> {
+        zstd::encode_all(bytes, 3).unwrap()
+    }
+
+    fn utf16(text: &str, little: bool) -> Vec<u8> {
+        text.encode_utf16().flat_map(|u| if little { u.to_le_bytes() } else { u.to_be_bytes() }).collect()
+    }
+
+    fn kind_of(e: &Error) -> Option<BadInputKind> {
+        match e {
+            Error::BadInput { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// Some bytes, then a failed read, as when a connection drops.
+    struct Dropping(Cursor<Vec<u8>>);
+
+    impl Read for Dropping {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset by peer")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    /// `left` bytes that repeat `pattern`, made as they are read.
+    struct Repeat {
+        pattern: &'static [u8],
+        pos: usize,
+        left: u64,
+    }
+
+    impl Read for Repeat {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            let mut filled = 0;
+            while filled < n {
+                let rest = &self.pattern[self.pos..];
+                let k = rest.len().min(n - filled);
+                buf[filled..filled + k].copy_from_slice(&rest[..k]);
+                self.pos = (self.pos + k) % self.pattern.len();
+                filled += k;
+            }
+            self.left -= n as u64;
+            Ok(n)
+        }
+    }
+
+    const CSV: &str = "id,name\n1,Ann\n2,Bob\n";
+
+    #[test]
+    fn hints_come_from_suffixes() {
+        assert_eq!(compression_hint("in/a.csv.gz"), Some(Compression::Gzip));
+        assert_eq!(compression_hint("in/a.CSV.GZ"), Some(Compression::Gzip));
+        assert_eq!(compression_hint("in/a.csv.zst"), Some(Compression::Zstd));
+        assert_eq!(compression_hint("in/a.csv"), None);
+        assert_eq!(compression_hint("in/gz"), None);
+        assert_eq!(compression_hint("in/fiancé"), None);
+        assert_eq!(serde_json::to_string(&Compression::Zstd).unwrap(), "\"zstd\"");
+        assert_eq!(Compression::Gzip.as_str(), "gzip");
+    }
+
+    #[test]
+    fn gzip_is_found_by_content_under_a_csv_name() {
+        let (compression, encoding, _, text) = read_bytes(&gzip(CSV.as_bytes()), compression_hint("a.csv")).unwrap();
+        assert_eq!((compression, encoding), (Compression::Gzip, UTF_8));
+        assert_eq!(text, CSV.as_bytes());
+    }
+
+    #[test]
+    fn concatenated_gzip_members_are_all_read() {
+        let mut bytes = gzip(b"id,name\n1,Ann\n");
+        bytes.extend(gzip(b"2,Bob\n"));
+        let (_, _, _, text) = read_bytes(&bytes, Some(Compression::Gzip)).unwrap();
+        assert_eq!(text, CSV.as_bytes());
+    }
+
+    #[test]
+    fn zstd_frames_are_all_read() {
+        let mut bytes = zstd(b"id,name\n1,Ann\n");
+        bytes.extend(zstd(b"2,Bob\n"));
+        let (compression, _, _, text) = read_bytes(&bytes, None).unwrap();
+        assert_eq!(compression, Compression::Zstd);
+        assert_eq!(text, CSV.as_bytes());
+        let (_, _, _, text) = read_bytes(&bytes, compression_hint("a.csv.zst")).unwrap();
+        assert_eq!(text, CSV.as_bytes());
+    }
+
+    #[test]
+    fn a_suffix_whose_content_lacks_the_magic_is_bad_compression() {
+        let e = read_bytes(CSV.as_bytes(), compression_hint("a.csv.gz")).unwrap_err();
+        assert_eq!(kind_of(&e), Some(BadInputKind::Compression));
+        assert!(e.to_string().contains("ends in .gz but is not gzip"), "{e}");
+        let e = read_bytes(&gzip(CSV.as_bytes()), compression_hint("a.csv.zst")).unwrap_err();
+        assert!(e.to_string().contains("ends in .zst but is not zstd: its content is gzip"), "{e}");
+        let e = read_bytes(b"", compression_hint("a.csv.gz")).unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+        // No hint is not a hint of plain bytes.
+        assert!(read_bytes(&gzip(CSV.as_bytes()), Some(Compression::None)).is_ok());
+    }
+
+    #[test]
+    fn truncated_or_corrupt_streams_are_bad_compression() {
+        let big: Vec<u8> = (0..200_000u32).flat_map(|i| format!("{i},{}\n", i * 7).into_bytes()).collect();
+        let gz = gzip(&big);
+        let truncated = &gz[..gz.len() / 2];
+        let e = read_bytes(truncated, None).unwrap_err();
+        assert_eq!(kind_of(&e), Some(BadInputKind::Compression), "{e}");
+        assert!(e.to_string().contains("gzip stream is corrupt"), "{e}");
+
+        let mut corrupt = gz.clone();
+        for b in &mut corrupt[100..400] {
+            *b = !*b;
+        }
+        let e = read_bytes(&corrupt, None).unwrap_err();
+        assert!(e.to_string().contains("gzip stream is corrupt"), "{e}");
+
+        // A cut at the end of the gzip trailer, where only the checksum is missing.
+        let e = read_bytes(&gz[..gz.len() - 4], None).unwrap_err();
+        assert_eq!(kind_of(&e), Some(BadInputKind::Compression), "{e}");
+
+        let zs = zstd(&big);
+        let e = read_bytes(&zs[..zs.len() / 2], None).unwrap_err();
+        assert!(e.to_string().contains("zstd stream is corrupt"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_read_of_the_source_is_transient() {
+        let big: Vec<u8> = (0..200_000u32).flat_map(|i| format!("{i},{}\n", i * 7).into_bytes()).collect();
+        for bytes in [big.clone(), gzip(&big), zstd(&big)] {
+            let half = bytes[..bytes.len() / 2].to_vec();
+            let e = read_all(Dropping(Cursor::new(half)), None, None, DEFAULT_MAX_BYTES).unwrap_err();
+            assert!(matches!(&e, Error::Transient(m) if m.contains("connection reset")), "{e}");
+        }
+        // Before the first byte, while sniffing the compression.
+        let e = open(Dropping(Cursor::new(Vec::new())), None, None, DEFAULT_MAX_BYTES).unwrap_err();
+        assert!(matches!(e, Error::Transient(_)), "{e}");
+        // An io error that did not come out of the chain is taken for the source's.
+        let e = classify_io(std::io::Error::other("elsewhere"), Some(3));
+        assert!(matches!(e, Error::Transient(_)), "{e}");
+    }
+
+    #[test]
+    fn the_decompressed_bytes_are_bounded() {
+        let (_, _, _, text) = read_all(Cursor::new(CSV.as_bytes()), None, None, CSV.len() as u64).unwrap();
+        assert_eq!(text, CSV.as_bytes());
+        let e = read_all(Cursor::new(CSV.as_bytes()), None, None, CSV.len() as u64 - 1).unwrap_err();
+        assert_eq!(kind_of(&e), Some(BadInputKind::LimitExceeded));
+        assert!(e.to_string().contains(&format!("{} bytes", CSV.len() - 1)), "{e}");
+        assert!(e.to_string().contains("csv.max_bytes"), "{e}");
+
+        // A small object that expands far beyond the limit stops at the limit.
+        let bomb = gzip(&vec![b'0'; 8 << 20]);
+        assert!(bomb.len() < 64 << 10);
+        let e = read_all(Cursor::new(bomb), None, None, 1 << 20).unwrap_err();
+        assert_eq!(kind_of(&e), Some(BadInputKind::LimitExceeded), "{e}");
+        // Past the sample, the limit comes out of the reader with the line it was reached at.
+        let mut opened = open(Cursor::new(vec![b'x'; 200 << 10]), None, None, 100 << 10).unwrap();
+        let e = opened.reader.read_to_end(&mut Vec::new()).unwrap_err();
+        let e = classify_io(e, Some(1));
+        assert!(matches!(e, Error::BadInput { kind: BadInputKind::LimitExceeded, line: Some(1), .. }), "{e}");
+    }
+
+    #[test]
+    fn utf8_passes_through_without_its_bom() {
+        let (_, encoding, evidence, text) = read_bytes("id,name\n1,Zoë\n".as_bytes(), None).unwrap();
+        assert_eq!((encoding, evidence), (UTF_8, Evidence::ValidUtf8));
+        assert_eq!(text, "id,name\n1,Zoë\n".as_bytes());
+        let (_, encoding, evidence, text) = read_bytes("\u{feff}id,name\n1,Zoë\n".as_bytes(), None).unwrap();
+        assert_eq!((encoding, evidence), (UTF_8, Evidence::Bom));
+        assert_eq!(text, "id,name\n1,Zoë\n".as_bytes());
+    }
+
+    #[test]
+    fn utf16_with_a_bom_is_transcoded() {
+        let csv = "id,name\n1,Zoë\n2,東京\n";
+        for (little, expected) in [(true, UTF_16LE), (false, UTF_16BE)] {
+            let bytes = utf16(&format!("\u{feff}{csv}"), little);
+            let (_, encoding, evidence, text) = read_bytes(&bytes, None).unwrap();
+            assert_eq!((encoding, evidence), (expected, Evidence::Bom));
+            assert_eq!(String::from_utf8(text).unwrap(), csv);
+            // Compressed, the same.
+            let (_, encoding, _, text) = read_bytes(&gzip(&bytes), None).unwrap();
+            assert_eq!(encoding, expected);
+            assert_eq!(String::from_utf8(text).unwrap(), csv);
+        }
+    }
+
+    #[test]
+    fn utf16_without_a_bom_is_told_by_its_zero_bytes() {
+        let csv = "id,name\n1,Zoë\n2,一\n";
+        for (little, expected) in [(true, UTF_16LE), (false, UTF_16BE)] {
+            let (_, encoding, evidence, text) = read_bytes(&utf16(csv, little), None).unwrap();
+            assert_eq!((encoding, evidence), (expected, Evidence::Guessed));
+            assert_eq!(String::from_utf8(text).unwrap(), csv);
+        }
+    }
+
+    #[test]
+    fn latin1_is_detected_as_windows_1252_and_transcoded_exactly() {
+        let csv = "Name;Stadt\nCafé;Müller\nGrüße;Köln\nÉtienne;Besançon\n";
+        let (bytes, _, unmappable) = WINDOWS_1252.encode(csv);
+        assert!(!unmappable);
+        assert!(std::str::from_utf8(&bytes).is_err());
+        let (_, encoding, evidence, text) = read_bytes(&bytes, None).unwrap();
+        assert_eq!((encoding_name(encoding).as_str(), evidence), ("windows-1252", Evidence::Guessed));
+        assert_eq!(String::from_utf8(text).unwrap(), csv);
+        // The short line of the brief alone.
+        let (bytes, _, _) = WINDOWS_1252.encode("Café;Müller\n");
+        let (_, encoding, _, text) = read_bytes(&bytes, None).unwrap();
+        assert_eq!(encoding, WINDOWS_1252);
+        assert_eq!(text, "Café;Müller\n".as_bytes());
+        assert_eq!(guess_legacy(&bytes), WINDOWS_1252);
+    }
+
+    #[test]
+    fn shift_jis_is_detected_and_transcoded_exactly() {
+        let csv = "名前,都市,メモ\n山田太郎,東京,こんにちは世界\n鈴木花子,大阪,ありがとうございます\n佐藤次郎,京都,よろしくお願いします\n";
+        let (bytes, _, unmappable) = SHIFT_JIS.encode(csv);
+        assert!(!unmappable);
+        let (_, encoding, evidence, text) = read_bytes(&bytes, None).unwrap();
+        assert_eq!((encoding_name(encoding).as_str(), evidence), ("shift_jis", Evidence::Guessed));
+        assert_eq!(String::from_utf8(text).unwrap(), csv);
+    }
+
+    #[test]
+    fn an_explicit_encoding_replaces_detection_but_not_a_bom() {
+        let csv = "id,name\n1,Zoë\n";
+        let label = encoding_for_label("utf-16le").unwrap();
+        // Without the zero-byte pattern to go by: text that is nothing but CJK.
+        let cjk = "名前\n東京\n";
+        let (_, encoding, evidence, text) =
+            read_all(Cursor::new(utf16(cjk, true)), None, Some(label), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!((encoding, evidence), (UTF_16LE, Evidence::Explicit));
+        assert_eq!(String::from_utf8(text).unwrap(), cjk);
+
+        let latin1 = encoding_for_label("latin1").unwrap();
+        let (bytes, _, _) = WINDOWS_1252.encode(csv);
+        let (_, encoding, evidence, text) =
+            read_all(Cursor::new(bytes), None, Some(latin1), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!((encoding, evidence), (WINDOWS_1252, Evidence::Explicit));
+        assert_eq!(String::from_utf8(text).unwrap(), csv);
+
+        // A byte-order mark wins over the option.
+        let bytes = format!("\u{feff}{csv}").into_bytes();
+        let (_, encoding, evidence, text) =
+            read_all(Cursor::new(bytes), None, Some(latin1), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!((encoding, evidence), (UTF_8, Evidence::Bom));
+        assert_eq!(String::from_utf8(text).unwrap(), csv);
+    }
+
+    #[test]
+    fn labels_name_whatwg_encodings() {
+        for (label, name) in [
+            ("utf-8", "utf-8"),
+            ("UTF8", "utf-8"),
+            ("windows-1252", "windows-1252"),
+            ("latin1", "windows-1252"),
+            ("iso-8859-1", "windows-1252"),
+            (" utf-16le ", "utf-16le"),
+            ("shift_jis", "shift_jis"),
+            ("iso-8859-15", "iso-8859-15"),
+        ] {
+            assert_eq!(encoding_name(encoding_for_label(label).unwrap()), name, "{label}");
+        }
+        for label in ["klingon", "", "iso-2022-kr"] {
+            let e = encoding_for_label(label).unwrap_err();
+            assert!(matches!(&e, Error::Internal(m) if m.contains("csv.encoding")), "{e}");
+        }
+    }
+
+    #[test]
+    fn detection_tolerates_a_sequence_cut_by_the_sample() {
+        let cut = &"Zoë".as_bytes()[..3];
+        assert_eq!(detect(cut, false).encoding, UTF_8);
+        assert_ne!(detect(cut, true).encoding, UTF_8);
+        assert_eq!(detect(b"", true), Detected { encoding: UTF_8, bom_len: 0, evidence: Evidence::ValidUtf8 });
+        assert_eq!(detect(b"\xef\xbb\xbfa", true).bom_len, 3);
+        assert_eq!(detect(b"\xff\xfea\0", true).bom_len, 2);
+    }
+
+    #[test]
+    fn empty_input_is_empty_utf8() {
+        let (compression, encoding, _, text) = read_bytes(b"", None).unwrap();
+        assert_eq!((compression, encoding), (Compression::None, UTF_8));
+        assert!(text.is_empty());
+        let (_, encoding, _, text) = read_all(Cursor::new(Vec::new()), None, Some(SHIFT_JIS), 0).unwrap();
+        assert_eq!(encoding, SHIFT_JIS);
+        assert!(text.is_empty());
+        let (_, _, _, text) = read_bytes(&gzip(b""), None).unwrap();
+        assert!(text.is_empty());
+    }
+
+    /// The error that reading `bytes` as Shift_JIS ends with.
+    fn malformed(bytes: &[u8]) -> Error {
+        read_all(Cursor::new(bytes.to_vec()), None, Some(SHIFT_JIS), DEFAULT_MAX_BYTES).unwrap_err()
+    }
+
+    #[test]
+    fn a_malformed_sequence_names_its_line_whatever_the_line_ends() {
+        for bytes in [&b"id,name\n1,a\n2,\xff\n3,c\n"[..], b"id,name\r\n1,a\r\n2,\xff\r\n", b"id,name\r1,a\r2,\xff\r"] {
+            let e = malformed(bytes);
+            assert!(matches!(&e, Error::BadInput { kind: BadInputKind::InvalidEncoding, line: Some(3), .. }), "{e}");
+            let message = e.to_string();
+            assert!(message.contains("line 3") && message.contains("shift_jis"), "{message}");
+            assert!(message.contains("(bytes ff)") && message.contains("set csv.encoding"), "{message}");
+        }
+        // Blank lines count, and a CR right before the bad byte ends its line.
+        let e = malformed(b"a\n\n\r\n\r\r\xff");
+        assert!(matches!(e, Error::BadInput { line: Some(6), .. }), "{e}");
+        // A lead byte whose trail is missing at the end of the file.
+        let e = malformed(b"a\nb\x81");
+        assert!(matches!(e, Error::BadInput { line: Some(2), .. }), "{e}");
+        // An unpaired surrogate in UTF-16.
+        let mut bytes = utf16("a\nb\n", true);
+        bytes.extend([0x00, 0xd8, b'c', 0]);
+        let e = read_all(Cursor::new(bytes), None, Some(UTF_16LE), DEFAULT_MAX_BYTES).unwrap_err();
+        assert!(matches!(e, Error::BadInput { kind: BadInputKind::InvalidEncoding, line: Some(3), .. }), "{e}");
+    }
+
+    #[test]
+    fn the_text_before_a_malformed_sequence_is_read_first() {
+        let mut opened = open(Cursor::new(b"a\nb\xff".to_vec()), None, Some(SHIFT_JIS), DEFAULT_MAX_BYTES).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(opened.reader.read(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"a\nb");
+        for _ in 0..2 {
+            let e = classify_io(opened.reader.read(&mut buf).unwrap_err(), None);
+            assert!(matches!(e, Error::BadInput { line: Some(2), .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_crlf_split_between_buffers_is_one_line_end() {
+        let mut lines = LineCounter::default();
+        lines.count(b"a\r");
+        assert_eq!(lines.line(), 2);
+        lines.count(b"\nb\r\n\n");
+        assert_eq!(lines.line(), 4);
+        lines.count(b"\r");
+        lines.count(b"\r");
+        lines.count(b"\n");
+        assert_eq!(lines.line(), 6);
+
+        // Through the transcoder, with the CR the last byte of its first input buffer.
+        let mut bytes = vec![b'x'; TRANSCODE_INPUT - 1];
+        bytes.extend(b"\r\ny\n\xff");
+        let mut t = Transcoder::new(Cursor::new(bytes), SHIFT_JIS);
+        let e = classify_io(t.read_to_end(&mut Vec::new()).unwrap_err(), None);
+        assert!(matches!(e, Error::BadInput { line: Some(3), .. }), "{e}");
+    }
+
+    #[test]
+    fn the_transcoder_holds_only_its_buffers() {
+        const LEN: u64 = 100 << 20;
+        let pattern = b"Caf\xe9;M\xfcller;\x80\r\n";
+        let source = Repeat { pattern, pos: 0, left: LEN };
+        let mut t = Transcoder::new(source, WINDOWS_1252);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut out = 0u64;
+        let mut checked = false;
+        loop {
+            let n = t.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            if !checked {
+                assert!(buf[..n].starts_with("Café;Müller;€\r\n".as_bytes()));
+                checked = true;
+            }
+            out += n as u64;
+            assert_eq!((t.input.len(), t.output.len()), (TRANSCODE_INPUT, TRANSCODE_OUTPUT));
+        }
+        let rows = LEN / pattern.len() as u64;
+        let tail = &pattern[..(LEN % pattern.len() as u64) as usize];
+        let utf8_len = |bytes| WINDOWS_1252.decode_without_bom_handling(bytes).0.len() as u64;
+        assert_eq!(out, rows * utf8_len(pattern) + utf8_len(tail));
+        assert_eq!(t.lines.line(), rows + 1 + u64::from(tail.contains(&b'\r')));
+    }
+
+    #[test]
+    fn a_latin1_file_decodes_to_the_same_columns() {
+        use crate::decode::{CsvDecoder, DecodeOptions};
+        use arrow_array::Array;
+        let (bytes, _, _) = WINDOWS_1252.encode("name;city\nCafé;Müller\nGrüße;Köln\n");
+        let opened = open(Cursor::new(gzip(&bytes)), None, None, DEFAULT_MAX_BYTES).unwrap();
+        let opts = DecodeOptions { delimiter: b';', ..DecodeOptions::default() };
+        let mut decoder = CsvDecoder::new(opened.reader, &opts).unwrap();
+        let batch = decoder.next_batch().unwrap().unwrap();
+        let city = batch.column(1).as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        assert_eq!((city.value(0), city.value(1), city.len()), ("Müller", "Köln", 2));
+    }
+}
