@@ -280,7 +280,7 @@ pub fn open<R: Read + Send + 'static>(
             Box::new(Decompressed { inner: decoder, format: compression })
         }
     };
-    let mut limited = Limited { inner: decompressed, read: 0, max_bytes };
+    let mut limited = Limited { inner: decompressed, read: 0, max_bytes, compression };
 
     // With an explicit encoding only a byte-order mark is looked for.
     let want = if encoding.is_some() { 4 } else { SAMPLE_BYTES };
@@ -306,7 +306,7 @@ pub fn open<R: Read + Send + 'static>(
 /// error carries its own line. An io error that the chain did not tag is the source's: the
 /// untagged case only arises for readers not built by [`open`].
 pub fn classify_io(e: std::io::Error, line: Option<u64>) -> Error {
-    if !e.get_ref().is_some_and(|inner| inner.is::<Fault>()) {
+    if !is_fault(&e) {
         return Error::Transient(format!("reading the input: {e}"));
     }
     let fault = match e.into_inner().map(|inner| inner.downcast::<Fault>()) {
@@ -322,10 +322,16 @@ pub fn classify_io(e: std::io::Error, line: Option<u64>) -> Error {
         Fault::Corrupt { format, cause } => {
             at(BadInputKind::Compression, format!("{format} stream is corrupt: {cause}"))
         }
-        Fault::Limit { max_bytes } => at(
-            BadInputKind::LimitExceeded,
-            format!("the decompressed input is larger than {max_bytes} bytes; raise csv.max_bytes to convert it"),
-        ),
+        Fault::Limit { max_bytes, compression } => {
+            let what = match compression {
+                Compression::None => "the input".to_owned(),
+                c => format!("the input, decompressed from {c},"),
+            };
+            at(
+                BadInputKind::LimitExceeded,
+                format!("{what} is larger than the limit of {max_bytes} bytes; raise csv.max_bytes to convert it"),
+            )
+        }
         Fault::Malformed { encoding, line, bytes } => {
             let kind = if encoding == UTF_8 { BadInputKind::InvalidUtf8 } else { BadInputKind::InvalidEncoding };
             let name = encoding_name(encoding);
@@ -349,8 +355,8 @@ enum Fault {
     Source(std::io::Error),
     /// The decompressor rejected the stream.
     Corrupt { format: Compression, cause: std::io::Error },
-    /// More decompressed bytes than allowed.
-    Limit { max_bytes: u64 },
+    /// More bytes than allowed, after decompression if the object is compressed.
+    Limit { max_bytes: u64, compression: Compression },
     /// Bytes that are not valid in the encoding, at a 1-based line, shown in hex when the
     /// whole sequence is known.
     Malformed { encoding: &'static Encoding, line: u64, bytes: Option<String> },
@@ -361,8 +367,8 @@ impl std::fmt::Display for Fault {
         match self {
             Self::Source(e) => write!(f, "{e}"),
             Self::Corrupt { format, cause } => write!(f, "{format} stream is corrupt: {cause}"),
-            Self::Limit { max_bytes } => write!(f, "more than {max_bytes} decompressed bytes"),
-            Self::Malformed { encoding, line, .. } => write!(f, "line {line}: not valid {}", encoding.name()),
+            Self::Limit { max_bytes, .. } => write!(f, "more than {max_bytes} bytes (csv.max_bytes)"),
+            Self::Malformed { encoding, line, .. } => write!(f, "line {line}: not valid {}", encoding_name(encoding)),
         }
     }
 }
@@ -415,6 +421,8 @@ struct Limited<R> {
     inner: R,
     read: u64,
     max_bytes: u64,
+    /// For the message: how the bytes were stored.
+    compression: Compression,
 }
 
 impl<R: Read> Read for Limited<R> {
@@ -422,7 +430,8 @@ impl<R: Read> Read for Limited<R> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         if self.read > self.max_bytes {
-            return Err(Fault::Limit { max_bytes: self.max_bytes }.into_io(std::io::ErrorKind::InvalidData));
+            let fault = Fault::Limit { max_bytes: self.max_bytes, compression: self.compression };
+            return Err(fault.into_io(std::io::ErrorKind::InvalidData));
         }
         Ok(n)
     }
@@ -748,6 +757,7 @@ mod tests {
         assert!(bomb.len() < 64 << 10);
         let e = read_all(Cursor::new(bomb), None, None, 1 << 20).unwrap_err();
         assert_eq!(kind_of(&e), Some(BadInputKind::LimitExceeded), "{e}");
+        assert!(e.to_string().contains("decompressed from gzip, is larger than the limit of 1048576 bytes"), "{e}");
         // Past the sample, the limit comes out of the reader with the line it was reached at.
         let mut opened = open(Cursor::new(vec![b'x'; 200 << 10]), None, None, 100 << 10).unwrap();
         let e = opened.reader.read_to_end(&mut Vec::new()).unwrap_err();
