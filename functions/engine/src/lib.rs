@@ -6,6 +6,9 @@
 //! any `std::io::Write`. The pipeline plugs an S3 GET stream in front and staged S3 uploads
 //! behind; tests plug byte slices and files.
 //!
+//! In front of the decoder, [`input`] turns an object's raw bytes (gzip or zstd, in any encoding)
+//! into UTF-8 text, and tells a failed read from a corrupt or mis-encoded file.
+//!
 //! [`options`] holds the conversion options as the execution input spells them, and [`error`]
 //! the one error type, whose classes decide what the pipeline does with a failure.
 
@@ -13,6 +16,7 @@ pub mod avro;
 mod column;
 pub mod decode;
 pub mod error;
+pub mod input;
 pub mod options;
 pub mod records;
 pub mod schema;
