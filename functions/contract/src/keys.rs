@@ -40,12 +40,6 @@ pub fn output_key(output_prefix: &str, format: Format, rel: &str) -> String {
     join(output_prefix, &format!("{}/{rel}{}", format.as_str(), format.extension()))
 }
 
-/// Whether the key names a gzip-compressed object.
-pub fn is_gzip(key: &str) -> bool {
-    let key = key.as_bytes();
-    key.len() >= 3 && key[key.len() - 3..].eq_ignore_ascii_case(b".gz")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,7 +53,6 @@ mod tests {
         assert_eq!(output_key("converted/", Format::Parquet, "2026/a"), "converted/parquet/2026/a.parquet");
         assert_eq!(output_key("converted", Format::Avro, "a"), "converted/avro/a.avro");
         assert_eq!(output_key("", Format::Avro, "a"), "avro/a.avro");
-        assert!(is_gzip("a.CSV.GZ") && !is_gzip("in/fiancé") && !is_gzip("é"));
     }
 
     #[test]

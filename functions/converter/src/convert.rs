@@ -7,7 +7,7 @@
 //! small files are converted on one thread and get their parallelism from running many at once.
 
 use std::collections::BTreeSet;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -25,9 +25,8 @@ use tokio_util::io::SyncIoBridge;
 use csvlake_contract::ErrorNames;
 use csvlake_contract::keys;
 use csvlake_contract::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus, Job, OutputRef};
-use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt, NullTokens};
+use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt};
 use csvlake_engine::options::{AvroOptions, Format, ParquetOptions};
-use csvlake_engine::schema::Kind;
 use csvlake_engine::sink::FormatWriter;
 use csvlake_engine::{BadInputKind, Error, Result};
 use csvlake_s3::upload::{PartSink, Staged, part_size_for, stage};
@@ -170,10 +169,13 @@ impl Converter {
             Ok(rel) => rel,
             Err(e) => return Ok(failed(&e, file.size)),
         };
-        let mut floor = None;
+        let mut opts = match DecodeOptions::for_file(&job.csv, &file.key) {
+            Ok(opts) => opts,
+            Err(e) => return Err(Error::Internal(e.to_string())),
+        };
         let mut dialect: Option<Dialect> = None;
         for _ in 0..MAX_PASSES {
-            let (seen, pass) = self.convert_pass(job, file, &rel, floor.take(), dialect.as_ref(), read).await;
+            let (seen, pass) = self.convert_pass(job, file, &rel, opts.clone(), read).await;
             dialect = seen.or(dialect);
             match pass {
                 Ok(Pass::Done { rows, bytes_in, staged }) => {
@@ -189,7 +191,24 @@ impl Converter {
                         error: None,
                     });
                 }
-                Ok(Pass::Widen(kinds)) => floor = Some(kinds),
+                Ok(Pass::Again(again)) => {
+                    // The next pass reads the file with the dialect of this one.
+                    if let Some(d) = &dialect {
+                        opts.dialect = d.given(opts.dialect.comment.take());
+                    }
+                    match again {
+                        Interrupt::Widen(kinds) => opts.floor = Some(kinds),
+                        Interrupt::Reencode(encoding) => {
+                            tracing::info!(key = %file.key, encoding = encoding.name(), "reading again in another encoding");
+                            opts.encoding = Some(encoding);
+                            opts.floor = None;
+                            opts.dialect = DecodeOptions::for_file(&job.csv, &file.key)
+                                .map(|o| o.dialect)
+                                .map_err(|e| Error::Internal(e.to_string()))?;
+                        }
+                        Interrupt::Error(e) => return Err(e),
+                    }
+                }
                 Err(e @ Error::BadInput { .. }) => return Ok(FileResult { dialect, ..failed(&e, file.size) }),
                 Err(e) => return Err(e),
             }
@@ -202,8 +221,7 @@ impl Converter {
         job: &Job,
         file: &FileRef,
         rel: &str,
-        floor: Option<Vec<Kind>>,
-        dialect: Option<&Dialect>,
+        opts: DecodeOptions,
         read: &Arc<AtomicU64>,
     ) -> (Option<Dialect>, Result<Pass>) {
         let bucket = &job.input.bucket;
@@ -216,13 +234,14 @@ impl Converter {
             Err(e) => return (None, Err(sdk_error("GetObject", bucket, &file.key, e))),
         };
         let bytes_in = resp.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(file.size);
-        let gz = keys::is_gzip(&file.key);
+        let compressed = opts.compression.is_some();
         let net_error = Arc::new(Mutex::new(None));
         let counter = self.progress.clone().map(|progress| ReadCounter { progress, reported: read.clone(), pass: 0 });
         let body = TrackedRead { inner: Box::pin(resp.body.into_async_read()), error: net_error.clone(), counter };
         let reader = SyncIoBridge::new(body);
 
-        let part_size = part_size_for(if gz { bytes_in.saturating_mul(10) } else { bytes_in.saturating_mul(2) });
+        let part_size =
+            part_size_for(if compressed { bytes_in.saturating_mul(10) } else { bytes_in.saturating_mul(2) });
         let formats: BTreeSet<Format> = job.formats.iter().copied().collect();
         let nformats = formats.len();
         let mut sinks = Vec::new();
@@ -235,20 +254,9 @@ impl Converter {
             sinks.push((format, sink));
         }
 
-        let csv = &job.csv;
-        let comment = csv.comment.as_ref().map(|c| c.as_bytes().to_vec());
-        let lower = file.key.to_ascii_lowercase();
-        let opts = DecodeOptions {
-            dialect: dialect.map_or_else(|| csv.given(), |d| d.given(comment)),
-            tab_first: lower.ends_with(".tsv") || lower.contains(".tsv."),
-            nulls: NullTokens::new(&csv.null_values),
-            explicit: csv.schema.clone(),
-            floor,
-            ..DecodeOptions::default()
-        };
         let writers = Writers { parquet: job.parquet.clone(), avro: job.avro.clone(), sinks };
         let threaded = bytes_in >= THREADED_MIN_BYTES;
-        let (seen, pipeline) = tokio::task::spawn_blocking(move || run_pipeline(reader, gz, &opts, writers, threaded))
+        let (seen, pipeline) = tokio::task::spawn_blocking(move || run_pipeline(reader, &opts, writers, threaded))
             .await
             .unwrap_or_else(|e| (None, Err(Error::Internal(format!("conversion task: {e}")))));
 
@@ -272,13 +280,12 @@ impl Converter {
             }
             // An upload failure is the cause; the writer only saw its pipe close.
             (_, Some(e)) => Err(e),
-            (Ok(Outcome::Widen(kinds)), None) => Ok(Pass::Widen(kinds)),
+            (Ok(Outcome::Again(again)), None) => Ok(Pass::Again(again)),
             (Ok(Outcome::Done { .. }), None) => Err(Error::Internal("an output was not staged".into())),
             (Err(Error::Transient(m)), None) => {
                 let network = net_error.lock().map(|g| g.clone()).unwrap_or(None);
                 match network {
                     Some(n) => Err(Error::Transient(format!("reading s3://{bucket}/{}: {n}", file.key))),
-                    None if gz => Err(Error::bad(BadInputKind::Compression, format!("gzip stream is corrupt: {m}"))),
                     None => Err(Error::Transient(m)),
                 }
             }
@@ -318,14 +325,19 @@ impl Converter {
 
 /// What one pass over a file produced.
 enum Pass {
-    Done { rows: u64, bytes_in: u64, staged: Vec<(Format, Staged)> },
-    Widen(Vec<Kind>),
+    Done {
+        rows: u64,
+        bytes_in: u64,
+        staged: Vec<(Format, Staged)>,
+    },
+    /// Read the file again: with wider kinds, or in another encoding.
+    Again(Interrupt),
 }
 
 /// How the blocking part of a pass ended.
 enum Outcome {
     Done { rows: u64 },
-    Widen(Vec<Kind>),
+    Again(Interrupt),
 }
 
 struct Writers {
@@ -342,19 +354,14 @@ enum Msg {
 /// Runs one pass; returns the dialect the file was read with, once it is known.
 fn run_pipeline(
     reader: impl Read + Send,
-    gz: bool,
     opts: &DecodeOptions,
     w: Writers,
     threaded: bool,
 ) -> (Option<Dialect>, Result<Outcome>) {
-    let source: Box<dyn Read + Send> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 << 10, reader)))
-    } else {
-        Box::new(reader)
-    };
-    let mut decoder = match CsvDecoder::new(source, opts) {
+    let mut decoder = match CsvDecoder::new(reader, opts) {
         Ok(d) => d,
-        Err(e) => return (None, Err(e)),
+        Err(Interrupt::Error(e)) => return (None, Err(e)),
+        Err(again) => return (None, Ok(Outcome::Again(again))),
     };
     let dialect = decoder.dialect().clone();
     (Some(dialect), decode_into(&mut decoder, w, threaded))
@@ -378,8 +385,8 @@ fn decode_into(decoder: &mut CsvDecoder<'_>, w: Writers, threaded: bool) -> Resu
                     }
                 }
                 Ok(None) => break,
-                Err(Interrupt::Widen(kinds)) => return Ok(Outcome::Widen(kinds)),
                 Err(Interrupt::Error(e)) => return Err(e),
+                Err(again) => return Ok(Outcome::Again(again)),
             }
         }
         for writer in writers {
@@ -416,8 +423,8 @@ fn decode_into(decoder: &mut CsvDecoder<'_>, w: Writers, threaded: bool) -> Resu
                     }
                     break Ok(None);
                 }
-                Err(Interrupt::Widen(kinds)) => break Ok(Some(kinds)),
                 Err(Interrupt::Error(e)) => break Err(Some(e)),
+                Err(again) => break Ok(Some(again)),
             }
         };
         drop(senders);
@@ -427,7 +434,7 @@ fn decode_into(decoder: &mut CsvDecoder<'_>, w: Writers, threaded: bool) -> Resu
             .collect();
         match decoded {
             Err(Some(e)) => Err(e),
-            Ok(Some(kinds)) => Ok(Outcome::Widen(kinds)),
+            Ok(Some(again)) => Ok(Outcome::Again(again)),
             Err(None) | Ok(None) => {
                 written.into_iter().collect::<Result<Vec<_>>>()?;
                 Ok(Outcome::Done { rows: decoder.rows() })

@@ -17,7 +17,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::column::Column;
+use encoding_rs::Encoding;
+
 use crate::error::{BadInputKind, Error, Result};
+use crate::input::{self, Compression, Evidence};
+use crate::options::{CsvOptions, Detect};
 use crate::records::{Limits, Record, RecordReader};
 use crate::schema::{ColumnType, Kind, arrow_schema, classify, unique_names};
 use crate::sniff::{Given, SNIFF_BYTES, sniff};
@@ -77,8 +81,8 @@ pub struct Dialect {
     pub skip_lines: u64,
     /// Encoding of the text (`utf-8`, `utf-16le`, `windows-1252`, …).
     pub encoding: String,
-    /// Compression of the object (`none`, `gzip`, `zstd`).
-    pub compression: String,
+    /// Compression of the object, from its content.
+    pub compression: Compression,
 }
 
 impl Dialect {
@@ -114,6 +118,12 @@ pub struct DecodeOptions {
     pub batch_rows: usize,
     /// Limits of one record.
     pub limits: Limits,
+    /// The compression the key announces (its suffix); the content decides, see [`input::open`].
+    pub compression: Option<Compression>,
+    /// The encoding, when given; detected otherwise.
+    pub encoding: Option<&'static Encoding>,
+    /// Decompressed bytes read at most.
+    pub max_bytes: u64,
 }
 
 impl Default for DecodeOptions {
@@ -127,7 +137,33 @@ impl Default for DecodeOptions {
             sample_rows: DEFAULT_SAMPLE_ROWS,
             batch_rows: DEFAULT_BATCH_ROWS,
             limits: Limits::default(),
+            compression: None,
+            encoding: None,
+            max_bytes: input::DEFAULT_MAX_BYTES,
         }
+    }
+}
+
+impl DecodeOptions {
+    /// The options that read the object `key` under the job's CSV options: the dialect as far
+    /// as they give it, a tab preferred for `.tsv` keys, the compression the key's suffix
+    /// announces. An unknown encoding label is an error.
+    pub fn for_file(csv: &CsvOptions, key: &str) -> Result<Self> {
+        let lower = key.to_ascii_lowercase();
+        let encoding = match &csv.encoding {
+            Detect::Auto => None,
+            Detect::Given(label) => Some(input::encoding_for_label(label)?),
+        };
+        Ok(Self {
+            dialect: csv.given(),
+            tab_first: lower.ends_with(".tsv") || lower.contains(".tsv."),
+            nulls: NullTokens::new(&csv.null_values),
+            explicit: csv.schema.clone(),
+            compression: input::compression_hint(key),
+            encoding,
+            max_bytes: csv.max_bytes,
+            ..Self::default()
+        })
     }
 }
 
@@ -136,9 +172,24 @@ impl Default for DecodeOptions {
 pub enum Interrupt {
     /// A value contradicted an inferred type; these kinds hold every value of the file.
     Widen(Vec<Kind>),
+    /// Bytes that are not UTF-8 came after a sample that was: the file is read again from the
+    /// start in this encoding, which the detector guesses from the record that held them.
+    Reencode(&'static Encoding),
     /// The file is bad, or reading it failed.
     Error(Error),
 }
+
+impl std::fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Widen(kinds) => write!(f, "the columns widen to {kinds:?}"),
+            Self::Reencode(e) => write!(f, "the text is not UTF-8; it is read again as {}", input::encoding_name(e)),
+            Self::Error(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Interrupt {}
 
 impl From<Error> for Interrupt {
     fn from(e: Error) -> Self {
@@ -149,10 +200,22 @@ impl From<Error> for Interrupt {
 /// The text a decoder reads: the detection sample again, then the rest of the source.
 type Text<'a> = std::io::Chain<std::io::Cursor<Vec<u8>>, Box<dyn Read + Send + 'a>>;
 
+/// Invalid UTF-8 in field `i` of `r`: a new pass in a guessed encoding when the encoding was
+/// detected as UTF-8 from a sample, bad input otherwise.
+fn not_utf8(reencode: bool, r: &Record, i: usize, names: &[String]) -> Interrupt {
+    if reencode {
+        return Interrupt::Reencode(input::guess_legacy(r.as_bytes()));
+    }
+    let name = names.get(i).map_or_else(|| format!("field {}", i + 1), |n| format!("column {n:?}"));
+    let message = format!("{name} is not valid UTF-8; set csv.encoding to the encoding the file was written in");
+    Interrupt::Error(Error::bad_line(BadInputKind::InvalidUtf8, r.line(), message))
+}
+
 /// Streams a CSV source as Arrow record batches.
 pub struct CsvDecoder<'a> {
     reader: RecordReader<Text<'a>>,
     dialect: Dialect,
+    reencode: bool,
     names: Vec<String>,
     kinds: Vec<Kind>,
     fixed: Vec<bool>,
@@ -177,21 +240,21 @@ impl std::fmt::Debug for CsvDecoder<'_> {
 fn read_prefix(source: &mut dyn Read, n: usize) -> Result<(Vec<u8>, bool)> {
     let mut out = Vec::with_capacity(n.min(64 << 10));
     let read = source.take(n as u64).read_to_end(&mut out);
-    read.map_err(|e| crate::records::io_error(e, 1))?;
+    read.map_err(|e| input::classify_io(e, None))?;
     let complete = out.len() < n;
     Ok((out, complete))
 }
 
 impl<'a> CsvDecoder<'a> {
-    /// Detects the dialect, reads the header and the inference sample.
-    pub fn new(source: impl Read + Send + 'a, opts: &DecodeOptions) -> Result<Self> {
-        let mut source: Box<dyn Read + Send + 'a> = Box::new(source);
-        let (mut head, complete) = read_prefix(&mut source, SNIFF_BYTES)?;
-        if head.starts_with(b"\xef\xbb\xbf") {
-            head.drain(..3);
-        }
+    /// Opens the object's bytes (see [`input::open`]), detects the dialect, reads the header
+    /// and the inference sample.
+    pub fn new(source: impl Read + Send + 'a, opts: &DecodeOptions) -> std::result::Result<Self, Interrupt> {
+        let opened = input::open(source, opts.compression, opts.encoding, opts.max_bytes)?;
+        let reencode = opts.encoding.is_none() && opened.evidence == Evidence::ValidUtf8;
+        let mut source = opened.reader;
+        let (head, complete) = read_prefix(&mut source, SNIFF_BYTES)?;
         if head.iter().all(|b| matches!(b, b'\n' | b'\r')) && complete {
-            return Err(Error::bad(BadInputKind::Empty, "the file is empty: no header and no rows"));
+            return Err(Error::bad(BadInputKind::Empty, "the file is empty: no header and no rows").into());
         }
         let sniffed = sniff(&head, complete, &opts.dialect, opts.tab_first)?;
         let dialect = Dialect {
@@ -200,8 +263,8 @@ impl<'a> CsvDecoder<'a> {
             escape: sniffed.syntax.escape.map(char::from),
             header: sniffed.header,
             skip_lines: sniffed.skip_lines,
-            encoding: "utf-8".into(),
-            compression: "none".into(),
+            encoding: input::encoding_name(opened.encoding),
+            compression: opened.compression,
         };
         let text = std::io::Cursor::new(head).chain(source);
         let mut reader = RecordReader::new(text, sniffed.syntax, opts.limits);
@@ -210,22 +273,16 @@ impl<'a> CsvDecoder<'a> {
         let mut sample = VecDeque::new();
         let mut bytes = 0usize;
         if !reader.read(&mut record)? {
-            return Err(Error::bad(BadInputKind::Empty, "the file is empty: no header and no rows"));
+            return Err(Error::bad(BadInputKind::Empty, "the file is empty: no header and no rows").into());
         }
         let names = if sniffed.header {
-            let raw = record
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    std::str::from_utf8(f).map(str::to_owned).map_err(|_| {
-                        Error::bad_line(
-                            BadInputKind::InvalidUtf8,
-                            record.line(),
-                            format!("header field {} is not valid UTF-8", i + 1),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let mut raw = Vec::with_capacity(record.len());
+            for (i, f) in record.iter().enumerate() {
+                match std::str::from_utf8(f) {
+                    Ok(name) => raw.push(name.to_owned()),
+                    Err(_) => return Err(not_utf8(reencode, &record, i, &[])),
+                }
+            }
             unique_names(raw)
         } else {
             sample.push_back(record.clone());
@@ -239,12 +296,11 @@ impl<'a> CsvDecoder<'a> {
             bytes += record.byte_len();
             sample.push_back(record.clone());
         }
-
         // Kinds: explicit schema first, then the floor from an earlier pass, joined with the sample.
         let mut fixed = vec![false; ncols];
         let mut kinds = opts.floor.clone().unwrap_or_else(|| vec![Kind::Null; ncols]);
         if kinds.len() != ncols {
-            return Err(Error::Internal("column count changed between passes".into()));
+            return Err(Error::Internal("column count changed between passes".into()).into());
         }
         if let Some(explicit) = &opts.explicit {
             for (name, t) in explicit {
@@ -255,7 +311,8 @@ impl<'a> CsvDecoder<'a> {
                             "the schema names column {name:?}, which the file does not have (columns: {})",
                             names.join(", ")
                         ),
-                    ));
+                    )
+                    .into());
                 };
                 kinds[i] = Kind::of_explicit(*t);
                 fixed[i] = true;
@@ -267,7 +324,10 @@ impl<'a> CsvDecoder<'a> {
                 if fixed[i] || kinds[i] == Kind::Utf8 || opts.nulls.is_null(v) {
                     continue;
                 }
-                kinds[i] = kinds[i].join(classify_or_err(v, r, i, &names)?);
+                match classify(v) {
+                    Some(k) => kinds[i] = kinds[i].join(k),
+                    None => return Err(not_utf8(reencode, r, i, &names)),
+                }
             }
         }
         let types: Vec<ColumnType> = kinds.iter().map(|k| k.column_type()).collect();
@@ -277,6 +337,7 @@ impl<'a> CsvDecoder<'a> {
         Ok(Self {
             reader,
             dialect,
+            reencode,
             names,
             kinds,
             fixed,
@@ -363,7 +424,7 @@ impl<'a> CsvDecoder<'a> {
                         )));
                     }
                     Ok(false) => return Err(self.widen_from_here()),
-                    Err(_) => return Err(Interrupt::Error(invalid_utf8(&self.record, i, &self.names))),
+                    Err(_) => return Err(not_utf8(self.reencode, &self.record, i, &self.names)),
                 }
             }
             n += 1;
@@ -388,9 +449,9 @@ impl<'a> CsvDecoder<'a> {
                 if self.fixed[i] || kinds[i] == Kind::Utf8 || self.nulls.is_null(v) {
                     continue;
                 }
-                match classify_or_err(v, &self.record, i, &self.names) {
-                    Ok(k) => kinds[i] = kinds[i].join(k),
-                    Err(e) => return Interrupt::Error(e),
+                match classify(v) {
+                    Some(k) => kinds[i] = kinds[i].join(k),
+                    None => return not_utf8(self.reencode, &self.record, i, &self.names),
                 }
             }
             match self.next_record() {
@@ -422,14 +483,6 @@ fn check_width(r: &Record, ncols: usize) -> Result<()> {
     Err(Error::bad_line(BadInputKind::RaggedRow, r.line(), format!("expected {ncols} fields, found {}", r.len())))
 }
 
-fn classify_or_err(v: &[u8], r: &Record, i: usize, names: &[String]) -> Result<Kind> {
-    classify(v).ok_or_else(|| invalid_utf8(r, i, names))
-}
-
-fn invalid_utf8(r: &Record, i: usize, names: &[String]) -> Error {
-    Error::bad_line(BadInputKind::InvalidUtf8, r.line(), format!("column {:?} is not valid UTF-8", names[i]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,8 +491,11 @@ mod tests {
     use arrow_array::types::{Float64Type, Int64Type};
     use arrow_schema::DataType;
 
-    fn decode_all(csv: &str, opts: &DecodeOptions) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), Interrupt> {
-        let mut d = CsvDecoder::new(csv.as_bytes(), opts)?;
+    fn decode_all(
+        csv: impl AsRef<[u8]>,
+        opts: &DecodeOptions,
+    ) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), Interrupt> {
+        let mut d = CsvDecoder::new(csv.as_ref(), opts)?;
         let mut out = Vec::new();
         while let Some(b) = d.next_batch()? {
             out.push(b);
@@ -542,22 +598,27 @@ mod tests {
             bad_kind(decode_all("a,b\n1,2\n3\n", &DecodeOptions::default())),
             (BadInputKind::RaggedRow, Some(3))
         );
-        let bytes = b"a,b\n1,2\n3,\xff\n";
-        let r = CsvDecoder::new(&bytes[..], &DecodeOptions::default()).and_then(|mut d| {
-            while d
-                .next_batch()
-                .map_err(|e| match e {
-                    Interrupt::Error(e) => e,
-                    Interrupt::Widen(_) => Error::Internal("widen".into()),
-                })?
-                .is_some()
-            {}
-            Ok(())
-        });
-        match r {
-            Err(Error::BadInput { kind, line, .. }) => assert_eq!((kind, line), (BadInputKind::InvalidUtf8, Some(3))),
-            other => panic!("{other:?}"),
+        let utf8 = DecodeOptions { encoding: Some(encoding_rs::UTF_8), ..DecodeOptions::default() };
+        assert_eq!(bad_kind(decode_all(b"a,b\n1,2\n3,\xff\n", &utf8)), (BadInputKind::InvalidUtf8, Some(3)));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_after_a_utf8_sample_start_the_file_again_in_their_encoding() {
+        let mut text = b"name,city\n".to_vec();
+        for i in 0..10_000 {
+            text.extend_from_slice(format!("n{i},Paris\n").as_bytes());
         }
+        text.extend_from_slice(b"Fran\xe7ois,K\xf6ln\n");
+        let encoding = match decode_all(&text, &DecodeOptions::default()) {
+            Err(Interrupt::Reencode(e)) => e,
+            other => panic!("expected a new pass, got {:?}", other.map(|_| ())),
+        };
+        assert_eq!(encoding, encoding_rs::WINDOWS_1252);
+        let (_, batches) =
+            decode_all(&text, &DecodeOptions { encoding: Some(encoding), ..Default::default() }).unwrap();
+        let last = batches.last().unwrap();
+        let city = last.column(1).as_string::<i32>();
+        assert_eq!(city.value(city.len() - 1), "Köln");
     }
 
     #[test]

@@ -45,7 +45,7 @@ const TRANSCODE_INPUT: usize = 64 << 10;
 const TRANSCODE_OUTPUT: usize = 3 * TRANSCODE_INPUT;
 
 /// How an object's bytes are compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Plain bytes.
@@ -210,10 +210,10 @@ pub fn encoding_name(encoding: &'static Encoding) -> String {
 }
 
 /// An opened object: UTF-8 text, and how it was stored.
-pub struct Opened {
+pub struct Opened<'a> {
     /// The text, decompressed and in UTF-8, without a byte-order mark. Its io errors go through
     /// [`classify_io`].
-    pub reader: Box<dyn Read + Send>,
+    pub reader: Box<dyn Read + Send + 'a>,
     /// The compression found in the content.
     pub compression: Compression,
     /// The encoding the text was decoded from.
@@ -222,7 +222,7 @@ pub struct Opened {
     pub evidence: Evidence,
 }
 
-impl std::fmt::Debug for Opened {
+impl std::fmt::Debug for Opened<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Opened")
             .field("compression", &self.compression)
@@ -244,12 +244,12 @@ impl std::fmt::Debug for Opened {
 ///
 /// Errors reading the first bytes come back already classified; later ones come out of the
 /// reader as io errors for [`classify_io`].
-pub fn open<R: Read + Send + 'static>(
+pub fn open<'a, R: Read + Send + 'a>(
     raw: R,
     hint: Option<Compression>,
     encoding: Option<&'static Encoding>,
     max_bytes: u64,
-) -> Result<Opened> {
+) -> Result<Opened<'a>> {
     let mut source = Source(raw);
     let mut magic = Vec::with_capacity(4);
     (&mut source).take(4).read_to_end(&mut magic).map_err(|e| classify_io(e, None))?;
@@ -268,7 +268,7 @@ pub fn open<R: Read + Send + 'static>(
         ));
     }
     let raw = Cursor::new(magic).chain(source);
-    let decompressed: Box<dyn Read + Send> = match compression {
+    let decompressed: Box<dyn Read + Send + 'a> = match compression {
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(Decompressed {
             inner: flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(COMPRESSED_BUFFER, raw)),
@@ -296,7 +296,7 @@ pub fn open<R: Read + Send + 'static>(
     };
     sample.drain(..detected.bom_len);
     let text = Cursor::new(sample).chain(limited);
-    let reader: Box<dyn Read + Send> =
+    let reader: Box<dyn Read + Send + 'a> =
         if detected.encoding == UTF_8 { Box::new(text) } else { Box::new(Transcoder::new(text, detected.encoding)) };
     Ok(Opened { reader, compression, encoding: detected.encoding, evidence: detected.evidence })
 }
@@ -988,7 +988,7 @@ mod tests {
         use arrow_array::Array;
         let (bytes, _, _) = WINDOWS_1252.encode("name;city\nCafé;Müller\nGrüße;Köln\n");
         let opened = open(Cursor::new(gzip(&bytes)), None, None, DEFAULT_MAX_BYTES).unwrap();
-        let opts = DecodeOptions { delimiter: b';', ..DecodeOptions::default() };
+        let opts = DecodeOptions::default();
         let mut decoder = CsvDecoder::new(opened.reader, &opts).unwrap();
         let batch = decoder.next_batch().unwrap().unwrap();
         let city = batch.column(1).as_any().downcast_ref::<arrow_array::StringArray>().unwrap();

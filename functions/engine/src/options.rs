@@ -111,8 +111,7 @@ impl<T: JsonSchema> JsonSchema for Detect<T> {
     }
 }
 
-/// Default decompressed bytes per file.
-pub const DEFAULT_MAX_BYTES: u64 = 64 << 30;
+pub use crate::input::DEFAULT_MAX_BYTES;
 
 /// CSV dialect and typing options. Each dialect field is `"auto"` (detected per file, the
 /// default) or given for every file of the run.
@@ -247,6 +246,9 @@ impl CsvOptions {
         }
         if let Detect::Given(Some(e)) = self.escape {
             ascii("escape", e)?;
+        }
+        if let Detect::Given(label) = &self.encoding {
+            crate::input::encoding_for_label(label)?;
         }
         if self.comment.as_deref() == Some("") {
             return Err(Error::Internal("csv.comment must not be empty: give a prefix, or null".into()));

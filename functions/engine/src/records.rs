@@ -108,6 +108,11 @@ impl Record {
         self.line
     }
 
+    /// The bytes of all fields together.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Bytes of all fields together.
     #[inline]
     pub fn byte_len(&self) -> usize {
@@ -121,9 +126,8 @@ impl Record {
 }
 
 /// An error of the source.
-pub(crate) fn io_error(e: std::io::Error, line: u64) -> Error {
-    let _ = line;
-    Error::Transient(format!("reading input: {e}"))
+fn io_error(e: std::io::Error, line: u64) -> Error {
+    crate::input::classify_io(e, Some(line))
 }
 
 /// The fields of a [`Record`].

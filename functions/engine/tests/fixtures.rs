@@ -1,57 +1,79 @@
-//! The engine on files: every file of `data/valid` converts to Parquet and Avro that
-//! independent readers (parquet's Arrow reader, apache-avro) read back row for row, and every
-//! file of `data/invalid` fails with the kind and line `data/invalid/expected.json` gives.
+//! The engine on files. Each folder holds an `expected.json` with one entry per file:
+//!
+//! - `data/valid`: `{"options": <csv options>, "dialect": <the dialect detected>, "types":
+//!   [<column type>…], "rows": <data rows>, "cells": [[<row>, <column>, <value as Arrow displays
+//!   it>]…]}`; every file converts to Parquet and Avro that independent readers (parquet's Arrow
+//!   reader, apache-avro) read back row for row;
+//! - `data/invalid`: `{"options": <csv options>, "kind": "bad_input.…", "line": <line or null>}`;
+//!   every file fails with that kind and line. Each invalid file is named for what is wrong.
+//!
+//! `options` is optional (default: everything detected). Files are read with a sample of two
+//! rows, so that a later value that contradicts it makes the decoder widen.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow::compute::concat_batches;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt};
-use csvlake_engine::options::{AvroOptions, Format, ParquetOptions};
+use csvlake_engine::options::{AvroOptions, CsvOptions, Format, ParquetOptions};
 use csvlake_engine::sink::FormatWriter;
 use csvlake_engine::{Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-fn data(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(dir);
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+/// The files of a folder, besides its `expected.json`.
+fn data(name: &str) -> Vec<PathBuf> {
+    let dir = dir(name);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "csv" || x == "tsv"))
+        .filter(|p| !p.ends_with("expected.json"))
         .collect();
     files.sort();
     files
 }
 
-/// The options a file is read with: the dialect detected, and a sample of two rows, so that
-/// a later value that contradicts it makes the decoder widen.
-fn options(path: &Path) -> DecodeOptions {
-    let tab_first = path.extension().is_some_and(|x| x == "tsv");
-    DecodeOptions { tab_first, sample_rows: 2, batch_rows: 2, ..DecodeOptions::default() }
+/// The expectations of a folder, checked to name exactly its files.
+fn expected<T: serde::de::DeserializeOwned>(name: &str) -> BTreeMap<String, T> {
+    let path = dir(name).join("expected.json");
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let expected: BTreeMap<String, T> = serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let files: Vec<String> = data(name).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(files, expected.keys().cloned().collect::<Vec<_>>(), "every file of {name} has its expectation");
+    expected
 }
 
-/// Decodes a whole file, starting again with the widened kinds as often as the decoder asks.
+/// The options a file is read with: its job options, and a sample of two rows.
+fn options(name: &str, csv: &CsvOptions) -> DecodeOptions {
+    let opts = DecodeOptions::for_file(csv, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    DecodeOptions { sample_rows: 2, batch_rows: 2, ..opts }
+}
+
+/// Decodes a whole file, starting again with the widened kinds, or in another encoding, as
+/// often as the decoder asks.
 fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<(SchemaRef, Vec<bool>, Vec<RecordBatch>, Dialect)> {
-    let mut floor = None;
+    let mut opts = opts.clone();
     for _ in 0..8 {
-        let opts = DecodeOptions { floor: floor.take(), ..opts.clone() };
-        let mut decoder = CsvDecoder::new(bytes, &opts)?;
-        let mut batches = Vec::new();
-        loop {
-            match decoder.next_batch() {
-                Ok(Some(batch)) => batches.push(batch),
-                Ok(None) => {
-                    let dialect = decoder.dialect().clone();
-                    return Ok((decoder.schema(), decoder.mostly_distinct().to_vec(), batches, dialect));
-                }
-                Err(Interrupt::Widen(kinds)) => {
-                    floor = Some(kinds);
-                    break;
-                }
-                Err(Interrupt::Error(e)) => return Err(e),
+        let pass = (|| {
+            let mut decoder = CsvDecoder::new(bytes, &opts)?;
+            let mut batches = Vec::new();
+            while let Some(batch) = decoder.next_batch()? {
+                batches.push(batch);
             }
+            let dialect = decoder.dialect().clone();
+            Ok::<_, Interrupt>((decoder.schema(), decoder.mostly_distinct().to_vec(), batches, dialect))
+        })();
+        match pass {
+            Ok(done) => return Ok(done),
+            Err(Interrupt::Widen(kinds)) => opts.floor = Some(kinds),
+            Err(Interrupt::Reencode(encoding)) => opts = DecodeOptions { encoding: Some(encoding), ..opts },
+            Err(Interrupt::Error(e)) => return Err(e),
         }
     }
     panic!("the kinds did not settle")
@@ -66,23 +88,46 @@ fn write(format: Format, schema: &SchemaRef, plain: &[bool], batches: &[RecordBa
     writer.finish().expect("the footer is written")
 }
 
-/// Data records of the file as the `csv` crate reads them.
-fn records(bytes: &[u8], delimiter: u8) -> usize {
-    csv::ReaderBuilder::new().delimiter(delimiter).from_reader(bytes).byte_records().count()
+#[derive(serde::Deserialize)]
+struct Valid {
+    #[serde(default)]
+    options: CsvOptions,
+    dialect: Dialect,
+    types: Vec<String>,
+    rows: usize,
+    #[serde(default)]
+    cells: Vec<(usize, String, String)>,
 }
 
 #[test]
 fn valid_files_convert_and_read_back_row_for_row() {
-    let files = data("valid");
-    assert!(files.len() >= 8, "{files:?}");
-    for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let bytes = std::fs::read(&path).unwrap();
-        let opts = options(&path);
+    let expected: BTreeMap<String, Valid> = expected("valid");
+    assert!(expected.len() >= 8);
+    for (name, want) in &expected {
+        let bytes = std::fs::read(dir("valid").join(name)).unwrap();
+        let opts = options(name, &want.options);
         let (schema, plain, batches, dialect) = decode(&bytes, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let rows = records(&bytes, dialect.delimiter as u8);
+        assert_eq!(dialect, want.dialect, "{name}: dialect");
+        let types: Vec<String> = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+        assert_eq!(types, want.types, "{name}: types");
         let decoded = concat_batches(&schema, &batches).unwrap();
+        let rows = want.rows;
         assert_eq!(decoded.num_rows(), rows, "{name}: rows");
+        for (row, column, value) in &want.cells {
+            let i = schema.index_of(column).unwrap_or_else(|_| panic!("{name}: no column {column:?}"));
+            // UTC timestamps show as their UTC wall time, without a zone.
+            let array = match decoded.column(i).data_type() {
+                DataType::Timestamp(unit, Some(_)) => {
+                    arrow::compute::cast(decoded.column(i), &DataType::Timestamp(*unit, None)).unwrap()
+                }
+                _ => decoded.column(i).clone(),
+            };
+            let shown = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default().with_null("null"))
+                .unwrap()
+                .value(*row)
+                .to_string();
+            assert_eq!(&shown, value, "{name}: row {row}, column {column}");
+        }
 
         let parquet = write(Format::Parquet, &schema, &plain, &batches);
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(parquet)).unwrap().build().unwrap();
@@ -96,40 +141,48 @@ fn valid_files_convert_and_read_back_row_for_row() {
         let reader = apache_avro::Reader::new(&avro[..]).unwrap_or_else(|e| panic!("{name}: avro header: {e}"));
         let records: Vec<apache_avro::types::Value> = reader.map(|r| r.expect("an avro record")).collect();
         assert_eq!(records.len(), rows, "{name}: avro records");
-        if let Some(apache_avro::types::Value::Record(fields)) = records.first() {
-            let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
-            let want: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            assert_eq!(names, want, "{name}: avro field names");
-        }
+    }
+}
+
+/// The type name an explicit schema would give.
+fn column_type(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 => "utf8".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::Date32 => "date32".into(),
+        DataType::Timestamp(_, None) => "timestamp".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamp_utc".into(),
+        DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
+        other => other.to_string(),
     }
 }
 
 #[test]
 fn widening_starts_again_with_the_contradicted_columns_as_text() {
-    let path = data("valid").into_iter().find(|p| p.ends_with("widens.csv")).unwrap();
-    let (schema, _, _, _) = decode(&std::fs::read(&path).unwrap(), &options(&path)).unwrap();
+    let name = "widens.csv";
+    let (schema, _, _, _) =
+        decode(&std::fs::read(dir("valid").join(name)).unwrap(), &options(name, &CsvOptions::default())).unwrap();
     let types: Vec<String> = schema.fields().iter().map(|f| f.data_type().to_string()).collect();
     assert_eq!(types, ["Int64", "Utf8"], "a text value after two integers makes the column text");
 }
 
+#[derive(serde::Deserialize)]
+struct Invalid {
+    #[serde(default)]
+    options: CsvOptions,
+    kind: String,
+    line: Option<u64>,
+}
+
 #[test]
 fn invalid_files_fail_with_their_kind_and_line() {
-    #[derive(serde::Deserialize)]
-    struct Expected {
-        kind: String,
-        line: Option<u64>,
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/invalid");
-    let expected: BTreeMap<String, Expected> =
-        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
-    let files = data("invalid");
-    let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, expected.keys().cloned().collect::<Vec<_>>(), "every invalid file has its expectation");
-    for (path, name) in files.iter().zip(&names) {
-        let bytes = std::fs::read(path).unwrap();
-        match decode(&bytes, &options(path)) {
+    let expected: BTreeMap<String, Invalid> = expected("invalid");
+    for (name, want) in &expected {
+        let bytes = std::fs::read(dir("invalid").join(name)).unwrap();
+        match decode(&bytes, &options(name, &want.options)) {
             Err(Error::BadInput { kind, line, message }) => {
-                let want = &expected[name];
                 assert_eq!((kind.as_str(), line), (want.kind.as_str(), want.line), "{name}: {message}");
             }
             other => panic!("{name}: expected bad input, got {:?}", other.map(|(s, _, b, _)| (s, b.len()))),
