@@ -212,10 +212,12 @@ async fn bad_file_leaves_no_object() {
     assert_eq!(good.status, FileStatus::Converted, "{:?}", good.error);
     assert_eq!(good.rows, 2);
     assert_eq!(good.outputs.len(), 2);
+    let latin1 = result_for(&result, "batch/latin1.csv");
+    assert_eq!(latin1.status, FileStatus::Converted, "{:?}", latin1.error);
+    assert_eq!(latin1.dialect.as_ref().map(|d| d.encoding.as_str()), Some("windows-1252"));
 
     let expect_failed = [
         ("batch/huge.csv", "bad_input.ragged_row", Some(ragged_line)),
-        ("batch/latin1.csv", "bad_input.invalid_utf8", Some(3)),
         ("batch/garbage.csv.gz", "bad_input.compression", None),
         ("batch/truncated.csv.gz", "bad_input.compression", None),
         ("batch/empty.csv", "bad_input.empty", None),
@@ -238,8 +240,8 @@ async fn bad_file_leaves_no_object() {
 
     assert_eq!(
         h.output_files(),
-        output_keys("out/", &["good"], &["avro", "parquet"]),
-        "only the good file has outputs"
+        output_keys("out/", &["good", "latin1"], &["avro", "parquet"]),
+        "only the good files have outputs"
     );
     assert_eq!(h.leftover_upload_files(), Vec::<std::path::PathBuf>::new(), "no multipart part or record is left");
     let created = h.calls.count("CreateMultipartUpload");
@@ -247,7 +249,7 @@ async fn bad_file_leaves_no_object() {
     assert!(h.calls.count("UploadPart") >= 1);
     assert_eq!(h.calls.count("AbortMultipartUpload"), created, "every started upload was aborted");
     assert_eq!(h.calls.count("CompleteMultipartUpload"), 0);
-    assert_eq!(h.calls.count("PutObject"), 2, "only the good file's two outputs were put");
+    assert_eq!(h.calls.count("PutObject"), 4, "only the good files' two outputs each were put");
 
     let pq = read_parquet(&h.output_path("out/parquet/good.parquet"));
     assert_cells_eq(
