@@ -1,4 +1,4 @@
-//! Physical line numbers in errors (CRLF files, blank lines) and inputs whose outputs would
+//! Physical line numbers in errors (CRLF and bare-CR files, blank lines) and inputs whose outputs would
 //! collide: cases that the CSV parser and the output layout get wrong unless handled.
 
 use std::collections::BTreeMap;
@@ -11,12 +11,14 @@ async fn crlf_input_errors_name_the_physical_line() {
     let h = Harness::start().await;
     h.put("crlf/ragged.csv", "a,b\r\n1,2\r\n3\r\n");
     h.put("crlf/quoted.csv", "a,b\r\n1,\"x\r\ny\"\r\n2\r\n");
-    h.put("crlf/utf8.csv", b"a,b\r\n1,x\r\n2,\xff\r\n".as_slice());
+    h.put("crlf/cr.csv", "a,b\r1,2\r\r3,\"x\ry\"\r4\r");
+    h.put("crlf/quote.csv", "a,b\r\n1,2\r\n3,\"x\r\ny\"z\r\n");
     let result = h.run(&h.job("crlf/", "out/")).await;
     for (key, kind, line) in [
         ("crlf/ragged.csv", "bad_input.ragged_row", 3),
         ("crlf/quoted.csv", "bad_input.ragged_row", 4),
-        ("crlf/utf8.csv", "bad_input.invalid_utf8", 3),
+        ("crlf/cr.csv", "bad_input.ragged_row", 6),
+        ("crlf/quote.csv", "bad_input.malformed_quote", 3),
     ] {
         let r = result_for(&result, key);
         assert_eq!(r.status, FileStatus::Failed, "{key}");
