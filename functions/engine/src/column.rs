@@ -137,3 +137,81 @@ impl Column {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Decimal128Type, Float64Type};
+
+    use super::*;
+    use crate::schema::number_shape;
+
+    fn shape(int_digits: u32, scale: u32) -> Shape {
+        Shape { int_digits, scale }
+    }
+
+    #[test]
+    fn numeric_columns_join_the_shapes_they_accept_across_batches() {
+        let mut int = Column::new(Kind::Int, 4);
+        for v in ["-7", "0", "+123"] {
+            assert_eq!(int.append(v.as_bytes()), Ok(true));
+        }
+        assert_eq!(int.append(b"1.5"), Ok(false));
+        assert_eq!(int.shape(), shape(3, 0));
+        int.finish();
+        assert_eq!(int.shape(), shape(3, 0), "kept across batches");
+        assert_eq!(int.append(b"-12345"), Ok(true));
+        assert_eq!(int.shape(), shape(5, 0));
+
+        let mut float = Column::new(Kind::Float, 4);
+        for v in ["1.50", "-2.5e3", "0.001"] {
+            assert_eq!(float.append(v.as_bytes()), Ok(true), "{v}");
+        }
+        assert_eq!(float.append(b"82544000000000707.52"), Ok(false), "rejected, and not in the shape");
+        assert_eq!(float.shape(), shape(4, 3));
+        let array = float.finish();
+        assert_eq!(array.as_primitive::<Float64Type>().values().to_vec(), [1.5, -2500.0, 0.001]);
+        assert_eq!(float.shape(), shape(4, 3));
+        assert_eq!(float.append(b"NaN"), Ok(true));
+        assert_eq!(float.append(b"-Infinity"), Ok(true));
+        assert_eq!(float.shape(), Shape::UNBOUNDED.join(shape(4, 3)));
+        assert_eq!(float.shape().kind(), Kind::Utf8, "no decimal holds NaN");
+        let array = float.finish();
+        assert!(array.as_primitive::<Float64Type>().value(0).is_nan());
+        assert_eq!(array.as_primitive::<Float64Type>().value(1), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn a_column_shape_is_the_join_of_its_values_number_shapes() {
+        let values = ["12.5", "-0.125", "1e3", "7"];
+        let mut float = Column::new(Kind::Float, 4);
+        let mut decimal = Column::new(Kind::Decimal { precision: 10, scale: 3 }, 4);
+        let mut joined = Shape::default();
+        for v in values {
+            assert_eq!(float.append(v.as_bytes()), Ok(true));
+            assert_eq!(decimal.append(v.as_bytes()), Ok(true));
+            joined = joined.join(number_shape(v.as_bytes()).unwrap());
+        }
+        assert_eq!(float.shape(), joined);
+        assert_eq!(decimal.shape(), joined);
+        assert_eq!(joined, shape(4, 3));
+    }
+
+    #[test]
+    fn a_decimal_column_holds_exact_values_of_its_shape() {
+        let mut col = Column::new(Kind::Decimal { precision: 5, scale: 2 }, 4);
+        for v in ["123.45", "-0.5", "1.5e1", "0"] {
+            assert_eq!(col.append(v.as_bytes()), Ok(true), "{v}");
+        }
+        col.append_null();
+        for v in ["1234", "0.125", "1.500", "NaN", "inf", "007", "x", "1e3"] {
+            assert_eq!(col.append(v.as_bytes()), Ok(false), "{v}");
+        }
+        assert_eq!(col.shape(), shape(3, 2));
+        let array = col.finish();
+        let array = array.as_primitive::<Decimal128Type>();
+        assert_eq!(array.data_type(), &arrow_schema::DataType::Decimal128(5, 2));
+        assert_eq!(array.iter().collect::<Vec<_>>(), [Some(12345), Some(-50), Some(1500), Some(0), None]);
+    }
+}
