@@ -435,10 +435,14 @@ pub fn parse_decimal_shaped(v: &[u8], precision: u8, scale: u8) -> Option<(i128,
     if precision > MAX_DECIMAL_PRECISION || !column.holds(shape) {
         return None;
     }
+    let Some(first) = n.first_significant else {
+        // Zero, however written (`0e50` too).
+        return Some((0, shape));
+    };
     // The digits from the first significant one hold at most `precision` digits: the shape
     // check bounds the value, so no step overflows.
     let mut unscaled: i128 = 0;
-    for d in n.digits().skip(n.first_significant.unwrap_or(usize::MAX)) {
+    for d in n.digits().skip(first) {
         unscaled = unscaled.checked_mul(10)?.checked_add(i128::from(d - b'0'))?;
     }
     // The literal is `unscaled × 10^-written_scale`; the column's scale is at least that.
@@ -591,9 +595,39 @@ impl<'a> Numeral<'a> {
         if !f.is_finite() || f == 0.0 {
             return None;
         }
+        // Two shortest representations can be equally close to the float (903873711129389.25
+        // between ...389.2 and ...389.3): lexical-core breaks the tie to the even digit, Rust's
+        // formatting upwards, and other readers either way. The literal must be what both give.
         let mut buffer = [0u8; lexical_core::BUFFER_SIZE];
         let shortest = lexical_core::write(f, &mut buffer);
-        Numeral::scan(shortest).filter(|s| self.same_number(s)).map(|_| f)
+        if !Numeral::scan(shortest).is_some_and(|s| self.same_number(&s)) {
+            return None;
+        }
+        let mut buffer = StackText::default();
+        std::fmt::Write::write_fmt(&mut buffer, format_args!("{f:e}")).ok()?;
+        Numeral::scan(buffer.text()).filter(|s| self.same_number(s)).map(|_| f)
+    }
+}
+
+/// A float's shortest text, formatted without allocating.
+#[derive(Default)]
+struct StackText {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl StackText {
+    fn text(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -928,6 +962,8 @@ mod tests {
         assert_eq!(f("1.0000000000000001"), None, "17 digits; the float gives back 1");
         assert_eq!(f("12345678901234567"), None, "an integer beyond 2^53");
         assert_eq!(f("12345678901234567.0"), None, "its float gives back ...68");
+        assert_eq!(f("903873711129389.2"), None, "a tie: the float is ...389.25");
+        assert_eq!(f("903873711129389.3"), None, "a tie: the float is ...389.25");
         assert_eq!(f("9007199254740993.0"), None, "2^53 + 1");
         assert_eq!(f("82544000000000707.52"), None);
         assert_eq!(f("1e400"), None, "overflow");
@@ -957,6 +993,55 @@ mod tests {
         assert_eq!(f("-Infinity"), Some(f64::NEG_INFINITY));
         assert_eq!(f("+inf"), Some(f64::INFINITY));
         assert_eq!(f("x"), None);
+    }
+
+    /// A literal's number as (digits without leading or trailing zeros, exponent of the last).
+    fn number(s: &str) -> (String, i64) {
+        let s = s.trim_start_matches(['+', '-']);
+        let (m, e) = s.split_once(['e', 'E']).unwrap_or((s, "0"));
+        let (i, f) = m.split_once('.').unwrap_or((m, ""));
+        let digits = format!("{i}{f}");
+        let digits = digits.trim_start_matches('0');
+        let trimmed = digits.trim_end_matches('0');
+        let exp = e.parse::<i64>().unwrap() - f.len() as i64 + (digits.len() - trimmed.len()) as i64;
+        if trimmed.is_empty() { (String::new(), 0) } else { (trimmed.to_owned(), exp) }
+    }
+
+    #[test]
+    fn floats_agree_with_the_standard_librarys_shortest_formatting() {
+        // Rust formats a float as the shortest representation that reads back as it.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let (mut floats, mut ties) = (0, 0);
+        for _ in 0..100_000 {
+            let digits: String = (0..1 + next(20)).map(|_| char::from(b'0' + next(10) as u8)).collect();
+            let point = next(digits.len() as u64 + 1) as usize;
+            let exp = if next(3) == 0 { String::new() } else { format!("e{}", next(700) as i64 - 350) };
+            let sign = ["", "-", "+"][next(3) as usize];
+            let literal = format!("{sign}{}.{}{exp}", &digits[..point], &digits[point..]);
+            let expected =
+                literal.parse::<f64>().ok().filter(|f| f.is_finite() && number(&format!("{f:e}")) == number(&literal));
+            let got = parse_float(literal.as_bytes());
+            if let (Some(f), None) = (expected, got) {
+                // Only a tie: the float lies exactly between the literal and its neighbour.
+                let (digits, _) = number(&literal);
+                let (exact, _) = number(&format!("{f:.1100e}"));
+                assert_eq!(&exact[..digits.len() - 1], &digits[..digits.len() - 1], "{literal}");
+                assert_eq!(exact.len(), digits.len() + 1, "{literal}: {exact}");
+                assert!(exact.ends_with('5'), "{literal}: {exact}");
+                ties += 1;
+            } else {
+                assert_eq!(got, expected, "{literal}");
+            }
+            floats += usize::from(got.is_some());
+        }
+        assert!(floats > 20_000, "{floats} floats");
+        assert!(ties < 100, "{ties} ties");
     }
 
     #[test]
@@ -1008,11 +1093,13 @@ mod tests {
         assert_eq!(d("5.", 1, 0), Some(5));
         assert_eq!(d("0", 1, 0), Some(0));
         assert_eq!(d("-0.00", 3, 2), Some(0));
+        assert_eq!(d("0e50", 1, 0), Some(0), "zero, whatever its exponent");
+        assert_eq!(d("0.0e-37", 38, 38), Some(0));
         assert_eq!(d("000123.4", 4, 1), Some(1234), "leading zeros of a fraction's integer part");
         assert_eq!(d("007", 3, 0), None, "an integer with leading zeros is text");
         let max = "9".repeat(38);
-        assert_eq!(d(&max, 38, 0), Some(i128::from_str_radix(&max, 10).unwrap()));
-        assert_eq!(d(&format!("-0.{max}"), 38, 38), Some(-i128::from_str_radix(&max, 10).unwrap()));
+        assert_eq!(d(&max, 38, 0), Some(max.parse::<i128>().unwrap()));
+        assert_eq!(d(&format!("-0.{max}"), 38, 38), Some(-max.parse::<i128>().unwrap()));
         assert_eq!(d(&format!("{max}0"), 38, 0), None);
         assert_eq!(d("1e37", 38, 0), Some(10i128.pow(37)));
         assert_eq!(d("1e38", 38, 0), None);
@@ -1084,7 +1171,14 @@ mod tests {
             "1e-400",
             "4.9e-324",
             "1.5e-3",
+            "0e50",
+            "0.000",
+            "-0",
+            "1e37",
+            "5.",
+            ".5",
             "007",
+            "007.5",
             "2024-01-02",
             "2024-01-02T03:04:05",
             "2024-01-02T03:04",
