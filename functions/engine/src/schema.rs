@@ -472,6 +472,10 @@ struct Numeral<'a> {
     /// Index among the mantissa's digits of the first and last that are not zero.
     first_significant: Option<usize>,
     last_significant: usize,
+    /// The digits from the first significant one, up to 19 of them, as an integer.
+    leading: u64,
+    /// How many digits `leading` holds.
+    leading_len: u32,
 }
 
 /// Exponents are saturated here: beyond it no float or decimal holds the number anyway.
@@ -485,34 +489,32 @@ impl<'a> Numeral<'a> {
             Some((b'+', rest)) => (false, rest),
             _ => (false, text),
         };
-        let mut first_significant = None;
-        let mut last_significant = 0;
-        let mut i = 0;
-        let mut digit_index = 0;
-        let mut int_len = 0;
-        let mut frac_len = 0;
-        let mut point = false;
-        while let Some(&b) = body.get(i) {
-            match b {
-                b'0'..=b'9' => {
-                    if b != b'0' {
-                        first_significant.get_or_insert(digit_index);
-                        last_significant = digit_index;
-                    }
-                    digit_index += 1;
-                    if point {
-                        frac_len += 1;
-                    } else {
-                        int_len += 1;
-                    }
-                }
-                b'.' if !point => point = true,
-                _ => break,
-            }
-            i += 1;
-        }
-        if digit_index == 0 {
+        let run = |s: &[u8]| s.iter().take_while(|b| b.is_ascii_digit()).count();
+        let int_len = run(body);
+        let point = body.get(int_len) == Some(&b'.');
+        let frac_start = int_len + usize::from(point);
+        let frac_len = run(&body[frac_start..]);
+        let i = frac_start + frac_len;
+        if int_len + frac_len == 0 {
             return None;
+        }
+        let (int, frac) = (&body[..int_len], &body[frac_start..i]);
+        let first_significant = match int.iter().position(|&b| b != b'0') {
+            Some(p) => Some(p),
+            None => frac.iter().position(|&b| b != b'0').map(|p| int_len + p),
+        };
+        let last_significant = match frac.iter().rposition(|&b| b != b'0') {
+            Some(p) => int_len + p,
+            None => int.iter().rposition(|&b| b != b'0').unwrap_or(0),
+        };
+        let mut leading = 0u64;
+        let mut leading_len = 0;
+        if let Some(first) = first_significant {
+            let (a, b) = if first < int_len { (&int[first..], frac) } else { (&frac[first - int_len..], &[][..]) };
+            for &d in a.iter().chain(b).take(19) {
+                leading = leading * 10 + u64::from(d - b'0');
+                leading_len += 1;
+            }
         }
         let mantissa = &body[..i];
         let mut exp = 0i64;
@@ -537,7 +539,19 @@ impl<'a> Numeral<'a> {
         } else if i != body.len() {
             return None;
         }
-        Some(Self { text, mantissa, negative, int_len, frac_len, decorated, exp, first_significant, last_significant })
+        Some(Self {
+            text,
+            mantissa,
+            negative,
+            int_len,
+            frac_len,
+            decorated,
+            exp,
+            first_significant,
+            last_significant,
+            leading,
+            leading_len,
+        })
     }
 
     /// Whether it is written as an integer: no point and no exponent.
@@ -570,65 +584,82 @@ impl<'a> Numeral<'a> {
         Shape { int_digits: self.magnitude().clamp(0, i64::from(u32::MAX)) as u32, scale: scale as u32 }
     }
 
-    /// Whether two literals are the same number: same significant digits at the same magnitude.
-    fn same_number(&self, other: &Numeral<'_>) -> bool {
-        let (Some(a), Some(b)) = (self.first_significant, other.first_significant) else {
-            return self.first_significant.is_none() && other.first_significant.is_none();
-        };
-        self.magnitude() == other.magnitude()
-            && self.significant() == other.significant()
-            && self.digits().skip(a).take(self.significant()).eq(other.digits().skip(b).take(other.significant()))
+    /// The significant digits as an integer (`0.0125` gives 125), when there are at most 17,
+    /// as in any float64's shortest representation.
+    fn significand(&self) -> Option<u64> {
+        let n = self.significant() as u32;
+        (n <= 17).then(|| self.leading / POWERS_OF_TEN_U64[(self.leading_len - n) as usize])
     }
 
     /// The float64 of the literal when its shortest representation is the same number.
     #[inline]
     fn float(&self) -> Option<f64> {
-        let f: f64 = lexical_core::parse(self.text).ok()?;
+        let sign = if self.negative { -1.0 } else { 1.0 };
         if self.first_significant.is_none() {
-            return Some(f);
+            return Some(sign * 0.0);
         }
         // Up to 15 significant digits in the normal range [1e-307, 1e308), distinct literals
         // give distinct floats, so the float's shortest representation is the literal itself.
         if self.significant() <= 15 && (-306..=308).contains(&self.magnitude()) {
-            return Some(f);
+            let exp10 = self.magnitude() - self.significant() as i64;
+            let digits = self.significand()? as f64;
+            // Clinger's fast path: both factors exact, so one correctly rounded operation.
+            return Some(match usize::try_from(exp10.unsigned_abs()).ok().and_then(|k| POWERS_OF_TEN.get(k)) {
+                Some(p) if exp10 >= 0 => sign * digits * p,
+                Some(p) => sign * digits / p,
+                None => lexical_core::parse(self.text).ok()?,
+            });
         }
+        let f: f64 = lexical_core::parse(self.text).ok()?;
         if !f.is_finite() || f == 0.0 {
             return None;
         }
-        // Two shortest representations can be equally close to the float (903873711129389.25
-        // between ...389.2 and ...389.3): lexical-core breaks the tie to the even digit, Rust's
-        // formatting upwards, and other readers either way. The literal must be what both give.
+        let digits = self.significand()?;
         let mut buffer = [0u8; lexical_core::BUFFER_SIZE];
-        let shortest = lexical_core::write(f, &mut buffer);
-        if !Numeral::scan(shortest).is_some_and(|s| self.same_number(&s)) {
+        let shortest = Numeral::scan(lexical_core::write(f, &mut buffer))?;
+        if shortest.significand() != Some(digits) || shortest.magnitude() != self.magnitude() {
             return None;
         }
-        let mut buffer = StackText::default();
-        std::fmt::Write::write_fmt(&mut buffer, format_args!("{f:e}")).ok()?;
-        Numeral::scan(buffer.text()).filter(|s| self.same_number(s)).map(|_| f)
+        // Two representations of the shortest length can be equally close to the float
+        // (903873711129389.25 lies between ...389.2 and ...389.3): formatters break the tie
+        // differently (lexical-core to the even digit, Rust's own upwards), so neither is the
+        // float's number.
+        let exp10 = self.magnitude() - self.significant() as i64;
+        let tie = [digits * 10 - 5, digits * 10 + 5].into_iter().any(|n| exact_float(n, exp10 - 1) == Some(f.abs()));
+        (!tie).then_some(f)
     }
 }
 
-/// A float's shortest text, formatted without allocating.
-#[derive(Default)]
-struct StackText {
-    bytes: [u8; 32],
-    len: usize,
-}
+/// The powers of ten a float64 holds exactly.
+const POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
 
-impl StackText {
-    fn text(&self) -> &[u8] {
-        &self.bytes[..self.len]
+/// The powers of ten a u64 holds.
+const POWERS_OF_TEN_U64: [u64; 20] = {
+    let mut p = [1u64; 20];
+    let mut i = 1;
+    while i < p.len() {
+        p[i] = p[i - 1] * 10;
+        i += 1;
     }
-}
+    p
+};
 
-impl std::fmt::Write for StackText {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
+/// `n × 10^exp` for an odd `n`, when a float64 holds it exactly.
+fn exact_float(n: u64, exp: i64) -> Option<f64> {
+    // n × 10^exp = odd × 2^exp, where odd = n × 5^exp must fit the 53-bit significand.
+    let odd = if exp >= 0 {
+        u128::from(n) * 5u128.checked_pow(u32::try_from(exp).ok().filter(|e| *e <= 22)?)?
+    } else {
+        let fives = 5u64.checked_pow(u32::try_from(-exp).ok().filter(|e| *e <= 27)?)?;
+        if !n.is_multiple_of(fives) {
+            return None;
+        }
+        u128::from(n / fives)
+    };
+    (odd < 1 << 53).then(|| odd as f64 * 2f64.powi(exp as i32))
 }
 
 /// `YYYY-MM-DD` as days since the epoch.
@@ -964,6 +995,8 @@ mod tests {
         assert_eq!(f("12345678901234567.0"), None, "its float gives back ...68");
         assert_eq!(f("903873711129389.2"), None, "a tie: the float is ...389.25");
         assert_eq!(f("903873711129389.3"), None, "a tie: the float is ...389.25");
+        assert_eq!(f("-903873711129389.2"), None, "a tie, negative");
+        assert_eq!(f("903873711129389.25"), None, "17 digits where 16 give the float back");
         assert_eq!(f("9007199254740993.0"), None, "2^53 + 1");
         assert_eq!(f("82544000000000707.52"), None);
         assert_eq!(f("1e400"), None, "overflow");
