@@ -143,7 +143,8 @@ describe('the request model', () => {
     // The column types of csv.schema are inlined where they are used.
     const csv = model().Schema.oneOf.find((s: { title: string }) => s.title === 'keys').properties.input.properties.csv;
     const columnType = csv.anyOf[0].properties.schema.additionalProperties;
-    expect(columnType.enum).toEqual(expect.arrayContaining(['int', 'string', 'timestamp']));
+    expect(columnType.anyOf[0].enum).toEqual(expect.arrayContaining(['int', 'string', 'timestamp']));
+    expect(new RegExp(columnType.anyOf[1].pattern).test('decimal(12, 2)')).toBe(true);
   });
 });
 
