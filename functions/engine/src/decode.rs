@@ -23,7 +23,7 @@ use crate::error::{BadInputKind, Error, Result};
 use crate::input::{self, Compression, Evidence};
 use crate::options::{CsvOptions, Detect};
 use crate::records::{Limits, Record, RecordReader};
-use crate::schema::{ColumnType, Kind, arrow_schema, classify, unique_names};
+use crate::schema::{ColumnType, Kind, Shape, arrow_schema, classify, number_shape, unique_names};
 use crate::sniff::{Given, SNIFF_BYTES, sniff};
 
 pub use crate::records::{MAX_COLUMNS, MAX_FIELD_BYTES, MAX_RECORD_BYTES};
@@ -330,6 +330,15 @@ impl<'a> CsvDecoder<'a> {
                 }
             }
         }
+        // A decimal column's precision and scale hold every number it was given.
+        for (i, kind) in kinds.iter_mut().enumerate() {
+            if fixed[i] || !matches!(kind, Kind::Decimal { .. }) {
+                continue;
+            }
+            let floor = opts.floor.as_ref().map_or(Shape::default(), |f| f[i].shape());
+            let values = sample.iter().filter_map(|r| r.get(i)).filter(|v| !opts.nulls.is_null(v));
+            *kind = values.filter_map(number_shape).fold(floor, Shape::join).kind();
+        }
         let types: Vec<ColumnType> = kinds.iter().map(|k| k.column_type()).collect();
         let schema = arrow_schema(&names, &types);
         let distinct = (0..ncols).map(|i| mostly_distinct(&sample, i, &opts.nulls)).collect();
@@ -441,6 +450,8 @@ impl<'a> CsvDecoder<'a> {
     fn widen_from_here(&mut self) -> Interrupt {
         let mut kinds = self.kinds.clone();
         let ncols = self.names.len();
+        // The numbers seen so far, so that a column that becomes decimal holds them all.
+        let mut shapes: Vec<Shape> = self.columns.iter().zip(&kinds).map(|(c, k)| c.shape().join(k.shape())).collect();
         loop {
             if let Err(e) = check_width(&self.record, ncols) {
                 return Interrupt::Error(e);
@@ -453,11 +464,19 @@ impl<'a> CsvDecoder<'a> {
                     Some(k) => kinds[i] = kinds[i].join(k),
                     None => return not_utf8(self.reencode, &self.record, i, &self.names),
                 }
+                if let Some(shape) = number_shape(v) {
+                    shapes[i] = shapes[i].join(shape);
+                }
             }
             match self.next_record() {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => return Interrupt::Error(e),
+            }
+        }
+        for (kind, shape) in kinds.iter_mut().zip(&shapes) {
+            if matches!(kind, Kind::Decimal { .. }) {
+                *kind = shape.kind();
             }
         }
         tracing::debug!(before = ?self.kinds, after = ?kinds, "widening columns");
@@ -547,6 +566,50 @@ mod tests {
         let last = batches.last().unwrap();
         assert_eq!(last.column(0).as_primitive::<Float64Type>().value(last.num_rows() - 2), 1.5);
         assert_eq!(last.column(1).as_string::<i32>().value(last.num_rows() - 1), "x");
+    }
+
+    /// Decodes to the end, starting again with wider kinds as often as the decoder asks.
+    fn decode_settled(csv: &str, opts: &DecodeOptions) -> (SchemaRef, Vec<RecordBatch>) {
+        let mut opts = opts.clone();
+        for _ in 0..4 {
+            match decode_all(csv, &opts) {
+                Ok(done) => return done,
+                Err(Interrupt::Widen(kinds)) => opts.floor = Some(kinds),
+                Err(other) => panic!("{other}"),
+            }
+        }
+        panic!("the kinds did not settle")
+    }
+
+    #[test]
+    fn numbers_that_a_float_would_round_widen_to_a_decimal_that_holds_every_value() {
+        use arrow_array::types::Decimal128Type;
+        let mut csv = String::from("n,x\n");
+        for i in 0..100 {
+            csv.push_str(&format!("{i},0.{i:03}\n"));
+        }
+        csv.push_str("82544000000000707.52,82544000000000707.52\n-1,1e-400\n");
+        let opts = DecodeOptions { sample_rows: 10, batch_rows: 16, ..Default::default() };
+        let (schema, batches) = decode_settled(&csv, &opts);
+        assert_eq!(schema.field(0).data_type(), &DataType::Decimal128(19, 2), "17 integer digits, scale 2");
+        assert_eq!(schema.field(1).data_type(), &DataType::Utf8, "1e-400 needs 400 digits of scale");
+        let last = batches.last().unwrap();
+        let n = last.column(0).as_primitive::<Decimal128Type>();
+        assert_eq!(n.value(n.len() - 2), 8_254_400_000_000_070_752);
+        assert_eq!(n.value(n.len() - 1), -100);
+        assert_eq!(last.column(1).as_string::<i32>().value(n.len() - 1), "1e-400");
+        let first = batches[0].column(0).as_primitive::<Decimal128Type>();
+        assert_eq!(first.value(7), 700, "the integers of the first batches are held exactly");
+    }
+
+    #[test]
+    fn special_floats_and_exact_floats_stay_float() {
+        let (schema, batches) =
+            decode_settled("x\n1.5\nNaN\n-inf\nInfinity\n0.30000000000000004\n", &DecodeOptions::default());
+        assert_eq!(schema.field(0).data_type(), &DataType::Float64);
+        let x = batches[0].column(0).as_primitive::<Float64Type>();
+        assert!(x.value(1).is_nan() && x.value(2) == f64::NEG_INFINITY && x.value(3) == f64::INFINITY);
+        assert_eq!(x.value(4), 0.30000000000000004);
     }
 
     #[test]
