@@ -4,7 +4,10 @@
 # when polars is available, the same job with bench/polars_peer.py.
 #
 # Usage: bash bench/run.sh [--huge] [--with-polars] [--reps N]
-#                          [--only large|small|huge] [--work-dir DIR] [--no-build]
+#                          [--only large|small|longline|huge] [--work-dir DIR] [--no-build]
+#
+# The longline corpus is one gzip object whose first line is 1 GiB: csvlake must
+# fail it as bad_input.limit_exceeded in bounded memory.
 #
 # Environment:
 #   CARGO_TARGET_DIR  cargo target directory (default: <repo>/target)
@@ -49,8 +52,8 @@ while (($#)); do
             ;;
         --only)
             case ${2:-} in
-                large | small | huge) ONLY=$2 ;;
-                *) die "--only takes large, small or huge" ;;
+                large | small | longline | huge) ONLY=$2 ;;
+                *) die "--only takes large, small, longline or huge" ;;
             esac
             shift
             ;;
@@ -76,7 +79,7 @@ CORPORA=()
 if [[ -n $ONLY ]]; then
     CORPORA=("$ONLY")
 else
-    CORPORA=(large small)
+    CORPORA=(large small longline)
     if ((HUGE)); then
         CORPORA+=(huge)
     fi
@@ -103,7 +106,15 @@ corpus_args() {
         large) echo "--rows 2000000" ;;
         small) echo "--rows 400 --files 500" ;;
         huge) echo "--bytes 1073741824" ;;
+        longline) echo "longline 1073741824" ;;
     esac
+}
+
+# The longline corpus: a header, then a first data line of $1 bytes, gzip-compressed.
+generate_longline() {
+    local dir=$1 n=$2
+    mkdir -p "$dir"
+    { printf 'a,b\n'; head -c "$n" /dev/zero | tr '\0' 'x'; printf ',1\n2,3\n'; } | gzip -1 >"$dir/longline.csv.gz"
 }
 
 # Generates a corpus unless an identical one (same arguments, same generator
@@ -118,8 +129,12 @@ generate() {
     fi
     rm -rf "$dir"
     log "==> corpus $name: gen-corpus $args"
-    # shellcheck disable=SC2086 # args is a list of flags
-    "$GEN" --out "$dir" $args
+    if [[ $name == longline ]]; then
+        generate_longline "$dir" 1073741824
+    else
+        # shellcheck disable=SC2086 # args is a list of flags
+        "$GEN" --out "$dir" $args
+    fi
     printf '%s\n' "$stamp" >"$dir/.stamp"
 }
 
@@ -170,8 +185,8 @@ RESULTS=()
 measure() {
     local tool=$1 corpus=$2 in_dir=$WORK_DIR/corpus/$2 files bytes rep out tfile logf
     local walls=() rsss=()
-    files=$(find "$in_dir" -maxdepth 1 -name '*.csv' | wc -l)
-    bytes=$(find "$in_dir" -maxdepth 1 -name '*.csv' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+    files=$(find "$in_dir" -maxdepth 1 -name '*.csv*' | wc -l)
+    bytes=$(find "$in_dir" -maxdepth 1 -name '*.csv*' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
     tfile=$WORK_DIR/time.txt
     logf=$WORK_DIR/$tool-$corpus.log
     for ((rep = 1; rep <= REPS; rep++)); do
@@ -183,7 +198,15 @@ measure() {
             csvlake) cmd=("$BIN" run --input "$in_dir" --output "$out") ;;
             polars) cmd=("$PY" "$BENCH_DIR/polars_peer.py" "$in_dir" "$out") ;;
         esac
-        if ! /usr/bin/time -f '%e %M' -o "$tfile" "${cmd[@]}" >"$logf" 2>&1; then
+        if [[ $corpus == longline ]]; then
+            # The run fails by design; the file must fail as limit_exceeded.
+            /usr/bin/time -f '%e %M' -o "$tfile" "${cmd[@]}" >"$logf" 2>&1 || true
+            if ! grep -q 'bad_input.limit_exceeded' "$logf"; then
+                log "error: $tool did not fail $corpus as bad_input.limit_exceeded (rep $rep): ${cmd[*]}"
+                tail -n 20 "$logf" >&2
+                exit 1
+            fi
+        elif ! /usr/bin/time -f '%e %M' -o "$tfile" "${cmd[@]}" >"$logf" 2>&1; then
             log "error: $tool failed on $corpus (rep $rep): ${cmd[*]}"
             tail -n 20 "$logf" >&2
             exit 1
@@ -201,7 +224,7 @@ measure() {
 for c in "${CORPORA[@]}"; do
     log "==> $c: csvlake x$REPS"
     measure csvlake "$c"
-    if [[ -n $PY ]]; then
+    if [[ -n $PY && $c != longline ]]; then
         log "==> $c: polars x$REPS"
         measure polars "$c"
     fi
@@ -226,6 +249,7 @@ if [[ -n $PY ]]; then
     echo "| Corpus | Wall csvlake/polars | Peak RSS csvlake/polars |"
     echo "|---|---:|---:|"
     for c in "${CORPORA[@]}"; do
+        [[ $c == longline ]] && continue
         cw="" ck="" pw="" pk=""
         for r in "${RESULTS[@]}"; do
             # shellcheck disable=SC2086 # r is a space-separated record

@@ -26,6 +26,8 @@ pub const SNIFF_BYTES: usize = 256 << 10;
 const SNIFF_RECORDS: usize = 2048;
 /// Delimiters tried, in order of preference.
 const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+/// Rows below the first that header detection types.
+const HEADER_ROWS: usize = 256;
 /// Preamble lines detected at most.
 const MAX_PREAMBLE: usize = 64;
 
@@ -306,6 +308,7 @@ fn detect_header(rows: &[Record]) -> bool {
     for i in 0..first.len() {
         let kind = rest
             .iter()
+            .take(HEADER_ROWS)
             .filter_map(|r| r.get(i))
             .filter(|v| !v.is_empty())
             .fold(Kind::Null, |k, v| k.join(classify(v).unwrap_or(Kind::Utf8)));
