@@ -5,9 +5,38 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use csvlake_contract::run::{FailedFile, ObjectLocation, Report, RunStatus, Totals};
+use csvlake_engine::decode::Dialect;
+use csvlake_engine::input::Compression;
 
 /// Failed files printed per error kind.
 const SHOWN_PER_KIND: usize = 20;
+
+/// Dialects printed at most.
+const SHOWN_DIALECTS: usize = 5;
+
+/// A dialect in a few words: `delimiter ';', quote '"', header, windows-1252, gzip`.
+fn describe(d: &Dialect) -> String {
+    let mut parts = vec![match d.delimiter {
+        '\t' => "delimiter tab".to_owned(),
+        c => format!("delimiter {c:?}"),
+    }];
+    parts.push(match d.quote {
+        Some(q) => format!("quote {q:?}"),
+        None => "no quoting".to_owned(),
+    });
+    if let Some(e) = d.escape {
+        parts.push(format!("escape {e:?}"));
+    }
+    parts.push(if d.header { "header".to_owned() } else { "no header".to_owned() });
+    if d.skip_lines > 0 {
+        parts.push(format!("{} lines skipped", d.skip_lines));
+    }
+    parts.push(d.encoding.clone());
+    if d.compression != Compression::None {
+        parts.push(d.compression.as_str().to_owned());
+    }
+    parts.join(", ")
+}
 
 /// Reads `report.json`, or `None` when the run wrote none.
 pub async fn read_report(client: &aws_sdk_s3::Client, at: &ObjectLocation) -> Result<Option<Report>> {
@@ -34,6 +63,12 @@ pub fn print(report: &Report, shown: &Shown, secs: f64) -> ExitCode {
     print_totals(&report.run_id, &report.totals, secs);
     if let Some(e) = &report.map_error {
         println!("the Map failed: {}: {}", e.error, e.cause);
+    }
+    for d in report.dialects.iter().take(SHOWN_DIALECTS) {
+        println!("read as {}: {} files", describe(&d.dialect), d.files);
+    }
+    if report.dialects.len() > SHOWN_DIALECTS {
+        println!("  … and {} more dialects", report.dialects.len() - SHOWN_DIALECTS);
     }
     let mut by_kind: BTreeMap<&str, Vec<&FailedFile>> = BTreeMap::new();
     for f in &report.failed {

@@ -177,6 +177,8 @@ pub struct RecordReader<R> {
     class: [u8; 256],
     /// Bytes consumed so far.
     consumed: u64,
+    /// Fields that began with the quote.
+    quoted: u64,
 }
 
 impl<R> std::fmt::Debug for RecordReader<R> {
@@ -213,6 +215,7 @@ impl<R: Read> RecordReader<R> {
             limits,
             class,
             consumed: 0,
+            quoted: 0,
         }
     }
 
@@ -229,6 +232,11 @@ impl<R: Read> RecordReader<R> {
     /// Bytes consumed so far.
     pub fn consumed(&self) -> u64 {
         self.consumed + self.pos as u64
+    }
+
+    /// Fields read so far that began with the quote.
+    pub fn quoted_fields(&self) -> u64 {
+        self.quoted
     }
 
     /// The source, to read on after the records.
@@ -351,6 +359,7 @@ impl<R: Read> RecordReader<R> {
             let field_line = self.line;
             let end = if self.syntax.quote.is_some_and(|q| self.buf[self.pos] == q) {
                 self.pos += 1;
+                self.quoted += 1;
                 self.quoted(record, field_line)?
             } else {
                 self.unquoted(record, field_line)?

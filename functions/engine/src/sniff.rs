@@ -65,6 +65,8 @@ struct Reading {
     /// Preference rank: lower is preferred.
     rank: usize,
     rows: Vec<Record>,
+    /// Fields that began with the quote.
+    quoted: u64,
     error: Option<Error>,
 }
 
@@ -82,26 +84,36 @@ struct Shape {
 }
 
 impl Reading {
-    fn shape(&self, preamble: bool) -> Option<Shape> {
-        if self.error.is_some() || self.rows.is_empty() {
-            return None;
-        }
+    /// Rows that begin with `#` before the first other row.
+    fn comments(&self) -> usize {
+        self.rows.iter().take_while(|r| r.get(0).is_some_and(|f| f.starts_with(b"#"))).count()
+    }
+
+    /// The number of fields most rows after the leading comments have.
+    fn modal_columns(&self) -> Option<usize> {
         let mut counts: Vec<(usize, usize)> = Vec::new();
-        for r in &self.rows {
+        for r in &self.rows[self.comments()..] {
             match counts.iter_mut().find(|(n, _)| *n == r.len()) {
                 Some(c) => c.1 += 1,
                 None => counts.push((r.len(), 1)),
             }
         }
-        let (columns, _) = counts.iter().copied().max_by_key(|&(n, c)| (c, n))?;
-        let first = self.rows.iter().position(|r| r.len() == columns)?;
+        counts.iter().copied().max_by_key(|&(n, c)| (c, n)).map(|(n, _)| n)
+    }
+
+    fn shape(&self, preamble: bool) -> Option<Shape> {
+        if self.error.is_some() {
+            return None;
+        }
+        let columns = self.modal_columns()?;
         // Leading lines that begin with `#` are preamble, whatever they split into; other rows
         // before the first of `columns` fields are preamble only when every row after agrees.
-        let comments = self.rows.iter().take_while(|r| r.get(0).is_some_and(|f| f.starts_with(b"#"))).count();
+        let comments = if preamble { self.comments() } else { 0 };
+        let first = comments + self.rows[comments..].iter().position(|r| r.len() == columns)?;
         let all_agree = self.rows[first..].iter().all(|r| r.len() == columns);
         let start = match (preamble, all_agree) {
             (false, _) => 0,
-            (true, true) => first.max(comments),
+            (true, true) => first,
             (true, false) => comments,
         };
         if start > MAX_PREAMBLE {
@@ -110,6 +122,14 @@ impl Reading {
         let rest = &self.rows[start..];
         let agreeing = rest.iter().filter(|r| r.len() == columns).count();
         Some(Shape { columns, start, agreeing, differing: rest.len() - agreeing })
+    }
+
+    /// Whether the rows read before a quote error agree on more than `columns` fields: then the
+    /// file is a table of this dialect with a malformed quote, not a table of another dialect.
+    fn failed_wider_than(&self, columns: usize) -> bool {
+        let Some(Error::BadInput { kind: BadInputKind::MalformedQuote, .. }) = &self.error else { return false };
+        let rows = &self.rows[self.comments()..];
+        rows.len() >= 2 && rows.iter().all(|r| r.len() == rows[0].len()) && rows[0].len() > columns
     }
 
     fn describe(&self) -> String {
@@ -178,10 +198,12 @@ pub fn sniff(sample: &[u8], complete: bool, given: &Given, tab_first: bool) -> R
     let preamble = given.skip_lines.is_none();
     let scored: Vec<(usize, Shape)> =
         readings.iter().enumerate().filter_map(|(i, r)| r.shape(preamble).map(|s| (i, s))).collect();
-    let consistent = scored
-        .iter()
-        .filter(|(_, s)| s.differing == 0)
-        .max_by_key(|(i, s)| (s.columns > 1, s.agreeing, s.columns, std::cmp::Reverse(readings[*i].rank)));
+    // A reading whose quote opens fields explains them; one that reads the quotes as data only
+    // agrees by accident when they hold line ends or delimiters.
+    let consistent = scored.iter().filter(|(_, s)| s.differing == 0).max_by_key(|(i, s)| {
+        let r = &readings[*i];
+        (s.columns > 1, r.quoted > 0, s.agreeing, s.columns, std::cmp::Reverse(r.rank))
+    });
     // A delimiter that splits most rows alike, though not all: the decoder names the rows that differ.
     let mostly = scored
         .iter()
@@ -191,8 +213,9 @@ pub fn sniff(sample: &[u8], complete: bool, given: &Given, tab_first: bool) -> R
         (Some(c), _) if c.1.columns > 1 => c,
         (_, Some(m)) => m,
         (Some(c), None) => {
-            // One column: only when no delimiter splits any row.
-            let split = readings.iter().any(|r| r.error.is_none() && r.rows.iter().any(|row| row.len() > 1));
+            // One column: only when no delimiter splits any row (leading comments aside).
+            let split =
+                readings.iter().any(|r| r.error.is_none() && r.rows[r.comments()..].iter().any(|row| row.len() > 1));
             if split {
                 return Err(ambiguous(&readings));
             }
@@ -208,6 +231,9 @@ pub fn sniff(sample: &[u8], complete: bool, given: &Given, tab_first: bool) -> R
         }
     };
     let (i, shape) = chosen;
+    if let Some(failed) = readings.iter().position(|r| r.failed_wider_than(shape.columns)) {
+        return Err(readings.swap_remove(failed).error.unwrap_or_else(|| ambiguous(&[])));
+    }
     let reading = &readings[*i];
     let skip_lines = match given.skip_lines {
         Some(n) => n,
@@ -295,7 +321,8 @@ fn read_sample(sample: &[u8], complete: bool, syntax: Syntax, rank: usize, skip_
     if !complete && !full && error.is_none() && rows.len() > 1 {
         rows.pop();
     }
-    Reading { syntax, rank, rows, error }
+    let quoted = reader.quoted_fields();
+    Reading { syntax, rank, rows, quoted, error }
 }
 
 /// Whether the first row names the columns (see the module doc).
@@ -380,6 +407,29 @@ mod tests {
         assert_eq!((s.syntax.delimiter, s.skip_lines, s.header), (b';', 2, true));
         let s = sniffed("# made by tool, version 2\n# second, comment\nid,a,b\n1,2,3\n");
         assert_eq!((s.skip_lines, s.header), (2, true));
+    }
+
+    #[test]
+    fn leading_comments_do_not_count_as_rows() {
+        let s = sniffed("#\n#\n#\na,b\n1,2\n");
+        assert_eq!((s.syntax.delimiter, s.skip_lines), (b',', 3));
+        let s = sniffed("# v, 2\n# v, 2\n# v, 2\nx,y,z\n1,2,3\n");
+        assert_eq!((s.skip_lines, s.header), (3, true));
+        assert_eq!(sniffed("# a, b\nname\nx\ny\n").skip_lines, 1);
+    }
+
+    #[test]
+    fn a_quote_that_opens_fields_wins_over_reading_it_as_data() {
+        let s = sniffed("a;b\n;'x\n;'\n");
+        assert_eq!((s.syntax.delimiter, s.syntax.quote), (b';', Some(b'\'')));
+    }
+
+    #[test]
+    fn a_quote_error_of_a_wider_table_is_the_files() {
+        let text = "id\ttitle\tyear\tgenres\nt1\t\"Mr. Smith\"\t1939\tComedy,Drama\n\
+                    t2\t\"Swing it\" magistern\t1940\tComedy,Music\nt3\tX\t1941\tDrama,War\n";
+        let (kind, _) = fails(text);
+        assert_eq!(kind, BadInputKind::MalformedQuote);
     }
 
     #[test]
