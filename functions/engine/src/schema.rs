@@ -617,16 +617,16 @@ impl<'a> Numeral<'a> {
         let digits = self.significand()?;
         let mut buffer = [0u8; lexical_core::BUFFER_SIZE];
         let shortest = Numeral::scan(lexical_core::write(f, &mut buffer))?;
-        if shortest.significand() != Some(digits) || shortest.magnitude() != self.magnitude() {
-            return None;
+        if shortest.significand() == Some(digits) && shortest.magnitude() == self.magnitude() {
+            return Some(f);
         }
-        // Two representations of the shortest length can be equally close to the float
-        // (903873711129389.25 lies between ...389.2 and ...389.3): formatters break the tie
-        // differently (lexical-core to the even digit, Rust's own upwards), so neither is the
-        // float's number.
+        // When two shortest representations are equally near the float (903873711129389.25
+        // lies between ...389.2 and ...389.3), formatters break the tie differently (lexical-core
+        // to the even digit, Rust upwards): either one is the float's.
         let exp10 = self.magnitude() - self.significant() as i64;
+        let same_length = shortest.significant() == self.significant();
         let tie = [digits * 10 - 5, digits * 10 + 5].into_iter().any(|n| exact_float(n, exp10 - 1) == Some(f.abs()));
-        (!tie).then_some(f)
+        (same_length && tie).then_some(f)
     }
 }
 
@@ -993,9 +993,10 @@ mod tests {
         assert_eq!(f("1.0000000000000001"), None, "17 digits; the float gives back 1");
         assert_eq!(f("12345678901234567"), None, "an integer beyond 2^53");
         assert_eq!(f("12345678901234567.0"), None, "its float gives back ...68");
-        assert_eq!(f("903873711129389.2"), None, "a tie: the float is ...389.25");
-        assert_eq!(f("903873711129389.3"), None, "a tie: the float is ...389.25");
-        assert_eq!(f("-903873711129389.2"), None, "a tie, negative");
+        assert_eq!(f("903873711129389.2"), Some(903873711129389.25), "a tie: the float is ...389.25");
+        assert_eq!(f("903873711129389.3"), Some(903873711129389.25), "a tie: the float is ...389.25");
+        assert_eq!(f("-903873711129389.2"), Some(-903873711129389.25), "a tie, negative");
+        assert_eq!(f("-1717483300691121.8"), Some(-1717483300691121.75), "a tie that Rust prints so");
         assert_eq!(f("903873711129389.25"), None, "17 digits where 16 give the float back");
         assert_eq!(f("9007199254740993.0"), None, "2^53 + 1");
         assert_eq!(f("82544000000000707.52"), None);
@@ -1060,8 +1061,9 @@ mod tests {
             let expected =
                 literal.parse::<f64>().ok().filter(|f| f.is_finite() && number(&format!("{f:e}")) == number(&literal));
             let got = parse_float(literal.as_bytes());
-            if let (Some(f), None) = (expected, got) {
-                // Only a tie: the float lies exactly between the literal and its neighbour.
+            if let (None, Some(f)) = (expected, got) {
+                // Only a tie: the float lies exactly between the literal and its neighbour,
+                // and Rust printed the neighbour.
                 let (digits, _) = number(&literal);
                 let (exact, _) = number(&format!("{f:.1100e}"));
                 assert_eq!(&exact[..digits.len() - 1], &digits[..digits.len() - 1], "{literal}");
