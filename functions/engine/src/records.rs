@@ -365,7 +365,7 @@ impl<R: Read> RecordReader<R> {
                 self.unquoted(record, field_line)?
             };
             if record.bytes.len() - start > self.limits.field_bytes {
-                return Err(self.field_too_long(record, record.bytes.len() - start));
+                return Err(self.field_too_long(record));
             }
             record.ends.push(record.bytes.len());
             if record.ends.len() > self.limits.columns {
@@ -386,8 +386,11 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
-    fn field_too_long(&self, record: &Record, n: usize) -> Error {
-        let message = format!("a field of more than {n} bytes exceeds the limit of {} bytes", self.limits.field_bytes);
+    fn field_too_long(&self, record: &Record) -> Error {
+        let message = format!(
+            "a field is longer than the limit of {} bytes (a quote left open, or a file that is not CSV?)",
+            self.limits.field_bytes
+        );
         Error::bad_line(BadInputKind::LimitExceeded, record.line, message)
     }
 
@@ -398,10 +401,10 @@ impl<R: Read> RecordReader<R> {
         self.pos = i;
         let field = record.bytes.len() - field_start;
         if field > self.limits.field_bytes {
-            return Err(self.field_too_long(record, field));
+            return Err(self.field_too_long(record));
         }
         if record.bytes.len() > self.limits.record_bytes {
-            let message = format!("a record of more than {} bytes exceeds the limit", self.limits.record_bytes);
+            let message = format!("a record is longer than the limit of {} bytes", self.limits.record_bytes);
             return Err(Error::bad_line(BadInputKind::LimitExceeded, record.line, message));
         }
         Ok(())
