@@ -293,7 +293,8 @@ impl<'a> CsvDecoder<'a> {
             if !reader.read(&mut record)? {
                 break;
             }
-            bytes += record.byte_len();
+            // A field costs its offset as well as its bytes.
+            bytes += record.byte_len() + record.len() * std::mem::size_of::<usize>();
             sample.push_back(record.clone());
         }
         // Kinds: explicit schema first, then the floor from an earlier pass, joined with the sample.

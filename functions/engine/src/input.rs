@@ -37,6 +37,10 @@ pub const SAMPLE_BYTES: usize = 64 << 10;
 /// Buffer in front of a decompressor: compressed objects arrive from the network in small
 /// pieces, and decompressors read in smaller ones still.
 const COMPRESSED_BUFFER: usize = 256 << 10;
+/// Largest zstd window accepted, as a power of two (32 MiB): a frame declares its window, which
+/// the decoder allocates whatever the frame's size, so it is bounded like every other buffer.
+/// `zstd` up to level 19 uses at most 8 MiB; `--long` and `--ultra` use more.
+const ZSTD_WINDOW_LOG_MAX: u32 = 25;
 /// Bytes in the encoding the transcoder reads at a time.
 const TRANSCODE_INPUT: usize = 64 << 10;
 /// UTF-8 bytes the transcoder produces at a time: room for a whole input buffer of the
@@ -275,8 +279,11 @@ pub fn open<'a, R: Read + Send + 'a>(
             format: compression,
         }),
         Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(COMPRESSED_BUFFER, raw))
-                .map_err(|e| Error::Internal(format!("starting the zstd decoder: {e}")))?;
+            let start = |e: std::io::Error| Error::Internal(format!("starting the zstd decoder: {e}"));
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(COMPRESSED_BUFFER, raw))
+                    .map_err(start)?;
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(start)?;
             Box::new(Decompressed { inner: decoder, format: compression })
         }
     };
@@ -319,6 +326,14 @@ pub fn classify_io(e: std::io::Error, line: Option<u64>) -> Error {
     };
     match fault {
         Fault::Source(cause) => Error::Transient(format!("reading the input: {cause}")),
+        Fault::Corrupt { format: Compression::Zstd, cause } if cause.to_string().contains("memory") => at(
+            BadInputKind::Compression,
+            format!(
+                "the zstd stream needs a window larger than {} MiB ({cause}): it was compressed with --long or \
+                 --ultra; recompress it without them",
+                (1 << ZSTD_WINDOW_LOG_MAX) >> 20
+            ),
+        ),
         Fault::Corrupt { format, cause } => {
             at(BadInputKind::Compression, format!("{format} stream is corrupt: {cause}"))
         }
@@ -591,6 +606,15 @@ mod tests {
         hint: Option<Compression>,
     ) -> Result<(Compression, &'static Encoding, Evidence, Vec<u8>)> {
         read_all(Cursor::new(bytes.to_vec()), hint, None, DEFAULT_MAX_BYTES)
+    }
+
+    #[test]
+    fn a_zstd_window_beyond_the_bound_is_refused_before_it_is_allocated() {
+        // An empty frame that declares a 128 MiB window (zstd --long=27 would write such a header).
+        let frame = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x88, 0x01, 0x00, 0x00];
+        let e = read_bytes(&frame, None).unwrap_err();
+        assert_eq!(kind_of(&e), Some(BadInputKind::Compression), "{e}");
+        assert!(e.to_string().contains("window larger than 32 MiB"), "{e}");
     }
 
     fn gzip(bytes: &[u8]) -> Vec<u8> {
