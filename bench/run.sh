@@ -212,7 +212,8 @@ measure() {
             exit 1
         fi
         local wall rss
-        read -r wall rss <"$tfile"
+        # GNU time puts "Command exited with non-zero status N" first when the run fails.
+        read -r wall rss < <(tail -n 1 "$tfile")
         walls+=("$wall")
         rsss+=("$rss")
         log "    $tool $corpus rep $rep/$REPS: ${wall}s, $((rss / 1024)) MiB"
