@@ -306,6 +306,32 @@ async fn widening_converts_again_from_the_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_are_not_utf8_late_in_a_file_start_it_again_in_their_encoding() {
+    let h = Harness::start().await;
+    // Past the 64 KiB from which the encoding is detected, a windows-1252 ü.
+    let mut text = b"id;city\n".to_vec();
+    for i in 0..20_000 {
+        text.extend_from_slice(format!("{i};Paris\n").as_bytes());
+    }
+    text.extend_from_slice(b"20000;M\xfcnchen\n");
+    h.put("enc/late.csv", &text);
+
+    let result = h.run(&h.job("enc/", "")).await;
+    let r = result_for(&result, "enc/late.csv");
+    assert_eq!(r.status, FileStatus::Converted, "{:?}", r.error);
+    assert_eq!(r.rows, 20_001);
+    let d = r.dialect.as_ref().expect("a dialect");
+    assert_eq!((d.delimiter, d.encoding.as_str(), d.header), (';', "windows-1252", true));
+    let pq = read_parquet(&h.output_path("parquet/late.parquet"));
+    assert_eq!(pq.rows[20_000][1], Cell::Text("München".into()));
+    assert_eq!(pq.rows[0][1], Cell::Text("Paris".into()));
+    let avro = read_avro(&h.output_path("avro/late.avro"));
+    assert_eq!(avro.rows[20_000][1], Cell::Text("München".into()));
+    assert_eq!(h.calls.count("GetObject"), 2, "one pass found the byte, one converted the file");
+    assert_eq!(h.calls.count("PutObject"), 2, "the interrupted pass wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn options_are_applied() {
     let h = Harness::start().await;
 

@@ -993,10 +993,10 @@ mod tests {
         assert_eq!(f("1.0000000000000001"), None, "17 digits; the float gives back 1");
         assert_eq!(f("12345678901234567"), None, "an integer beyond 2^53");
         assert_eq!(f("12345678901234567.0"), None, "its float gives back ...68");
-        assert_eq!(f("903873711129389.2"), Some(903873711129389.25), "a tie: the float is ...389.25");
-        assert_eq!(f("903873711129389.3"), Some(903873711129389.25), "a tie: the float is ...389.25");
-        assert_eq!(f("-903873711129389.2"), Some(-903873711129389.25), "a tie, negative");
-        assert_eq!(f("-1717483300691121.8"), Some(-1717483300691121.75), "a tie that Rust prints so");
+        assert_eq!(f("903873711129389.2"), Some(903_873_711_129_389.0 + 0.25), "a tie: the float is ...389.25");
+        assert_eq!(f("903873711129389.3"), Some(903_873_711_129_389.0 + 0.25), "a tie: the float is ...389.25");
+        assert_eq!(f("-903873711129389.2"), Some(-(903_873_711_129_389.0 + 0.25)), "a tie, negative");
+        assert_eq!(f("-1717483300691121.8"), Some(-(1_717_483_300_691_121.0 + 0.75)), "a tie that Rust prints so");
         assert_eq!(f("903873711129389.25"), None, "17 digits where 16 give the float back");
         assert_eq!(f("9007199254740993.0"), None, "2^53 + 1");
         assert_eq!(f("82544000000000707.52"), None);
