@@ -65,7 +65,7 @@ pub fn print(report: &Report, shown: &Shown, secs: f64) -> ExitCode {
         println!("the Map failed: {}: {}", e.error, e.cause);
     }
     for d in report.dialects.iter().take(SHOWN_DIALECTS) {
-        println!("read as {}: {} files", describe(&d.dialect), d.files);
+        println!("read as {}: {} file{}", describe(&d.dialect), d.files, if d.files == 1 { "" } else { "s" });
     }
     if report.dialects.len() > SHOWN_DIALECTS {
         println!("  … and {} more dialects", report.dialects.len() - SHOWN_DIALECTS);
