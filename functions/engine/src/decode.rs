@@ -418,21 +418,7 @@ impl<'a> CsvDecoder<'a> {
                 }
                 match col.append(v) {
                     Ok(true) => {}
-                    Ok(false) if self.fixed[i] => {
-                        return Err(Interrupt::Error(Error::bad_line(
-                            BadInputKind::SchemaMismatch,
-                            self.record.line(),
-                            format!(
-                                "column {:?}: {:?} is not a valid {}",
-                                self.names[i],
-                                String::from_utf8_lossy(v),
-                                serde_json::to_value(self.kinds[i].column_type())
-                                    .ok()
-                                    .and_then(|t| t.as_str().map(str::to_owned))
-                                    .unwrap_or_default()
-                            ),
-                        )));
-                    }
+                    Ok(false) if self.fixed[i] => return Err(Interrupt::Error(self.mismatch(i, v))),
                     Ok(false) => return Err(self.widen_from_here()),
                     Err(_) => return Err(not_utf8(self.reencode, &self.record, i, &self.names)),
                 }
@@ -445,6 +431,30 @@ impl<'a> CsvDecoder<'a> {
         }
         let arrays = self.columns.iter_mut().map(Column::finish).collect();
         Ok(Some(RecordBatch::try_new(self.schema.clone(), arrays).map_err(Error::from)?))
+    }
+
+    /// A value of the current record that its column's explicit type rejects.
+    fn mismatch(&self, i: usize, v: &[u8]) -> Error {
+        let kind = self.kinds[i];
+        let type_name = serde_json::to_value(kind.column_type())
+            .ok()
+            .and_then(|t| t.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut message =
+            format!("column {:?}: {:?} is not a valid {type_name}", self.names[i], String::from_utf8_lossy(v));
+        // A number the type would change: say which type holds it.
+        if let Some(shape) = number_shape(v).filter(|_| matches!(kind, Kind::Float | Kind::Decimal { .. })) {
+            match shape.kind() {
+                Kind::Decimal { precision, scale } if kind == Kind::Float => {
+                    message.push_str(&format!(" without rounding it; decimal({precision},{scale}) holds it exactly"))
+                }
+                Kind::Decimal { precision, scale } => {
+                    message.push_str(&format!("; it needs decimal({precision},{scale}) at least"))
+                }
+                _ => message.push_str("; it has more than 38 digits, so only utf8 holds it exactly"),
+            }
+        }
+        Error::bad_line(BadInputKind::SchemaMismatch, self.record.line(), message)
     }
 
     /// Classifies every remaining value, starting with the current record, into new kinds.
@@ -643,6 +653,16 @@ mod tests {
         missing.insert("zz".to_owned(), ColumnType::Utf8);
         let opts = DecodeOptions { explicit: Some(missing), ..Default::default() };
         assert_eq!(bad_kind(decode_all("a,b\n1,2\n", &opts)).0, BadInputKind::InvalidSchema);
+        let mut float = BTreeMap::new();
+        float.insert("x".to_owned(), ColumnType::Float64);
+        let opts = DecodeOptions { explicit: Some(float), ..Default::default() };
+        match decode_all("x\n1.5\n82544000000000707.52\n", &opts) {
+            Err(Interrupt::Error(Error::BadInput { kind, line, message })) => {
+                assert_eq!((kind, line), (BadInputKind::SchemaMismatch, Some(3)));
+                assert!(message.contains("decimal(19,2) holds it exactly"), "{message}");
+            }
+            other => panic!("expected a mismatch, got {:?}", other.map(|_| ())),
+        }
     }
 
     #[test]
