@@ -457,8 +457,11 @@ impl<R: Read> RecordReader<R> {
         let field_start = record.bytes.len();
         loop {
             if !self.fill()? {
-                let message =
-                    format!("the {} that opens a field on line {field_line} is never closed", char::from(quote));
+                let q = char::from(quote);
+                let message = format!(
+                    "the {q} that opens a field on line {field_line} is never closed: close it, or set csv.quote \
+                     to null if {q} is data"
+                );
                 return Err(Error::bad_line(BadInputKind::MalformedQuote, field_line, message));
             }
             let hay = &self.buf[self.pos..self.end];
