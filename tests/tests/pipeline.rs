@@ -102,6 +102,14 @@ async fn a_scan_then_an_incremental_run_then_a_reprocess_of_the_fixed_files() {
     assert_eq!(run.report.status, RunStatus::Failed);
     let by_kind: Vec<(&str, u64)> = run.report.failures_by_kind.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     assert_eq!(by_kind, [("bad_input.empty", 1), ("bad_input.ragged_row", 1)]);
+    // Files by dialect: the empty file has none; the ragged one was read as CSV before it failed.
+    let dialects: Vec<(char, &str, bool, u64)> = run
+        .report
+        .dialects
+        .iter()
+        .map(|d| (d.dialect.delimiter, d.dialect.compression.as_str(), d.dialect.header, d.files))
+        .collect();
+    assert_eq!(dialects, [(',', "none", true, 2), ('\t', "none", true, 1), (',', "gzip", true, 1)]);
     let ragged = run.report.failed.iter().find(|f| f.key == "landing/bad/ragged.csv").expect("ragged.csv reported");
     assert_eq!(ragged.error.line, Some(3), "{:?}", ragged.error);
     assert_eq!(run.lines.len(), 5);

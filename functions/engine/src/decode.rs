@@ -320,7 +320,10 @@ impl<'a> CsvDecoder<'a> {
             }
         }
         for r in &sample {
-            check_width(r, ncols)?;
+            if r.len() != ncols {
+                // Ragged: decoding reports it at its line, once the dialect is known to the caller.
+                continue;
+            }
             for (i, v) in r.iter().enumerate() {
                 if fixed[i] || kinds[i] == Kind::Utf8 || opts.nulls.is_null(v) {
                     continue;
