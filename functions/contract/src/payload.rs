@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::errors::FileError;
 
-/// Where the inputs are.
+/// Where the inputs are. Unknown fields are rejected, so that a typo (`"prefx"`) cannot widen
+/// what a run reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct InputLocation {
     /// Input bucket.
     #[schemars(length(min = 3, max = 63))]
@@ -27,8 +29,9 @@ pub fn default_suffixes() -> Vec<String> {
     [".csv", ".csv.gz", ".csv.zst", ".tsv", ".tsv.gz", ".tsv.zst"].map(String::from).to_vec()
 }
 
-/// Where the outputs go.
+/// Where the outputs go. Unknown fields are rejected.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OutputLocation {
     /// Output bucket.
     #[schemars(length(min = 3, max = 63))]

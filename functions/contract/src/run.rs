@@ -44,8 +44,9 @@ pub enum Mode {
     Report,
 }
 
-/// An S3 object.
+/// An S3 object. Unknown fields are rejected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ObjectLocation {
     /// Bucket.
     #[schemars(length(min = 3, max = 63))]
@@ -575,6 +576,15 @@ mod tests {
         assert!(e.to_string().contains("incremental_"), "{e}");
         let e = RunInput::default().job().unwrap_err();
         assert!(e.to_string().contains("input is required"), "{e}");
+        // A typo in a location would otherwise widen what a run reads or where it writes.
+        for text in [
+            r#"{"input": {"bucket": "a", "prefx": "landing/"}, "output": {"bucket": "b"}}"#,
+            r#"{"input": {"bucket": "a"}, "output": {"bucket": "b", "prefx": "out/"}}"#,
+            r#"{"mode": "report", "report": {"bucket": "b", "kye": "k"}}"#,
+        ] {
+            let e = serde_json::from_str::<RunInput>(text).unwrap_err();
+            assert!(e.to_string().contains("unknown field"), "{text}: {e}");
+        }
     }
 
     #[test]
