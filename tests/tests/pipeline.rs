@@ -204,6 +204,27 @@ async fn explicit_keys_keep_the_outputs_where_a_scan_would() {
     assert_eq!(std::fs::read(h.output.join("converted/parquet/dup.parquet")).expect("dup.parquet"), before);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_without_its_slash_is_a_folder() {
+    let h = Harness::start().await;
+    h.put("landing/a.csv", "v\n1\n");
+    h.put("landingzone/x.csv", "v\n2\n");
+    let client = h.converter.client().clone();
+    let input = json!({
+        "input": {"bucket": INPUT_BUCKET, "prefix": "landing"},
+        "output": {"bucket": OUTPUT_BUCKET, "prefix": "converted"},
+    });
+    let run = execute(&client, "folders", input).await;
+    assert!(matches!(run.status, ExecutionStatus::Succeeded(_)), "{:?}", run.status);
+    let run = run_objects(&h.output, "folders");
+    assert_eq!(
+        keys_with(&run.lines, FileStatus::Converted),
+        BTreeSet::from(["landing/a.csv"]),
+        "landingzone/ is not read"
+    );
+    assert_eq!(outputs(&h), ["converted/avro/a.avro", "converted/parquet/a.parquet"]);
+}
+
 /// The history with the Map's child events in place.
 fn flattened(history: &[HistoryEvent]) -> Vec<&HistoryEvent> {
     history

@@ -7,6 +7,11 @@ use csvlake_engine::{BadInputKind, Error, Format, Result};
 
 const STRIPPED: [&str; 6] = [".csv.gz", ".tsv.gz", ".csv.zst", ".tsv.zst", ".csv", ".tsv"];
 
+/// A prefix as a folder: empty, or ending in `/`.
+pub fn folder(prefix: &str) -> String {
+    if prefix.is_empty() || prefix.ends_with('/') { prefix.to_owned() } else { format!("{prefix}/") }
+}
+
 /// Joins a prefix and a relative path with exactly one `/` between them.
 pub fn join(prefix: &str, rel: &str) -> String {
     if prefix.is_empty() || prefix.ends_with('/') { format!("{prefix}{rel}") } else { format!("{prefix}/{rel}") }

@@ -153,8 +153,11 @@ impl RunInput {
 
     /// The job every batch carries, with defaults filled in and checked.
     pub fn job(&self) -> Result<Job> {
-        let input = self.input.clone().ok_or_else(|| invalid("input is required: {\"bucket\", \"prefix\"}"))?;
-        let output = self.output.clone().ok_or_else(|| invalid("output is required: {\"bucket\", \"prefix\"}"))?;
+        let mut input = self.input.clone().ok_or_else(|| invalid("input is required: {\"bucket\", \"prefix\"}"))?;
+        let mut output = self.output.clone().ok_or_else(|| invalid("output is required: {\"bucket\", \"prefix\"}"))?;
+        // Prefixes are folders: `landing` reads `landing/…`, never `landingzone/…`.
+        input.prefix = keys::folder(&input.prefix);
+        output.prefix = keys::folder(&output.prefix);
         if input.bucket.is_empty() || output.bucket.is_empty() {
             return Err(invalid("input.bucket and output.bucket must not be empty"));
         }
@@ -576,6 +579,16 @@ mod tests {
         assert!(e.to_string().contains("incremental_"), "{e}");
         let e = RunInput::default().job().unwrap_err();
         assert!(e.to_string().contains("input is required"), "{e}");
+        let folders: RunInput = serde_json::from_str(
+            r#"{"input": {"bucket": "a", "prefix": "landing"}, "output": {"bucket": "b", "prefix": "out"}}"#,
+        )
+        .unwrap();
+        let job = folders.job().unwrap();
+        assert_eq!(
+            (job.input.prefix.as_str(), job.output.prefix.as_str()),
+            ("landing/", "out/"),
+            "prefixes are folders"
+        );
         // A typo in a location would otherwise widen what a run reads or where it writes.
         for text in [
             r#"{"input": {"bucket": "a", "prefx": "landing/"}, "output": {"bucket": "b"}}"#,
