@@ -17,6 +17,10 @@ pub struct ConvertArgs {
     /// Output formats, comma-separated [default: parquet,avro].
     #[arg(long, value_delimiter = ',')]
     pub formats: Option<Vec<Format>>,
+    /// A sub-folder of the input to scan; repeat for several [default: all of it]. Output keys
+    /// stay relative to the input, as in a scan of all of it.
+    #[arg(long = "scan")]
+    pub scan: Option<Vec<String>>,
     /// Input key suffixes, comma-separated [default: .csv,.csv.gz,.csv.zst,.tsv,.tsv.gz,.tsv.zst].
     #[arg(long, value_delimiter = ',')]
     pub suffixes: Option<Vec<String>>,
@@ -88,6 +92,12 @@ impl ConvertArgs {
     pub fn patch(&self, mut base: RunInput) -> Result<RunInput> {
         if let Some(f) = &self.formats {
             base.formats = Some(f.clone());
+        }
+        if let Some(s) = &self.scan {
+            match base.input.as_mut() {
+                Some(input) => input.scan = s.clone(),
+                None => bail!("--scan needs an input location"),
+            }
         }
         if let Some(s) = &self.suffixes {
             match base.input.as_mut() {
@@ -215,7 +225,7 @@ pub fn scan(input: InputLocation, output: OutputLocation) -> RunInput {
 
 /// An input location with the default suffixes.
 pub fn input_at(bucket: &str, prefix: &str) -> InputLocation {
-    InputLocation { bucket: bucket.into(), prefix: prefix.into(), suffixes: default_suffixes() }
+    InputLocation { bucket: bucket.into(), prefix: prefix.into(), scan: Vec::new(), suffixes: default_suffixes() }
 }
 
 /// Reads `--keys-file`: a JSON array of keys, or one key per line.

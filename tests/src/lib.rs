@@ -145,7 +145,12 @@ impl Harness {
     /// A job from `in_prefix` of the input bucket to `out_prefix` of the output bucket.
     pub fn job(&self, in_prefix: &str, out_prefix: &str) -> Job {
         Job::new(
-            InputLocation { bucket: INPUT_BUCKET.into(), prefix: in_prefix.into(), suffixes: default_suffixes() },
+            InputLocation {
+                bucket: INPUT_BUCKET.into(),
+                prefix: in_prefix.into(),
+                scan: Vec::new(),
+                suffixes: default_suffixes(),
+            },
             OutputLocation { bucket: OUTPUT_BUCKET.into(), prefix: out_prefix.into() },
         )
     }

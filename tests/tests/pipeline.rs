@@ -205,6 +205,33 @@ async fn explicit_keys_keep_the_outputs_where_a_scan_would() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_of_a_sub_folder_writes_the_keys_a_scan_of_the_root_writes() {
+    let h = Harness::start().await;
+    h.put("landing/2026/a.csv", "v\n1\n");
+    h.put("landing/2026/01/b.csv", "v\n2\n");
+    h.put("landing/2026-old/c.csv", "v\n3\n");
+    h.put("landing/2025/d.csv", "v\n4\n");
+    let client = h.converter.client().clone();
+    let output = |prefix: &str| json!({"bucket": OUTPUT_BUCKET, "prefix": prefix});
+    let root = execute(&client, "root", scan_input(json!({"output": output("root/")}))).await;
+    assert!(matches!(root.status, ExecutionStatus::Succeeded(_)), "{:?}", root.status);
+    let input = json!({"bucket": INPUT_BUCKET, "prefix": "landing/", "scan": ["2026", "2026/01/"]});
+    let backfill = execute(&client, "backfill", json!({"input": input, "output": output("backfill/")})).await;
+    assert!(matches!(backfill.status, ExecutionStatus::Succeeded(_)), "{:?}", backfill.status);
+
+    let under = |prefix: &str| -> BTreeSet<String> {
+        h.output_files()
+            .into_iter()
+            .filter_map(|f| f.strip_prefix(prefix).map(str::to_owned))
+            .filter(|f| !f.starts_with("_runs/"))
+            .collect()
+    };
+    let from_root: BTreeSet<String> = under("root/").into_iter().filter(|f| f.contains("/2026/")).collect();
+    assert_eq!(under("backfill/"), from_root, "the same keys, relative to the root");
+    assert_eq!(from_root.len(), 4, "{from_root:?}: a and b, in two formats; 2026-old is not under 2026/");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefix_without_its_slash_is_a_folder() {
     let h = Harness::start().await;
     h.put("landing/a.csv", "v\n1\n");

@@ -58,7 +58,7 @@ fn fixture(name: &str) -> String {
 
 fn job() -> Job {
     Job::new(
-        InputLocation { bucket: BUCKET.into(), prefix: "in/".into(), suffixes: default_suffixes() },
+        InputLocation { bucket: BUCKET.into(), prefix: "in/".into(), scan: Vec::new(), suffixes: default_suffixes() },
         OutputLocation { bucket: BUCKET.into(), prefix: "out/".into() },
     )
 }

@@ -370,6 +370,7 @@ fn a_scan_waits_for_the_summary_and_exits_2_when_a_file_failed() {
             input: Some(InputLocation {
                 bucket: "raw".into(),
                 prefix: "landing/".into(),
+                scan: Vec::new(),
                 suffixes: default_suffixes()
             }),
             output: Some(OutputLocation { bucket: "lake".into(), prefix: "converted/".into() }),

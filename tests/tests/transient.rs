@@ -51,7 +51,12 @@ async fn setup(failures: usize, denied: bool) -> Setup {
 
 fn batch() -> LambdaEvent<ConvertBatch> {
     let job = Job::new(
-        InputLocation { bucket: "input".into(), prefix: String::new(), suffixes: vec![".csv".into()] },
+        InputLocation {
+            bucket: "input".into(),
+            prefix: String::new(),
+            scan: Vec::new(),
+            suffixes: vec![".csv".into()],
+        },
         OutputLocation { bucket: "output".into(), prefix: String::new() },
     );
     LambdaEvent::new(

@@ -19,9 +19,44 @@ pub struct InputLocation {
     /// Input prefix; output keys are relative to it.
     #[serde(default)]
     pub prefix: String,
+    /// Sub-prefixes of `prefix` to scan, each a folder (`2026/`); empty: the whole prefix. Output
+    /// keys stay relative to `prefix`, so a scan of `2026/` writes exactly the keys that a scan
+    /// of the whole prefix writes for those inputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scan: Vec<String>,
     /// Key suffixes that are converted. Default `.csv`, `.csv.gz`, `.csv.zst`, `.tsv`, `.tsv.gz`, `.tsv.zst`.
     #[serde(default = "default_suffixes")]
     pub suffixes: Vec<String>,
+}
+
+impl InputLocation {
+    /// The prefixes a scan lists: `prefix` joined with each of `scan` as a folder, sorted, those
+    /// inside another dropped (so that the listings are disjoint and in key order); `prefix` alone
+    /// when `scan` is empty. A sub-prefix that is absolute or has an empty, `.` or `..` segment is
+    /// an error.
+    pub fn scan_prefixes(&self) -> Result<Vec<String>, String> {
+        if self.scan.is_empty() {
+            return Ok(vec![self.prefix.clone()]);
+        }
+        let base = crate::keys::folder(&self.prefix);
+        let mut out: Vec<String> = Vec::new();
+        let mut subs = self.scan.iter().map(|s| crate::keys::folder(s)).collect::<Vec<_>>();
+        subs.sort();
+        for sub in subs {
+            let segments: Vec<&str> = sub.trim_end_matches('/').split('/').collect();
+            if sub.is_empty()
+                || sub.starts_with('/')
+                || segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..")
+            {
+                return Err(format!("input.scan: {sub:?} is not a sub-folder of input.prefix"));
+            }
+            let full = format!("{base}{sub}");
+            if !out.last().is_some_and(|prev| full.starts_with(prev.as_str())) {
+                out.push(full);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The default input suffixes.

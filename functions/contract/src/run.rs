@@ -158,6 +158,7 @@ impl RunInput {
         // Prefixes are folders: `landing` reads `landing/…`, never `landingzone/…`.
         input.prefix = keys::folder(&input.prefix);
         output.prefix = keys::folder(&output.prefix);
+        input.scan_prefixes().map_err(|e| invalid(&e))?;
         if input.bucket.is_empty() || output.bucket.is_empty() {
             return Err(invalid("input.bucket and output.bucket must not be empty"));
         }
@@ -589,6 +590,18 @@ mod tests {
             ("landing/", "out/"),
             "prefixes are folders"
         );
+        let scan = |subs: &[&str]| InputLocation {
+            bucket: "a".into(),
+            prefix: "landing".into(),
+            scan: subs.iter().map(|s| (*s).to_owned()).collect(),
+            suffixes: Vec::new(),
+        };
+        assert_eq!(scan(&[]).scan_prefixes().unwrap(), ["landing"]);
+        assert_eq!(scan(&["2026/01", "2026", "2025/"]).scan_prefixes().unwrap(), ["landing/2025/", "landing/2026/"]);
+        for bad in ["../x", "/abs", "a//b", "./a"] {
+            let input = RunInput { input: Some(scan(&[bad])), ..folders.clone() };
+            assert!(input.job().is_err(), "{bad}");
+        }
         // A typo in a location would otherwise widen what a run reads or where it writes.
         for text in [
             r#"{"input": {"bucket": "a", "prefx": "landing/"}, "output": {"bucket": "b"}}"#,
@@ -603,7 +616,12 @@ mod tests {
     #[test]
     fn report_mode_lays_the_input_over_the_earlier_run() {
         let earlier = RunInput {
-            input: Some(InputLocation { bucket: "raw".into(), prefix: "in/".into(), suffixes: vec![".csv".into()] }),
+            input: Some(InputLocation {
+                bucket: "raw".into(),
+                prefix: "in/".into(),
+                scan: Vec::new(),
+                suffixes: vec![".csv".into()],
+            }),
             output: Some(OutputLocation { bucket: "lake".into(), prefix: "out/".into() }),
             mode: Mode::Keys,
             keys: vec!["in/a.csv".into()],

@@ -50,14 +50,22 @@ pub fn is_input(key: &str, suffixes: &[String]) -> bool {
     suffixes.iter().any(|s| lower.ends_with(&s.to_ascii_lowercase()))
 }
 
-/// Lists every input object under the prefix, following continuation tokens.
+/// Lists every input object under the prefix (or its scanned sub-prefixes), following
+/// continuation tokens.
 pub async fn list_inputs(client: &Client, input: &InputLocation) -> Result<Vec<FileRef>> {
     let mut files = Vec::new();
-    let mut pages = list(client, &input.bucket, &input.prefix);
-    while let Some(page) = pages.try_next().await? {
-        files.extend(page.into_iter().filter(|o| is_input(&o.key, &input.suffixes)).map(Listed::into_file));
+    for prefix in scan_prefixes(input)? {
+        let mut pages = list(client, &input.bucket, &prefix);
+        while let Some(page) = pages.try_next().await? {
+            files.extend(page.into_iter().filter(|o| is_input(&o.key, &input.suffixes)).map(Listed::into_file));
+        }
     }
     Ok(files)
+}
+
+/// The prefixes a scan lists, in key order (see [`InputLocation::scan_prefixes`]).
+fn scan_prefixes(input: &InputLocation) -> Result<Vec<String>> {
+    input.scan_prefixes().map_err(|e| Error::Internal(format!("invalid execution input: {e}")))
 }
 
 /// An object as a listing (or a HEAD) shows it.
@@ -416,12 +424,15 @@ pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
     let mut planner = Planner::new(&job.input.prefix, &job.output.prefix, limits, outputs);
     match input.mode {
         Mode::Scan => {
-            let mut pages = list(client, &job.input.bucket, &job.input.prefix);
-            while let Some(page) = pages.try_next().await? {
-                for obj in page.into_iter().filter(|o| is_input(&o.key, &job.input.suffixes)) {
-                    planner.add(obj)?;
+            // Disjoint prefixes in key order: the listings together are in key order too.
+            for prefix in scan_prefixes(&job.input)? {
+                let mut pages = list(client, &job.input.bucket, &prefix);
+                while let Some(page) = pages.try_next().await? {
+                    for obj in page.into_iter().filter(|o| is_input(&o.key, &job.input.suffixes)) {
+                        planner.add(obj)?;
+                    }
+                    writers.drain(&mut planner).await?;
                 }
-                writers.drain(&mut planner).await?;
             }
         }
         Mode::Keys | Mode::Report => {
