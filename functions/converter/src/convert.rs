@@ -169,10 +169,8 @@ impl Converter {
             Ok(rel) => rel,
             Err(e) => return Ok(failed(&e, file.size)),
         };
-        let mut opts = match DecodeOptions::for_file(&job.csv, &file.key) {
-            Ok(opts) => opts,
-            Err(e) => return Err(Error::Internal(e.to_string())),
-        };
+        let first = DecodeOptions::for_file(&job.csv, &file.key).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut opts = first.clone();
         let mut dialect: Option<Dialect> = None;
         for _ in 0..MAX_PASSES {
             let (seen, pass) = self.convert_pass(job, file, &rel, opts.clone(), read).await;
@@ -200,11 +198,8 @@ impl Converter {
                         Interrupt::Widen(kinds) => opts.floor = Some(kinds),
                         Interrupt::Reencode(encoding) => {
                             tracing::info!(key = %file.key, encoding = encoding.name(), "reading again in another encoding");
-                            opts.encoding = Some(encoding);
-                            opts.floor = None;
-                            opts.dialect = DecodeOptions::for_file(&job.csv, &file.key)
-                                .map(|o| o.dialect)
-                                .map_err(|e| Error::Internal(e.to_string()))?;
+                            // Everything is detected again in the new encoding.
+                            opts = DecodeOptions { encoding: Some(encoding), ..first.clone() };
                         }
                         Interrupt::Error(e) => return Err(e),
                     }

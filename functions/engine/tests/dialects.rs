@@ -49,15 +49,17 @@ use std::io::Write;
 
 use arrow::array::{Array, AsArray};
 use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
-use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt};
+use csvlake_engine::decode::{DecodeOptions, Dialect};
 use csvlake_engine::input::Compression;
-use csvlake_engine::options::{AvroOptions, CsvOptions, Format, ParquetOptions};
-use csvlake_engine::sink::FormatWriter;
+use csvlake_engine::options::{CsvOptions, Format};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+
+mod common;
+use common::{decode, write};
 
 /// Largest integer magnitude a float64 holds exactly.
 const EXACT: i64 = 1 << 53;
@@ -601,39 +603,6 @@ fn expected_dialect(d: &WriteDialect, text: &str) -> Dialect {
     }
 }
 
-/// Decodes a whole object, starting again with the widened kinds, or in another encoding, as
-/// often as the decoder asks.
-fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<(SchemaRef, Vec<bool>, Vec<RecordBatch>, Dialect), String> {
-    let mut opts = opts.clone();
-    for _ in 0..8 {
-        let pass = (|| {
-            let mut decoder = CsvDecoder::new(bytes, &opts)?;
-            let mut batches = Vec::new();
-            while let Some(batch) = decoder.next_batch()? {
-                batches.push(batch);
-            }
-            let dialect = decoder.dialect().clone();
-            Ok::<_, Interrupt>((decoder.schema(), decoder.mostly_distinct().to_vec(), batches, dialect))
-        })();
-        match pass {
-            Ok(done) => return Ok(done),
-            Err(Interrupt::Widen(kinds)) => opts.floor = Some(kinds),
-            Err(Interrupt::Reencode(encoding)) => opts = DecodeOptions { encoding: Some(encoding), ..opts },
-            Err(Interrupt::Error(e)) => return Err(format!("decoding failed: {e}")),
-        }
-    }
-    Err("the kinds did not settle in 8 passes".into())
-}
-
-fn write(format: Format, schema: &SchemaRef, plain: &[bool], batches: &[RecordBatch]) -> Vec<u8> {
-    let opts = (&ParquetOptions::default(), &AvroOptions::default());
-    let mut writer = FormatWriter::new(format, schema.clone(), plain, opts, Vec::new()).expect("a writer");
-    for batch in batches {
-        writer.write(batch).expect("a batch is written");
-    }
-    writer.finish().expect("the footer is written")
-}
-
 /// Cell `row` of an Arrow array.
 fn arrow_value(array: &dyn Array, row: usize) -> Result<Option<Value>, String> {
     if array.is_null(row) {
@@ -683,7 +652,7 @@ fn check(t: &Table, d: &WriteDialect, read: &ReadSettings) -> Result<(), String>
     let mut opts = DecodeOptions::for_file(&csv, &d.key).map_err(|e| e.to_string())?;
     opts.sample_rows = read.sample_rows.unwrap_or(opts.sample_rows);
     opts.batch_rows = read.batch_rows.unwrap_or(opts.batch_rows);
-    let (schema, plain, batches, dialect) = decode(&bytes, &opts)?;
+    let (schema, plain, batches, dialect) = decode(&bytes, &opts).map_err(|e| format!("decoding failed: {e}"))?;
 
     let mut want = expected_dialect(d, &text);
     if t.names.len() == 1 {

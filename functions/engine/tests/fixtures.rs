@@ -14,14 +14,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt};
-use csvlake_engine::options::{AvroOptions, CsvOptions, Format, ParquetOptions};
-use csvlake_engine::sink::FormatWriter;
-use csvlake_engine::{Error, Result};
+use csvlake_engine::Error;
+use csvlake_engine::decode::{DecodeOptions, Dialect};
+use csvlake_engine::options::{CsvOptions, Format};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+mod common;
+use common::{decode, write};
 
 fn dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
@@ -53,39 +55,6 @@ fn expected<T: serde::de::DeserializeOwned>(name: &str) -> BTreeMap<String, T> {
 fn options(name: &str, csv: &CsvOptions) -> DecodeOptions {
     let opts = DecodeOptions::for_file(csv, name).unwrap_or_else(|e| panic!("{name}: {e}"));
     DecodeOptions { sample_rows: 2, batch_rows: 2, ..opts }
-}
-
-/// Decodes a whole file, starting again with the widened kinds, or in another encoding, as
-/// often as the decoder asks.
-fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<(SchemaRef, Vec<bool>, Vec<RecordBatch>, Dialect)> {
-    let mut opts = opts.clone();
-    for _ in 0..8 {
-        let pass = (|| {
-            let mut decoder = CsvDecoder::new(bytes, &opts)?;
-            let mut batches = Vec::new();
-            while let Some(batch) = decoder.next_batch()? {
-                batches.push(batch);
-            }
-            let dialect = decoder.dialect().clone();
-            Ok::<_, Interrupt>((decoder.schema(), decoder.mostly_distinct().to_vec(), batches, dialect))
-        })();
-        match pass {
-            Ok(done) => return Ok(done),
-            Err(Interrupt::Widen(kinds)) => opts.floor = Some(kinds),
-            Err(Interrupt::Reencode(encoding)) => opts = DecodeOptions { encoding: Some(encoding), ..opts },
-            Err(Interrupt::Error(e)) => return Err(e),
-        }
-    }
-    panic!("the kinds did not settle")
-}
-
-fn write(format: Format, schema: &SchemaRef, plain: &[bool], batches: &[RecordBatch]) -> Vec<u8> {
-    let opts = (&ParquetOptions::default(), &AvroOptions::default());
-    let mut writer = FormatWriter::new(format, schema.clone(), plain, opts, Vec::new()).expect("a writer");
-    for batch in batches {
-        writer.write(batch).expect("a batch is written");
-    }
-    writer.finish().expect("the footer is written")
 }
 
 #[derive(serde::Deserialize)]
