@@ -175,6 +175,10 @@ pub(crate) struct Succeed {
 pub(crate) struct Fail {
     pub(crate) error: Option<String>,
     pub(crate) cause: Option<String>,
+    /// Where the error name is read from the state's input (`ErrorPath`), instead of `Error`.
+    pub(crate) error_path: Option<Path>,
+    /// Where the cause is read from the state's input (`CausePath`), instead of `Cause`.
+    pub(crate) cause_path: Option<Path>,
 }
 
 /// A number given in the definition or read from the input.
@@ -448,8 +452,17 @@ fn parse_succeed(fields: &Fields<'_>) -> AslResult<Succeed> {
 }
 
 fn parse_fail(fields: &Fields<'_>) -> AslResult<Fail> {
-    fields.allow(&["Type", "Comment", "QueryLanguage", "Error", "Cause"], &[])?;
-    Ok(Fail { error: fields.string("Error")?.map(str::to_owned), cause: fields.string("Cause")?.map(str::to_owned) })
+    fields.allow(&["Type", "Comment", "QueryLanguage", "Error", "Cause", "ErrorPath", "CausePath"], &[])?;
+    let fail = Fail {
+        error: fields.string("Error")?.map(str::to_owned),
+        cause: fields.string("Cause")?.map(str::to_owned),
+        error_path: fields.path("ErrorPath")?,
+        cause_path: fields.path("CausePath")?,
+    };
+    if (fail.error.is_some() && fail.error_path.is_some()) || (fail.cause.is_some() && fail.cause_path.is_some()) {
+        return Err(AslError::Invalid("a Fail state takes Error or ErrorPath, Cause or CausePath, not both".into()));
+    }
+    Ok(fail)
 }
 
 /// A number, or the path it is read from; not both.

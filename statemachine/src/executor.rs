@@ -336,7 +336,16 @@ impl Executor {
                 Ok(Step::End(select(&succeed.output_path, &effective, &context, name, "OutputPath")?))
             }
             State::Fail(fail) => {
-                Err(TaskError::new(fail.error.clone().unwrap_or_default(), fail.cause.clone().unwrap_or_default()))
+                let context = context();
+                let read = |path: &Option<Path>, given: &Option<String>| match path {
+                    Some(p) => match p.get(&input, &context) {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(other) => other.to_string(),
+                        None => String::new(),
+                    },
+                    None => given.clone().unwrap_or_default(),
+                };
+                Err(TaskError::new(read(&fail.error_path, &fail.error), read(&fail.cause_path, &fail.cause)))
             }
             State::Task(task) => self.run_work(name, Work::Task(task), execution, &entered, input, history).await,
             State::Map(map) => self.run_work(name, Work::Map(map), execution, &entered, input, history).await,

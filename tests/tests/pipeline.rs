@@ -345,7 +345,7 @@ fn the_error_names_of_the_definition_are_the_handlers_error_types() {
     let handlers: BTreeSet<String> =
         [csvlake_engine::Error::Transient(String::new()), csvlake_engine::Error::Internal(String::new())]
             .into_iter()
-            .map(|e| lambda_runtime::Diagnostic::from(csvlake_contract::BatchError(e)).error_type)
+            .map(|e| lambda_runtime::Diagnostic::from(csvlake_contract::BatchError::Engine(e)).error_type)
             .collect();
     let ours: BTreeSet<&String> = named.iter().filter(|n| n.starts_with("csvlake.")).collect();
     assert!(ours.contains(&"csvlake.Transient".to_string()), "the definition retries csvlake.Transient: {named:?}");

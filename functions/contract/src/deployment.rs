@@ -33,3 +33,14 @@ pub const ROWS_METRIC: &str = "Rows";
 pub const BYTES_IN_METRIC: &str = "BytesIn";
 /// The metric of output bytes.
 pub const BYTES_OUT_METRIC: &str = "BytesOut";
+/// The environment variable of the input root, `s3://bucket/prefix/`: the planner refuses a run
+/// that reads outside it, and roots every run's output keys there.
+pub const INPUT_ROOT_ENV: &str = "CSVLAKE_INPUT_ROOT";
+/// The environment variable of the output root, `s3://bucket/prefix/`: the planner refuses a run
+/// that writes outside it.
+pub const OUTPUT_ROOT_ENV: &str = "CSVLAKE_OUTPUT_ROOT";
+/// The environment variable of a table lease's lifetime in seconds: the longest a run may take
+/// (the state machine's timeout).
+pub const LEASE_SECONDS_ENV: &str = "CSVLAKE_LEASE_SECONDS";
+/// Default lease lifetime: one day.
+pub const DEFAULT_LEASE_SECONDS: u64 = 86_400;

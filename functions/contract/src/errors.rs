@@ -22,6 +22,9 @@ pub const NOT_RUN: &str = "csvlake.NotRun";
 /// was aborted, for instance).
 pub const BATCH_FAILED: &str = "csvlake.BatchFailed";
 
+/// The Error of a run that found another run writing one of its tables (a live lease).
+pub const RUN_IN_PROGRESS: &str = "csvlake.RunInProgress";
+
 /// Longest per-file error message, in bytes (a value quoted in it may be long).
 pub const MAX_FILE_MESSAGE_BYTES: usize = 256;
 
@@ -78,30 +81,31 @@ impl ErrorNames for Error {
 }
 
 /// The error a handler returns: the failure of a whole invocation. Lambda reports it as a
-/// [`lambda_runtime::Diagnostic`] whose `error_type` is the [`ErrorNames::error_type`] of the
-/// error, which is what the state machine's Retry and Catch match.
+/// [`lambda_runtime::Diagnostic`] whose `error_type` is [`BatchError::error_type`], which is
+/// what the state machine's Retry and Catch match.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct BatchError(#[from] pub Error);
-
-impl BatchError {
-    /// The engine error.
-    pub fn into_inner(self) -> Error {
-        self.0
-    }
+pub enum BatchError {
+    /// An engine error: transient, internal, or bad input that failed the whole invocation.
+    #[error(transparent)]
+    Engine(#[from] Error),
+    /// Another run holds the lease of a table this run would write.
+    #[error("{0}")]
+    RunInProgress(String),
 }
 
-impl std::ops::Deref for BatchError {
-    type Target = Error;
-
-    fn deref(&self) -> &Error {
-        &self.0
+impl BatchError {
+    /// The Lambda `error_type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Engine(e) => e.error_type(),
+            Self::RunInProgress(_) => RUN_IN_PROGRESS,
+        }
     }
 }
 
 impl From<BatchError> for lambda_runtime::Diagnostic {
     fn from(e: BatchError) -> Self {
-        Self { error_type: e.0.error_type().to_owned(), error_message: e.0.to_string() }
+        Self { error_type: e.error_type().to_owned(), error_message: e.to_string() }
     }
 }
 
@@ -113,10 +117,12 @@ mod tests {
 
     #[test]
     fn batch_errors_carry_the_names_the_state_machine_matches() {
-        let d = lambda_runtime::Diagnostic::from(BatchError(Error::Transient("slow down".into())));
+        let d = lambda_runtime::Diagnostic::from(BatchError::Engine(Error::Transient("slow down".into())));
         assert_eq!((d.error_type.as_str(), d.error_message.as_str()), (TRANSIENT, "transient: slow down"));
         let d = lambda_runtime::Diagnostic::from(BatchError::from(Error::Internal("broken".into())));
         assert_eq!(d.error_type, INTERNAL);
+        let d = lambda_runtime::Diagnostic::from(BatchError::RunInProgress("table sales: run r1 holds it".into()));
+        assert_eq!((d.error_type.as_str(), d.error_message.as_str()), (RUN_IN_PROGRESS, "table sales: run r1 holds it"));
         let bad = Error::bad_line(BadInputKind::RaggedRow, 3, "expected 2 fields, found 1");
         assert_eq!(bad.error_type(), INTERNAL, "bad input that fails a whole batch is not retried");
         let f = bad.to_file_error();

@@ -47,6 +47,9 @@ pub fn constants() -> Value {
         "environment": {
             "pipeline": PIPELINE_ENV,
             "s3_endpoint_url": S3_ENDPOINT_ENV,
+            "input_root": INPUT_ROOT_ENV,
+            "output_root": OUTPUT_ROOT_ENV,
+            "lease_seconds": LEASE_SECONDS_ENV,
         },
         "errors": {
             "transient": errors::TRANSIENT,
@@ -54,6 +57,7 @@ pub fn constants() -> Value {
             "tolerance_exceeded": errors::TOLERANCE_EXCEEDED,
             "not_run": errors::NOT_RUN,
             "batch_failed": errors::BATCH_FAILED,
+            "run_in_progress": errors::RUN_IN_PROGRESS,
         },
     })
 }

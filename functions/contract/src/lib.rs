@@ -5,6 +5,7 @@
 //!   reducer's request and summary, and the report;
 //! - [`payload`]: the converter's batch event, the per-file result and the batch result;
 //! - [`keys`]: where each input's outputs go;
+//! - [`tables`]: tables, provenance, the table index and leases;
 //! - [`errors`]: the names of failures, and the error the handlers return;
 //! - [`deployment`]: the names the deployment shares with the code;
 //! - [`generated`]: the JSON Schema of the execution input and the constants file, written for
@@ -16,5 +17,6 @@ pub mod generated;
 pub mod keys;
 pub mod payload;
 pub mod run;
+pub mod tables;
 
 pub use errors::{BatchError, ErrorNames, FileError};

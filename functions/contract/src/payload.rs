@@ -95,6 +95,13 @@ pub struct Job {
     /// Avro options.
     #[serde(default)]
     pub avro: AvroOptions,
+    /// How deep below the input root a table's folder lies (see [`crate::tables`]).
+    #[serde(default = "default_table_depth")]
+    pub table_depth: u32,
+}
+
+fn default_table_depth() -> u32 {
+    crate::tables::DEFAULT_TABLE_DEPTH
 }
 
 impl Job {
@@ -119,7 +126,13 @@ impl Job {
             csv: CsvOptions::default(),
             parquet: ParquetOptions::default(),
             avro: AvroOptions::default(),
+            table_depth: default_table_depth(),
         }
+    }
+
+    /// The fingerprint of this job's conversion options (see [`crate::tables::fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        crate::tables::fingerprint(self)
     }
 }
 
@@ -131,6 +144,9 @@ pub struct FileRef {
     /// Size in bytes, as listed.
     #[serde(default)]
     pub size: u64,
+    /// ETag, as listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 /// The converter's event: one batch of files and the job they belong to.
@@ -143,6 +159,25 @@ pub struct ConvertBatch {
     pub batch: Option<u64>,
     /// The files of this batch.
     pub files: Vec<FileRef>,
+    /// Retries of this batch so far (`$$.State.RetryCount`). On a retry, or a redrive, a file
+    /// whose outputs already carry its source's ETag and the job's fingerprint is not converted
+    /// again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry_count: u32,
+    /// Redrives of the run so far (`$$.Execution.RedriveCount`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redrive_count: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl ConvertBatch {
+    /// Whether this batch may have run before, in part.
+    pub fn is_repeat(&self) -> bool {
+        self.retry_count > 0 || self.redrive_count > 0
+    }
 }
 
 /// Outcome of one file.
@@ -178,9 +213,16 @@ pub struct FileResult {
     /// Data rows converted (the header is not counted).
     #[serde(default)]
     pub rows: u64,
-    /// Bytes read from the input object (compressed size for `.gz`).
+    /// Bytes read from the input object (compressed size for `.gz`): its size.
     #[serde(default)]
     pub bytes_in: u64,
+    /// The input's ETag (bare) as it was read: what the outputs were made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The id of the file's schema, whose columns the converter stored under the table's
+    /// `schemas/<id>.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     /// Output objects written.
     #[serde(default)]
     pub outputs: Vec<OutputRef>,
@@ -204,6 +246,8 @@ impl FileResult {
             status: FileStatus::Failed,
             rows: 0,
             bytes_in,
+            etag: None,
+            schema: None,
             outputs: Vec::new(),
             dialect: None,
             millis,

@@ -102,9 +102,19 @@ pub struct RunInput {
     /// Mode `report`: the `failed-keys.json` of an earlier run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ObjectLocation>,
-    /// Skip inputs whose outputs exist and are at least as new as the input. Default `false`.
+    /// Convert only the inputs that are new, whose content changed (ETag, size) or that were
+    /// converted with other options, by the table index. Default `true`; `false` converts all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental: Option<bool>,
+    /// How deep below the input root a table's folder lies: 1 (default) makes every folder
+    /// directly under the root a table, 0 makes the root one table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 16))]
+    pub table_depth: Option<u32>,
+    /// Remove the outputs of inputs deleted since they were converted (`orphaned` in the
+    /// report). Default `false`: they are reported and kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_orphans: Option<bool>,
     /// Output formats. Default both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub formats: Option<Vec<Format>>,
@@ -141,6 +151,8 @@ impl RunInput {
             keys: earlier.keys,
             report: None,
             incremental: self.incremental.or(earlier.incremental),
+            table_depth: self.table_depth.or(earlier.table_depth),
+            delete_orphans: self.delete_orphans,
             formats: self.formats.or(earlier.formats),
             batch: self.batch.or(earlier.batch),
             max_concurrency: self.max_concurrency.or(earlier.max_concurrency),
@@ -169,7 +181,11 @@ impl RunInput {
             csv: self.csv.clone().unwrap_or_default(),
             parquet: self.parquet.clone().unwrap_or_default(),
             avro: self.avro.clone().unwrap_or_default(),
+            table_depth: self.table_depth.unwrap_or(crate::tables::DEFAULT_TABLE_DEPTH),
         };
+        if job.table_depth > crate::tables::MAX_TABLE_DEPTH {
+            return Err(invalid("table_depth must be at most 16"));
+        }
         job.validate()?;
         Ok(job)
     }
@@ -249,6 +265,19 @@ pub struct Plan {
     /// Inputs rejected at planning time (output collisions, keys not found); their results are
     /// in `rejected_results`.
     pub rejected: u64,
+    /// Inputs gone since they were converted, whose outputs remain (listed in `orphans`).
+    #[serde(default)]
+    pub orphaned: u64,
+    /// Whether the reducer removes the outputs of orphaned inputs.
+    #[serde(default)]
+    pub delete_orphans: bool,
+    /// JSON lines of [`crate::tables::TableRun`]: the tables this run leased, whose index the
+    /// reducer writes and whose lease it releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<ObjectLocation>,
+    /// JSON lines of [`crate::tables::Orphan`], when `orphaned > 0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphans: Option<ObjectLocation>,
     /// The batch manifest: a JSON array of [`ManifestBatch`].
     pub manifest: ObjectLocation,
     /// JSON lines of per-file results decided by the planner, when `rejected > 0`.
@@ -292,6 +321,10 @@ pub mod names {
     pub const FILES: &str = "files.jsonl";
     /// Failed keys, valid input for mode `report`.
     pub const FAILED_KEYS: &str = "failed-keys.json";
+    /// The tables the run leased, as JSON lines.
+    pub const TABLES: &str = "tables.jsonl";
+    /// The orphaned inputs, as JSON lines.
+    pub const ORPHANS: &str = "orphaned.jsonl";
 }
 
 /// A Step Functions error object, as a Catch with a ResultPath records it.
@@ -438,6 +471,10 @@ pub struct ReduceRequest {
     /// The Map's error (the Catch's `ResultPath: $.convert_error`), when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convert_error: Option<StatesError>,
+    /// The Reduce state's own error (its Catch's `ResultPath: $.reduce_error`): the reducer is
+    /// then asked only to release the run's leases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduce_error: Option<StatesError>,
 }
 
 /// Outcome of a run.
@@ -461,6 +498,10 @@ pub struct Totals {
     pub failed: u64,
     /// Files skipped as up to date.
     pub skipped: u64,
+    /// Inputs gone since they were converted, whose outputs remained (see the report's
+    /// `orphaned`).
+    #[serde(default)]
+    pub orphaned: u64,
     /// Rows converted.
     pub rows: u64,
     /// Input bytes of the files processed.
@@ -489,6 +530,34 @@ pub struct DialectCount {
     pub files: u64,
 }
 
+/// An input gone since it was converted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanedFile {
+    /// The input key.
+    pub key: String,
+    /// Its outputs.
+    pub outputs: Vec<String>,
+    /// Whether the outputs were removed (`delete_orphans`).
+    pub deleted: bool,
+}
+
+/// A table the run wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableReport {
+    /// The table's folder below the root (empty for the root's own table).
+    pub table: String,
+    /// Its name.
+    pub name: String,
+    /// The index generation this run wrote, when it wrote one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// Entries in the table's index after the run.
+    pub entries: u64,
+    /// The run whose expired lease this run took over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_over_from: Option<String>,
+}
+
 /// `report.json`. `failed` comes last, since it is the one part that grows with the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -507,6 +576,12 @@ pub struct Report {
     /// Files by the dialect they were read with, most frequent first.
     #[serde(default)]
     pub dialects: Vec<DialectCount>,
+    /// The tables the run wrote.
+    #[serde(default)]
+    pub tables: Vec<TableReport>,
+    /// Inputs gone since they were converted.
+    #[serde(default)]
+    pub orphaned: Vec<OrphanedFile>,
     /// The Map's own error, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_error: Option<StatesError>,
