@@ -85,6 +85,13 @@ pub struct ConvertArgs {
     /// Convert every input, even when its outputs are up to date.
     #[arg(long)]
     pub force: bool,
+    /// How deep below the input a table's folder lies: 1 makes each folder directly under the
+    /// input a table, 0 makes the whole input one table [default: 1].
+    #[arg(long)]
+    pub table_depth: Option<u32>,
+    /// Remove the outputs of inputs deleted since they were converted (reported as orphaned).
+    #[arg(long)]
+    pub delete_orphans: bool,
 }
 
 impl ConvertArgs {
@@ -180,6 +187,12 @@ impl ConvertArgs {
         }
         if self.incremental || self.force {
             base.incremental = Some(self.incremental);
+        }
+        if self.table_depth.is_some() {
+            base.table_depth = self.table_depth;
+        }
+        if self.delete_orphans {
+            base.delete_orphans = Some(true);
         }
         Ok(base)
     }

@@ -26,6 +26,7 @@ use csvlake_contract::errors::TOLERANCE_EXCEEDED;
 use csvlake_contract::payload::OutputLocation;
 use csvlake_contract::run::{Mode, ObjectLocation, RunInput, names, run_key};
 use csvlake_converter::Converter;
+use csvlake_planner::PlannerConfig;
 use csvlake_statemachine::ExecutionStatus;
 
 use crate::args::{ConvertArgs, Location, input_at, read_keys, scan};
@@ -243,7 +244,7 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
         let progress = progress.clone();
         Arc::new(move |plan| progress.planned(plan.files, plan.bytes))
     };
-    let executor = observed_executor(store.client.clone(), Arc::new(converter), Some(on_plan))?;
+    let executor = observed_executor(store.client.clone(), Arc::new(converter), PlannerConfig::default(), Some(on_plan))?;
     let execution = executor.execute(&run_id, serde_json::to_value(&input)?).await;
     progress.finish();
     let report_at =

@@ -57,7 +57,9 @@ impl S3Calls {
     }
 }
 
-/// Names the S3 operation of a request from its method and URI alone.
+/// Names the S3 operation of a request from its method and URI alone. A PUT of a table's state
+/// (under `_tables/`) is `PutObject:_tables`, so that counts of `PutObject` are of outputs and
+/// run objects.
 pub fn operation_of(method: &str, uri: &str) -> &'static str {
     let query = uri.split_once('?').map_or("", |(_, q)| q);
     let has = |name: &str| query.split('&').any(|p| p == name || p.starts_with(&format!("{name}=")));
@@ -65,6 +67,7 @@ pub fn operation_of(method: &str, uri: &str) -> &'static str {
         "POST" if has("uploads") => "CreateMultipartUpload",
         "POST" if has("uploadId") => "CompleteMultipartUpload",
         "PUT" if has("uploadId") => "UploadPart",
+        "PUT" if uri.split('?').next().is_some_and(|path| path.contains("/_tables/")) => "PutObject:_tables",
         "PUT" => "PutObject",
         "DELETE" if has("uploadId") => "AbortMultipartUpload",
         "DELETE" => "DeleteObject",
@@ -164,7 +167,7 @@ impl Harness {
         let unbounded = BatchLimits { max_files: usize::MAX, max_bytes: u64::MAX };
         let mut planner = Planner::new(&job.input.prefix, &job.output.prefix, unbounded, None);
         for f in files {
-            planner.add(Listed { key: f.key, size: f.size, modified_ms: 0 }).expect("plan");
+            planner.add(Listed { key: f.key, size: f.size, etag: f.etag.unwrap_or_default() }, None).expect("plan");
         }
         planner.finish().expect("plan");
         let batches: Vec<ManifestBatch> = serde_json::from_slice(&planner.take_manifest()).expect("manifest");
@@ -178,7 +181,7 @@ impl Harness {
     /// Converts the given files in one batch through the converter Lambda's handler, as the
     /// state machine would after planning. Results are returned sorted by key.
     pub async fn run_files(&self, job: &Job, files: Vec<FileRef>) -> BatchResult {
-        let batch = ConvertBatch { job: job.clone(), batch: None, files };
+        let batch = ConvertBatch { job: job.clone(), batch: None, files, retry_count: 0, redrive_count: 0 };
         let event = lambda_runtime::LambdaEvent::new(batch, lambda_runtime::Context::default());
         let mut result = csvlake_converter::handle(event, &self.converter).await.expect("the batch succeeds");
         result.files.sort_by(|a, b| a.key.cmp(&b.key));
@@ -190,8 +193,14 @@ impl Harness {
         self.output.join(key)
     }
 
-    /// Every file under the output directory, as paths relative to it, sorted.
+    /// Every file under the output directory but the tables' state (`_tables/`), as paths
+    /// relative to it, sorted.
     pub fn output_files(&self) -> Vec<String> {
+        self.all_output_files().into_iter().filter(|p| !is_table_state(p)).collect()
+    }
+
+    /// Every file under the output directory, as paths relative to it, sorted.
+    pub fn all_output_files(&self) -> Vec<String> {
         let mut out: Vec<String> = walk(&self.output)
             .into_iter()
             .map(|p| p.strip_prefix(&self.output).expect("under output").to_string_lossy().into_owned())
@@ -226,6 +235,11 @@ impl Harness {
             })
             .collect()
     }
+}
+
+/// Whether a path relative to the output is a table's state (under `_tables/`).
+pub fn is_table_state(path: &str) -> bool {
+    path.starts_with("_tables/") || path.contains("/_tables/")
 }
 
 /// Every regular file under `dir`, recursively, without following symbolic links.

@@ -34,12 +34,13 @@ fn write(dir: &Path, rel: &str, text: &[u8]) {
     std::fs::write(p, text).unwrap();
 }
 
-/// Files under `dir` except the runs' own objects (`_runs/`), as relative paths.
+/// Files under `dir` except the runs' and the tables' own objects (`_runs/`, `_tables/`), as
+/// relative paths.
 fn relative_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = walk(dir)
         .iter()
         .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
-        .filter(|p| !p.starts_with("_runs/") && !p.contains("/_runs/"))
+        .filter(|p| !["_runs/", "_tables/"].iter().any(|d| p.starts_with(d) || p.contains(&format!("/{d}"))))
         .collect();
     v.sort();
     v

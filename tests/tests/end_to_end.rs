@@ -202,9 +202,9 @@ async fn bad_file_leaves_no_object() {
     let mut files = csvlake_planner::plan::list_inputs(h.converter.client(), &job.input).await.unwrap();
     assert_eq!(files.len(), 6);
     // Planned, then gone; and a key that is not under the input prefix.
-    files.push(FileRef { key: "batch/vanished.csv".into(), size: 10 });
+    files.push(FileRef { key: "batch/vanished.csv".into(), size: 10, etag: None });
     h.put("elsewhere/x.csv", "a\n1\n");
-    files.push(FileRef { key: "elsewhere/x.csv".into(), size: 4 });
+    files.push(FileRef { key: "elsewhere/x.csv".into(), size: 4, etag: None });
     let result = h.run_files(&job, files).await;
     assert_eq!(result.files.len(), 8, "{:?}", statuses(&result));
 
@@ -617,10 +617,10 @@ async fn progress_follows_the_bytes_read_once_per_file_across_passes() {
     let converter = h.converter.clone().with_progress(recorder.clone());
     let job = h.job("p/", "");
     let files = vec![
-        FileRef { key: "p/wide.csv".into(), size: text.len() as u64 },
-        FileRef { key: "p/bad.csv".into(), size: 6 },
+        FileRef { key: "p/wide.csv".into(), size: text.len() as u64, etag: None },
+        FileRef { key: "p/bad.csv".into(), size: 6, etag: None },
     ];
-    let batch = csvlake_contract::payload::ConvertBatch { job, batch: None, files };
+    let batch = csvlake_contract::payload::ConvertBatch { job, batch: None, files, retry_count: 0, redrive_count: 0 };
     let result = converter.convert_batch(&batch).await.expect("the batch succeeds");
     assert_eq!(statuses(&result).len(), 2);
     assert_eq!(h.calls.count("GetObject"), 3, "the large file was read twice: {:?}", h.calls.all());

@@ -74,6 +74,10 @@ fn plan(batches: u64, files: u64) -> Plan {
         batches,
         skipped: 0,
         rejected: 0,
+        orphaned: 0,
+        delete_orphans: false,
+        tables: None,
+        orphans: None,
         manifest: ObjectLocation { bucket: BUCKET.into(), key: "out/_runs/r1/manifest.json".into() },
         rejected_results: None,
         results: ResultsLocation { bucket: BUCKET.into(), prefix: RESULTS.into() },
@@ -94,7 +98,7 @@ fn map_output() -> MapOutput {
 }
 
 fn refs(keys: &[&str]) -> Vec<FileRef> {
-    keys.iter().map(|k| FileRef { key: (*k).into(), size: 1 }).collect()
+    keys.iter().map(|k| FileRef { key: (*k).into(), size: 1, etag: None }).collect()
 }
 
 /// The batches behind the fixtures, plus a fourth that has no result in them.
@@ -197,7 +201,7 @@ async fn a_run_with_failed_files_writes_the_report_the_lines_and_the_failed_keys
     let mut plan = plan(3, 6);
     plan.skipped = 1;
     put_rejected(client, &mut plan).await;
-    let summary = run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None }).await;
+    let summary = run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None }).await;
 
     // a and c converted; b bad input, d missing from its batch's output, e and f in a failed
     // batch, a.tsv rejected by the planner.
@@ -280,7 +284,7 @@ async fn the_tolerance_decides_the_status_both_ways() {
     for (tolerated, exceeded) in [(70.0, false), (66.0, true), (100.0, false), (0.0, true)] {
         let mut plan = plan(3, 6);
         plan.tolerated_failure_percentage = tolerated;
-        let summary = run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None }).await;
+        let summary = run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None }).await;
         assert_eq!((summary.totals.converted, summary.totals.failed), (2, 4));
         assert_eq!(summary.exceeded_tolerance, exceeded, "{tolerated}% tolerated");
         let status = if exceeded { RunStatus::Failed } else { RunStatus::Succeeded };
@@ -309,7 +313,7 @@ async fn a_failed_map_is_reported_from_the_newest_results_and_unrun_batches_coun
     };
     let mut plan = plan(4, 8);
     plan.tolerated_failure_percentage = 100.0;
-    let request = ReduceRequest { plan, convert: None, convert_error: Some(map_error.clone()) };
+    let request = ReduceRequest { plan, convert: None, convert_error: Some(map_error.clone()), reduce_error: None };
     let summary = run(client, request).await;
 
     let t = &summary.totals;
@@ -340,7 +344,7 @@ async fn a_map_that_failed_before_writing_results_counts_every_batch_as_not_run(
     let client = &env.client;
     put(client, "out/_runs/r1/manifest.json", serde_json::to_vec(&fixture_batches()).unwrap()).await;
     let map_error = StatesError { error: "States.ItemReaderFailed".into(), cause: "access denied".into() };
-    let request = ReduceRequest { plan: plan(4, 8), convert: None, convert_error: Some(map_error) };
+    let request = ReduceRequest { plan: plan(4, 8), convert: None, convert_error: Some(map_error), reduce_error: None };
     let summary = run(client, request).await;
     assert_eq!((summary.totals.files, summary.totals.failed), (8, 8));
     assert_eq!(summary.failures_by_kind, kinds(&[(NOT_RUN, 8)]));
@@ -355,7 +359,7 @@ async fn zero_batches_count_only_the_skipped_files() {
     let client = &env.client;
     let mut plan = plan(0, 0);
     plan.skipped = 5;
-    let summary = run(client, ReduceRequest { plan, convert: None, convert_error: None }).await;
+    let summary = run(client, ReduceRequest { plan, convert: None, convert_error: None, reduce_error: None }).await;
     assert_eq!(summary.totals, csvlake_contract::run::Totals { files: 5, skipped: 5, ..Default::default() });
     assert!(!summary.exceeded_tolerance);
     assert_eq!(summary.status, RunStatus::Succeeded);
@@ -369,7 +373,7 @@ async fn zero_batches_count_only_the_skipped_files() {
 
 fn execution(batch: &ManifestBatch, status: &str) -> ChildExecution {
     let name = format!("00000000-0000-4000-8000-{:012}", batch.batch);
-    let input = ConvertBatch { job: job(), batch: Some(batch.batch), files: batch.files.clone() };
+    let input = ConvertBatch { job: job(), batch: Some(batch.batch), files: batch.files.clone(), retry_count: 0, redrive_count: 0 };
     ChildExecution {
         execution_arn: format!("arn:aws:states:us-east-1:123456789012:execution:csvlake-pipeline/Convert:{name}"),
         input: serde_json::to_string(&input).unwrap(),
@@ -402,6 +406,8 @@ fn succeeded(batch: &ManifestBatch) -> ChildExecution {
             let rel = f.key.trim_start_matches("in/").trim_end_matches(".csv");
             FileResult {
                 dialect: None,
+                etag: None,
+                schema: None,
                 key: f.key.clone(),
                 status: FileStatus::Converted,
                 rows: 100,
@@ -433,7 +439,7 @@ async fn a_large_run_split_over_many_results_files_is_reduced_in_full() {
     let batches: Vec<ManifestBatch> = (0..BATCHES)
         .map(|b| ManifestBatch {
             batch: b,
-            files: (0..PER_BATCH).map(|i| FileRef { key: format!("in/{dir}/{b:05}-{i}.csv"), size: 1000 }).collect(),
+            files: (0..PER_BATCH).map(|i| FileRef { key: format!("in/{dir}/{b:05}-{i}.csv"), size: 1000, etag: None }).collect(),
         })
         .collect();
     put(client, "out/_runs/r1/manifest.json", serde_json::to_vec(&batches).unwrap()).await;
@@ -476,7 +482,7 @@ async fn a_large_run_split_over_many_results_files_is_reduced_in_full() {
 
     let mut plan = plan(BATCHES, BATCHES * PER_BATCH);
     plan.tolerated_failure_percentage = 10.0;
-    let summary = run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None }).await;
+    let summary = run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None }).await;
 
     let ragged = 190; // one file of every tenth succeeded batch
     let converted = 1900 * PER_BATCH - ragged;
@@ -518,13 +524,13 @@ async fn unreadable_results_fail_the_reduce_and_leave_no_report() {
     put_fixtures(client, 3).await;
     let key = format!("{RESULTS}/{MAP_RUN}/SUCCEEDED_0.json");
     put(client, &key, "[{\"ExecutionArn\": 1}]").await;
-    let request = ReduceRequest { plan: plan(3, 6), convert: Some(map_output()), convert_error: None };
+    let request = ReduceRequest { plan: plan(3, 6), convert: Some(map_output()), convert_error: None, reduce_error: None };
     let e = csvlake_reducer::handle(LambdaEvent::new(request.clone(), Context::default()), client).await.unwrap_err();
-    assert!(matches!(&*e, Error::Internal(m) if m.contains(&key)), "{e}");
+    assert!(matches!(&e, csvlake_contract::BatchError::Engine(Error::Internal(m)) if m.contains(&key)), "{e}");
 
     client.delete_object().bucket(BUCKET).key(&key).send().await.unwrap();
     let e = csvlake_reducer::handle(LambdaEvent::new(request, Context::default()), client).await.unwrap_err();
-    assert!(matches!(&*e, Error::Internal(m) if m.contains("GetObject")), "{e}");
+    assert!(matches!(&e, csvlake_contract::BatchError::Engine(Error::Internal(m)) if m.contains("GetObject")), "{e}");
     for name in ["report.json", "files.jsonl", "failed-keys.json"] {
         assert_eq!(get(client, &format!("out/_runs/r1/{name}")).await, None, "{name}");
     }

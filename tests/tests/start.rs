@@ -317,6 +317,7 @@ fn summary_with_a_failure() -> RunSummary {
             converted: 3,
             failed: 1,
             skipped: 0,
+            orphaned: 0,
             rows: 1200,
             bytes_in: 2_500_000,
             bytes_out: 800_000,

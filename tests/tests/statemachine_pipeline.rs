@@ -84,6 +84,8 @@ impl Converter {
             .iter()
             .map(|f| FileResult {
                 dialect: None,
+                etag: None,
+                schema: None,
                 key: f.key.clone(),
                 status: FileStatus::Converted,
                 rows: 1,
@@ -130,7 +132,7 @@ async fn plan(s3: &aws_sdk_s3::Client, request: PlanRequest, write_manifest: boo
         .enumerate()
         .map(|(i, key)| ManifestBatch {
             batch: i as u64,
-            files: vec![FileRef { key: key.clone(), size: 100 + i as u64 }],
+            files: vec![FileRef { key: key.clone(), size: 100 + i as u64, etag: None }],
         })
         .collect();
     let manifest =
@@ -153,6 +155,10 @@ async fn plan(s3: &aws_sdk_s3::Client, request: PlanRequest, write_manifest: boo
         batches: batches.len() as u64,
         skipped: 0,
         rejected: 0,
+        orphaned: 0,
+        delete_orphans: false,
+        tables: None,
+        orphans: None,
         manifest,
         rejected_results: None,
         results: ResultsLocation {
@@ -315,13 +321,14 @@ async fn a_full_run_converts_every_batch_and_hands_the_results_to_the_reducer() 
     let plan = h.plans.lock().unwrap()[0].clone();
     assert_eq!(plan.run_id, "run-1");
 
-    // Each converter call is the ItemSelector's {job, batch, files}.
+    // Each converter call is the ItemSelector's {job, batch, files}, with the attempt counts.
     let mut calls = h.converter_calls();
     calls.sort_by_key(|c| c["batch"].as_u64());
     assert_eq!(calls.len(), 5);
     for (i, call) in calls.iter().enumerate() {
         let keys: Vec<&String> = call.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["batch", "files", "job"]);
+        assert_eq!(keys, ["batch", "files", "job", "redrive_count", "retry_count"]);
+        assert_eq!((call["retry_count"].as_u64(), call["redrive_count"].as_u64()), (Some(0), Some(0)));
         assert_eq!(call["batch"], json!(i));
         assert_eq!(call["job"], serde_json::to_value(&plan.job).unwrap());
         assert_eq!(call["files"], json!([{"key": format!("in/{i}.csv"), "size": 100 + i}]));

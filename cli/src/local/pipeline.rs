@@ -8,6 +8,7 @@ use csvlake_contract::BatchError;
 use csvlake_contract::deployment::{CONVERTER_SUBSTITUTION, PLANNER_SUBSTITUTION, REDUCER_SUBSTITUTION};
 use csvlake_contract::run::Plan;
 use csvlake_converter::Converter;
+use csvlake_planner::PlannerConfig;
 use csvlake_statemachine::{
     AslError, DEFINITION, Definition, Executor, lambda, local_function_arn, local_substitutions,
 };
@@ -21,21 +22,24 @@ pub type PlanObserver = Arc<dyn Fn(&Plan) + Send + Sync>;
 /// An executor of pipeline.asl.json whose tasks run the planner, converter and reducer
 /// handlers in this process, over `client`.
 pub fn executor(client: aws_sdk_s3::Client, converter: Arc<Converter>) -> Result<Executor, AslError> {
-    observed_executor(client, converter, None)
+    observed_executor(client, converter, PlannerConfig::default(), None)
 }
 
-/// [`executor`], telling `on_plan` of every plan the planner returns.
+/// [`executor`] with the planner's configuration, telling `on_plan` of every plan the planner
+/// returns.
 pub fn observed_executor(
     client: aws_sdk_s3::Client,
     converter: Arc<Converter>,
+    config: PlannerConfig,
     on_plan: Option<PlanObserver>,
 ) -> Result<Executor, AslError> {
+    let config = Arc::new(config);
     let definition = Definition::parse(DEFINITION, &local_substitutions(&VARIABLES))?;
     let (planner_client, reducer_client) = (client.clone(), client.clone());
     let planner = lambda(move |event| {
-        let (client, on_plan) = (planner_client.clone(), on_plan.clone());
+        let (client, on_plan, config) = (planner_client.clone(), on_plan.clone(), config.clone());
         async move {
-            let plan = csvlake_planner::handle(event, &client).await?;
+            let plan = csvlake_planner::handle(event, &client, &config).await?;
             if let Some(on_plan) = on_plan {
                 on_plan(&plan);
             }

@@ -25,12 +25,18 @@ use tokio_util::io::SyncIoBridge;
 use csvlake_contract::ErrorNames;
 use csvlake_contract::keys;
 use csvlake_contract::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus, Job, OutputRef};
+use csvlake_contract::tables::{self, Provenance};
 use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt};
 use csvlake_engine::options::{AvroOptions, Format, ParquetOptions};
 use csvlake_engine::sink::FormatWriter;
 use csvlake_engine::{BadInputKind, Error, Result};
-use csvlake_s3::upload::{PartSink, Staged, part_size_for, stage};
-use csvlake_s3::{error_code, sdk_error};
+use csvlake_s3::upload::{Metadata, PartSink, Staged, part_size_for, stage};
+use csvlake_s3::{error_code, sdk_error, status};
+
+/// User metadata of an output: the id of its file's schema.
+pub const SCHEMA_METADATA: &str = "csvlake-schema";
+/// User metadata of an output written in one PUT: its data rows.
+pub const ROWS_METADATA: &str = "csvlake-rows";
 
 /// Files at least this large get a writer thread per format.
 pub const THREADED_MIN_BYTES: u64 = 4 << 20;
@@ -68,6 +74,8 @@ pub struct Converter {
     budget: Arc<Semaphore>,
     /// Permits for files under way.
     files: Arc<Semaphore>,
+    /// Schema objects known to exist, by key.
+    schemas: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Converter {
@@ -96,6 +104,7 @@ impl Converter {
             progress: None,
             budget: Arc::new(Semaphore::new(1024)),
             files: Arc::new(Semaphore::new(64)),
+            schemas: Arc::default(),
         }
     }
 
@@ -129,16 +138,27 @@ impl Converter {
     /// the files already under way have finished (so nothing is left half-written).
     pub async fn convert_batch(&self, batch: &ConvertBatch) -> Result<BatchResult> {
         batch.job.validate()?;
+        let repeat = batch.is_repeat();
         // The futures are made before the stream, so that no closure over `&FileRef` lives across
         // an await: the batch future is then Send for any caller (rust#102211).
-        let futures: Vec<_> = batch.files.iter().map(|file| self.convert_within(&batch.job, file)).collect();
+        let futures: Vec<_> = batch.files.iter().map(|file| self.convert_within(&batch.job, file, repeat)).collect();
         let results: Vec<Result<FileResult>> = futures::stream::iter(futures).buffered(self.max_files).collect().await;
         let files = results.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(BatchResult { files })
     }
 
-    /// Converts one file once a file slot is free and its weight fits in the memory budget.
-    async fn convert_within(&self, job: &Job, file: &FileRef) -> Result<FileResult> {
+    /// Converts one file once a file slot is free and its weight fits in the memory budget. In a
+    /// batch that may have run before (`repeat`), a file whose outputs already carry its
+    /// provenance is reported from them instead.
+    async fn convert_within(&self, job: &Job, file: &FileRef, repeat: bool) -> Result<FileResult> {
+        if repeat && let Some(done) = self.already_converted(job, file).await? {
+            tracing::info!(key = %file.key, "already converted by an earlier attempt");
+            if let Some(p) = &self.progress {
+                p.read(file.size);
+                p.file_done(&done);
+            }
+            return Ok(done);
+        }
         let closed = |e: tokio::sync::AcquireError| Error::Internal(e.to_string());
         let _slot = self.files.acquire().await.map_err(closed)?;
         let weight = file_weight_mib(file.size).min(self.memory_budget_mib);
@@ -150,6 +170,46 @@ impl Converter {
             p.file_done(r);
         }
         r
+    }
+
+    /// The result of a file whose every output already carries its provenance (the listed ETag
+    /// and size, this job's fingerprint): one HEAD per output.
+    pub async fn already_converted(&self, job: &Job, file: &FileRef) -> Result<Option<FileResult>> {
+        let Some(etag) = file.etag.as_deref() else { return Ok(None) };
+        let Ok(rel) = keys::relative(&job.input.prefix, &file.key) else { return Ok(None) };
+        let wanted = Provenance { key: file.key.clone(), etag: tables::bare_etag(etag).to_owned(), size: file.size, fingerprint: job.fingerprint() };
+        let bucket = &job.output.bucket;
+        let mut outputs = Vec::new();
+        let (mut rows, mut schema) = (None, None);
+        let formats: BTreeSet<Format> = job.formats.iter().copied().collect();
+        for format in formats {
+            let key = keys::output_key(&job.output.prefix, format, &rel);
+            let head = match self.client.head_object().bucket(bucket).key(&key).send().await {
+                Ok(h) => h,
+                Err(e) if status(&e) == Some(404) || error_code(&e) == Some("NotFound") => return Ok(None),
+                Err(e) => return Err(sdk_error("HeadObject", bucket, &key, e)),
+            };
+            let meta = head.metadata().cloned().unwrap_or_default();
+            if Provenance::from_metadata(&meta).as_ref() != Some(&wanted) {
+                return Ok(None);
+            }
+            rows = rows.or_else(|| meta.get(ROWS_METADATA).and_then(|r| r.parse::<u64>().ok()));
+            schema = schema.or_else(|| meta.get(SCHEMA_METADATA).cloned());
+            let bytes = head.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0);
+            outputs.push(OutputRef { format, key, bytes });
+        }
+        Ok(Some(FileResult {
+            key: file.key.clone(),
+            status: FileStatus::Converted,
+            rows: rows.unwrap_or(0),
+            bytes_in: file.size,
+            etag: Some(wanted.etag),
+            schema,
+            outputs,
+            dialect: None,
+            millis: 0,
+            error: None,
+        }))
     }
 
     /// Converts one file. `Ok` carries a converted or failed result; `Err` is transient or internal.
@@ -170,26 +230,39 @@ impl Converter {
             Err(e) => return Ok(failed(&e, file.size)),
         };
         let first = DecodeOptions::for_file(&job.csv, &file.key).map_err(|e| Error::Internal(e.to_string()))?;
+        let fingerprint = job.fingerprint();
         let mut opts = first.clone();
         let mut dialect: Option<Dialect> = None;
+        // The version the first pass read: later passes read that one or none.
+        let mut version: Option<String> = None;
         for _ in 0..MAX_PASSES {
-            let (seen, pass) = self.convert_pass(job, file, &rel, opts.clone(), read).await;
+            let target = Target { rel: &rel, fingerprint: &fingerprint, version: version.as_deref() };
+            let (seen, pass) = self.convert_pass(job, file, &target, opts.clone(), read).await;
             dialect = seen.or(dialect);
             match pass {
-                Ok(Pass::Done { rows, bytes_in, staged }) => {
-                    let outputs = self.commit(staged).await?;
+                Ok(Pass::Done { rows, bytes_in, etag, schema, staged }) => {
+                    let outputs = self.commit(staged, rows).await?;
+                    self.store_schema(job, &file.key, &schema).await?;
                     return Ok(FileResult {
                         key: file.key.clone(),
                         status: FileStatus::Converted,
                         rows,
                         bytes_in,
+                        etag: Some(etag),
+                        schema: Some(schema.id),
                         outputs,
                         dialect,
                         millis: millis(started),
                         error: None,
                     });
                 }
-                Ok(Pass::Again(again)) => {
+                Ok(Pass::Changed) => {
+                    // The input was overwritten between passes: start again on the new version.
+                    tracing::info!(key = %file.key, "the input changed while it was read; reading it again");
+                    (version, opts, dialect) = (None, first.clone(), None);
+                }
+                Ok(Pass::Again(again, etag)) => {
+                    version = Some(etag);
                     // The next pass reads the file with the dialect of this one.
                     if let Some(d) = &dialect {
                         opts.dialect = d.given(opts.dialect.comment.take());
@@ -215,20 +288,36 @@ impl Converter {
         &self,
         job: &Job,
         file: &FileRef,
-        rel: &str,
+        target: &Target<'_>,
         opts: DecodeOptions,
         read: &Arc<AtomicU64>,
     ) -> (Option<Dialect>, Result<Pass>) {
         let bucket = &job.input.bucket;
-        let resp = match self.client.get_object().bucket(bucket).key(&file.key).send().await {
+        let mut get = self.client.get_object().bucket(bucket).key(&file.key);
+        if let Some(etag) = target.version {
+            get = get.if_match(format!("\"{etag}\""));
+        }
+        let resp = match get.send().await {
             Ok(r) => r,
             Err(e) if error_code(&e) == Some("NoSuchKey") => {
                 let message = format!("s3://{bucket}/{} no longer exists", file.key);
                 return (None, Err(Error::bad(BadInputKind::NotFound, message)));
             }
+            Err(e) if target.version.is_some() && (status(&e) == Some(412) || error_code(&e) == Some("PreconditionFailed")) => {
+                return (None, Ok(Pass::Changed));
+            }
             Err(e) => return (None, Err(sdk_error("GetObject", bucket, &file.key, e))),
         };
         let bytes_in = resp.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(file.size);
+        let etag = resp.e_tag().map(|t| tables::bare_etag(t).to_owned()).unwrap_or_default();
+        let rel = target.rel;
+        let provenance = Provenance {
+            key: file.key.clone(),
+            etag: etag.clone(),
+            size: bytes_in,
+            fingerprint: target.fingerprint.to_owned(),
+        }
+        .to_metadata();
         let compressed = opts.compression.is_some();
         let net_error = Arc::new(Mutex::new(None));
         let counter = self.progress.clone().map(|progress| ReadCounter { progress, reported: read.clone(), pass: 0 });
@@ -249,7 +338,7 @@ impl Converter {
             sinks.push((format, sink));
         }
 
-        let writers = Writers { parquet: job.parquet.clone(), avro: job.avro.clone(), sinks };
+        let writers = Writers { parquet: job.parquet.clone(), avro: job.avro.clone(), sinks, provenance };
         let threaded = bytes_in >= THREADED_MIN_BYTES;
         let (seen, pipeline) = tokio::task::spawn_blocking(move || run_pipeline(reader, &opts, writers, threaded))
             .await
@@ -270,12 +359,12 @@ impl Converter {
             }
         }
         let result = match (pipeline, upload_error) {
-            (Ok(Outcome::Done { rows }), None) if staged.len() == nformats => {
-                return (seen, Ok(Pass::Done { rows, bytes_in, staged }));
+            (Ok(Outcome::Done { rows, schema }), None) if staged.len() == nformats => {
+                return (seen, Ok(Pass::Done { rows, bytes_in, etag, schema, staged }));
             }
             // An upload failure is the cause; the writer only saw its pipe close.
             (_, Some(e)) => Err(e),
-            (Ok(Outcome::Again(again)), None) => Ok(Pass::Again(again)),
+            (Ok(Outcome::Again(again)), None) => Ok(Pass::Again(again, etag)),
             (Ok(Outcome::Done { .. }), None) => Err(Error::Internal("an output was not staged".into())),
             (Err(Error::Transient(m)), None) => {
                 let network = net_error.lock().map(|g| g.clone()).unwrap_or(None);
@@ -292,10 +381,38 @@ impl Converter {
         (seen, result)
     }
 
+    /// Stores the file's schema under its table, once per schema (objects are named by their
+    /// content, so a second writer writes the same bytes).
+    async fn store_schema(&self, job: &Job, key: &str, schema: &FileSchema) -> Result<()> {
+        let table = tables::table_of(&job.input.prefix, key, job.table_depth);
+        let at = tables::schema_key(&job.output.prefix, table, &schema.id);
+        if self.schemas.lock().map(|s| s.contains(&at)).unwrap_or(false) {
+            return Ok(());
+        }
+        let bucket = &job.output.bucket;
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(&at)
+            .content_type("application/json")
+            .body(aws_sdk_s3::primitives::ByteStream::from(schema.json.clone()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutObject", bucket, &at, e))?;
+        if let Ok(mut s) = self.schemas.lock() {
+            s.insert(at);
+        }
+        Ok(())
+    }
+
     /// Makes every staged output visible; if one fails, removes the ones already committed.
-    async fn commit(&self, staged: Vec<(Format, Staged)>) -> Result<Vec<OutputRef>> {
+    /// An output sent in one PUT also records its rows.
+    async fn commit(&self, staged: Vec<(Format, Staged)>, rows: u64) -> Result<Vec<OutputRef>> {
         let client = &self.client;
-        let results = futures::future::join_all(staged.into_iter().map(|(format, s)| async move {
+        let results = futures::future::join_all(staged.into_iter().map(|(format, mut s)| async move {
+            if let Staged::Single { metadata, .. } = &mut s {
+                metadata.insert(ROWS_METADATA.to_owned(), rows.to_string());
+            }
             let (bucket, key) = (s.location().0.to_owned(), s.location().1.to_owned());
             let bytes = match &s {
                 Staged::Single { body, .. } => body.len() as u64,
@@ -318,27 +435,65 @@ impl Converter {
     }
 }
 
+/// Where a file's outputs go and what they record.
+struct Target<'a> {
+    rel: &'a str,
+    fingerprint: &'a str,
+    /// The ETag an earlier pass read: this pass must read the same version.
+    version: Option<&'a str>,
+}
+
 /// What one pass over a file produced.
 enum Pass {
     Done {
         rows: u64,
         bytes_in: u64,
+        etag: String,
+        schema: FileSchema,
         staged: Vec<(Format, Staged)>,
     },
-    /// Read the file again: with wider kinds, or in another encoding.
-    Again(Interrupt),
+    /// Read the file again: with wider kinds, or in another encoding. Carries the ETag read.
+    Again(Interrupt, String),
+    /// The input changed since the first pass: start over.
+    Changed,
 }
 
 /// How the blocking part of a pass ended.
 enum Outcome {
-    Done { rows: u64 },
+    Done { rows: u64, schema: FileSchema },
     Again(Interrupt),
+}
+
+/// A file's columns as stored under its table: `{"columns": [{"name", "type"}]}`, named by
+/// the hash of that text.
+#[derive(Clone, Debug)]
+pub struct FileSchema {
+    /// 32 hex digits.
+    pub id: String,
+    /// The JSON text.
+    pub json: Vec<u8>,
+}
+
+impl FileSchema {
+    fn of(decoder: &CsvDecoder<'_>) -> Self {
+        let schema = decoder.schema();
+        let columns: Vec<serde_json::Value> = schema
+            .fields()
+            .iter()
+            .zip(decoder.kinds())
+            .map(|(f, k)| serde_json::json!({"name": f.name(), "type": k.column_type().to_string()}))
+            .collect();
+        let json = serde_json::to_vec(&serde_json::json!({ "columns": columns })).unwrap_or_default();
+        Self { id: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&json)), json }
+    }
 }
 
 struct Writers {
     parquet: ParquetOptions,
     avro: AvroOptions,
     sinks: Vec<(Format, PartSink)>,
+    /// The provenance every output records.
+    provenance: Metadata,
 }
 
 enum Msg {
@@ -364,11 +519,17 @@ fn run_pipeline(
 
 fn decode_into(decoder: &mut CsvDecoder<'_>, w: Writers, threaded: bool) -> Result<Outcome> {
     let schema = decoder.schema();
+    let file_schema = FileSchema::of(decoder);
     let plain = decoder.mostly_distinct().to_vec();
+    let mut metadata = w.provenance.clone();
+    metadata.insert(SCHEMA_METADATA.to_owned(), file_schema.id.clone());
     let mut writers = w
         .sinks
         .into_iter()
-        .map(|(format, sink)| FormatWriter::new(format, schema.clone(), &plain, (&w.parquet, &w.avro), sink))
+        .map(|(format, mut sink)| {
+            sink.set_metadata(metadata.clone()).map_err(|e| Error::Internal(e.to_string()))?;
+            FormatWriter::new(format, schema.clone(), &plain, (&w.parquet, &w.avro), sink)
+        })
         .collect::<Result<Vec<_>>>()?;
 
     if !threaded {
@@ -387,7 +548,7 @@ fn decode_into(decoder: &mut CsvDecoder<'_>, w: Writers, threaded: bool) -> Resu
         for writer in writers {
             finish(writer)?;
         }
-        return Ok(Outcome::Done { rows: decoder.rows() });
+        return Ok(Outcome::Done { rows: decoder.rows(), schema: file_schema });
     }
 
     std::thread::scope(|s| {
@@ -432,7 +593,7 @@ fn decode_into(decoder: &mut CsvDecoder<'_>, w: Writers, threaded: bool) -> Resu
             Ok(Some(again)) => Ok(Outcome::Again(again)),
             Err(None) | Ok(None) => {
                 written.into_iter().collect::<Result<Vec<_>>>()?;
-                Ok(Outcome::Done { rows: decoder.rows() })
+                Ok(Outcome::Done { rows: decoder.rows(), schema: file_schema })
             }
         }
     })

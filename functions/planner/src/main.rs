@@ -9,5 +9,9 @@ async fn main() -> Result<(), Error> {
     let endpoint = std::env::var(S3_ENDPOINT_ENV).ok();
     let client = csvlake_s3::env_client(endpoint.as_deref()).await;
     let client = &client;
-    lambda_runtime::run(service_fn(move |event| async move { csvlake_planner::handle(event, client).await })).await
+    // A deployment whose roots or lease setting do not parse must not plan anything.
+    let config = csvlake_planner::PlannerConfig::from_env()?;
+    let config = &config;
+    lambda_runtime::run(service_fn(move |event| async move { csvlake_planner::handle(event, client, config).await }))
+        .await
 }

@@ -1,30 +1,35 @@
 //! Planning a run: which inputs to convert, and in which batches.
 //!
-//! [`plan`] is the planner Lambda's work. It finds the candidates (a paged listing of the
-//! input prefix in mode `scan`, one small listing per key in modes `keys` and `report`), rejects keys
-//! whose outputs would collide or leave the output prefix, skips up-to-date inputs when the run
-//! is incremental, and streams batches into the manifest object as it goes.
+//! [`plan`] is the planner Lambda's work. It checks the run against the deployment's roots,
+//! finds the candidates (a paged listing of the scanned prefixes in mode `scan`, one small
+//! listing per key in modes `keys` and `report`), takes the lease of every table it meets,
+//! rejects keys whose outputs would collide or leave the output prefix, skips inputs that the
+//! table's index shows converted from the same content (ETag, size) with the same options
+//! (fingerprint), records the index entries whose input is gone as orphaned, and streams batches
+//! into the manifest object as it goes.
 //!
 //! Memory does not hold the keys of the run: [`Planner`] keeps a 16-byte hash per output name
-//! and the suffix of its first key (collisions), and an incremental run a 24-byte entry per
-//! existing output name, built from one listing of the output prefix (no HEAD per object). The
-//! batches being filled are the only keys in memory.
+//! and the suffix of its first key (collisions); an index is read as a compressed stream beside
+//! the listing (both are in key order), one folder table at a time. The batches being filled are
+//! the only keys in memory.
 
 use std::collections::HashMap;
 
 use aws_sdk_s3::Client;
 use futures::{StreamExt, TryStreamExt};
 
-use csvlake_contract::ErrorNames;
+use csvlake_contract::deployment::{DEFAULT_LEASE_SECONDS, LEASE_SECONDS_ENV};
 use csvlake_contract::errors::MAX_FILE_MESSAGE_BYTES;
-use csvlake_contract::keys;
 use csvlake_contract::payload::{FileRef, FileResult, InputLocation, Job};
 use csvlake_contract::run::{
     BatchLimits, ManifestBatch, Mode, ObjectLocation, Plan, PlanRequest, ResultsLocation, RunInput,
 };
 use csvlake_contract::run::{names, run_key};
-use csvlake_engine::{BadInputKind, Error, Format, Result};
+use csvlake_contract::tables::{self, IndexEntry, Orphan, Roots, TableRun};
+use csvlake_contract::{BatchError, ErrorNames, keys};
+use csvlake_engine::{BadInputKind, Error, Result};
 use csvlake_s3::sdk_error;
+use csvlake_s3::tables::{IndexReader, LeaseRefused, acquire_lease, read_current, read_index, release_lease};
 use csvlake_s3::upload::ObjectWriter;
 
 /// Batches being filled at once. More open batches pack tighter; each holds up to
@@ -39,7 +44,8 @@ pub const MAX_BATCH_PAYLOAD_BYTES: usize = 224 << 10;
 fn payload_cost(key: &str, rel: &str, output_prefix: &str) -> usize {
     let escaped = |s: &str| s.len() + s.bytes().filter(|b| *b == b'"' || *b == b'\\' || *b < 0x20).count() * 5;
     let output_key = output_prefix.len() + escaped(rel) + 24;
-    escaped(key) + 2 * output_key + 256 + MAX_FILE_MESSAGE_BYTES
+    // The other fields: status, counts, dialect, ETag (also in the event), schema id.
+    escaped(key) + 2 * output_key + 384 + MAX_FILE_MESSAGE_BYTES
 }
 /// Key lookups in flight in modes `keys` and `report`.
 const LOOKUPS_IN_FLIGHT: usize = 64;
@@ -68,25 +74,21 @@ fn scan_prefixes(input: &InputLocation) -> Result<Vec<String>> {
     input.scan_prefixes().map_err(|e| Error::Internal(format!("invalid execution input: {e}")))
 }
 
-/// An object as a listing (or a HEAD) shows it.
+/// An object as a listing shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
     /// Key.
     pub key: String,
     /// Size in bytes.
     pub size: u64,
-    /// Last modification, in milliseconds since the epoch.
-    pub modified_ms: i64,
+    /// ETag, without quotes.
+    pub etag: String,
 }
 
 impl Listed {
     fn into_file(self) -> FileRef {
-        FileRef { key: self.key, size: self.size }
+        FileRef { key: self.key, size: self.size, etag: Some(self.etag).filter(|e| !e.is_empty()) }
     }
-}
-
-fn millis(t: Option<&aws_sdk_s3::primitives::DateTime>) -> i64 {
-    t.and_then(|t| t.to_millis().ok()).unwrap_or(0)
 }
 
 /// The pages of a ListObjectsV2 listing, each as the objects it holds.
@@ -105,7 +107,7 @@ fn list<'a>(
                     Some(Listed {
                         key: o.key()?.to_owned(),
                         size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                        modified_ms: millis(o.last_modified()),
+                        etag: o.e_tag().map(|t| tables::bare_etag(t).to_owned()).unwrap_or_default(),
                     })
                 })
                 .collect()
@@ -123,72 +125,51 @@ fn name_hash(rel: &str) -> NameHash {
     [h as u64, (h >> 64) as u64]
 }
 
-fn format_bit(format: Format) -> u8 {
-    match format {
-        Format::Parquet => 1,
-        Format::Avro => 2,
-    }
+/// One table's index read beside the listing: both are in key order, so each listed key is
+/// looked up by moving forward, and the entries passed over belong to inputs that are gone.
+#[derive(Debug, Default)]
+pub struct TableIndex {
+    reader: Option<IndexReader>,
+    next: Option<IndexEntry>,
 }
 
-/// The outputs that exist, by output name (`<rel>`): which formats, and the oldest one's
-/// modification time. Built from one listing of each format's prefix.
-#[derive(Debug)]
-pub struct OutputIndex {
-    required: u8,
-    /// Per output name: the formats present (low byte) and the oldest one's time in ms (the rest).
-    entries: HashMap<NameHash, u64>,
-}
-
-impl OutputIndex {
-    /// An empty index for a run that writes `formats`.
-    pub fn new(formats: &[Format]) -> Self {
-        Self { required: formats.iter().map(|f| format_bit(*f)).fold(0, |a, b| a | b), entries: HashMap::new() }
+impl TableIndex {
+    /// An index over `reader`'s entries; `None` for a table without one.
+    pub fn new(reader: Option<IndexReader>) -> Result<Self> {
+        let mut index = Self { reader, next: None };
+        index.advance()?;
+        Ok(index)
     }
 
-    /// Records an output object listed under `format_prefix` (`<out>/parquet/`); other keys are
-    /// ignored.
-    pub fn add(&mut self, format: Format, format_prefix: &str, key: &str, modified_ms: i64) {
-        let Some(rel) = key.strip_prefix(format_prefix).and_then(|k| k.strip_suffix(format.extension())) else {
-            return;
+    fn advance(&mut self) -> Result<()> {
+        self.next = match &mut self.reader {
+            Some(r) => r.next_entry()?,
+            None => None,
         };
-        let modified = u64::try_from(modified_ms).unwrap_or(0).min(u64::MAX >> 8);
-        let e = self.entries.entry(name_hash(rel)).or_insert(!0xff);
-        *e = (*e >> 8).min(modified) << 8 | u64::from((*e as u8) | format_bit(format));
+        Ok(())
     }
 
-    /// Whether every output of `rel` exists and none is older than the input.
-    pub fn up_to_date(&self, rel: &str, input_modified_ms: i64) -> bool {
-        // S3 times have one-second resolution, so an output written in the same second as its
-        // input counts as up to date.
-        self.entries
-            .get(&name_hash(rel))
-            .is_some_and(|e| (*e as u8) & self.required == self.required && (e >> 8) as i64 >= input_modified_ms)
-    }
-
-    /// Output names recorded.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
-
-/// Lists the output prefix of every format of the job.
-pub async fn index_outputs(client: &Client, job: &Job) -> Result<OutputIndex> {
-    let mut index = OutputIndex::new(&job.formats);
-    for &format in &job.formats {
-        let prefix = keys::join(&job.output.prefix, &format!("{}/", format.as_str()));
-        let mut pages = list(client, &job.output.bucket, &prefix);
-        while let Some(page) = pages.try_next().await? {
-            for o in page {
-                index.add(format, &prefix, &o.key, o.modified_ms);
+    /// The entry of `key`, if any. Entries before it are handed to `passed`: their input was not
+    /// listed. Keys must come in increasing order.
+    pub fn seek(&mut self, key: &str, mut passed: impl FnMut(IndexEntry) -> Result<()>) -> Result<Option<IndexEntry>> {
+        while let Some(entry) = self.next.take_if(|e| e.key.as_str() <= key) {
+            self.advance()?;
+            if entry.key == key {
+                return Ok(Some(entry));
             }
+            passed(entry)?;
         }
+        Ok(None)
     }
-    Ok(index)
+
+    /// Hands every entry left to `passed`.
+    pub fn drain(&mut self, mut passed: impl FnMut(IndexEntry) -> Result<()>) -> Result<()> {
+        while let Some(entry) = self.next.take() {
+            self.advance()?;
+            passed(entry)?;
+        }
+        Ok(())
+    }
 }
 
 /// Counts of a plan.
@@ -261,7 +242,8 @@ pub struct Planner {
     input_prefix: String,
     output_prefix: String,
     limits: BatchLimits,
-    outputs: Option<OutputIndex>,
+    /// The run's fingerprint when it is incremental: inputs whose index entry matches are skipped.
+    incremental: Option<String>,
     names: HashMap<NameHash, Suffix>,
     open: Vec<Bin>,
     manifest: Vec<u8>,
@@ -270,14 +252,15 @@ pub struct Planner {
 }
 
 impl Planner {
-    /// A planner for inputs under `input_prefix` whose outputs go under `output_prefix`;
-    /// `outputs` (incremental runs) skips inputs whose outputs are up to date.
-    pub fn new(input_prefix: &str, output_prefix: &str, limits: BatchLimits, outputs: Option<OutputIndex>) -> Self {
+    /// A planner for inputs under `input_prefix` whose outputs go under `output_prefix`. With
+    /// `incremental` (the run's fingerprint), an input whose index entry shows the same ETag,
+    /// size and fingerprint is skipped.
+    pub fn new(input_prefix: &str, output_prefix: &str, limits: BatchLimits, incremental: Option<String>) -> Self {
         Self {
             input_prefix: input_prefix.to_owned(),
             output_prefix: output_prefix.to_owned(),
             limits,
-            outputs,
+            incremental,
             names: HashMap::new(),
             open: Vec::new(),
             manifest: Vec::new(),
@@ -286,9 +269,10 @@ impl Planner {
         }
     }
 
-    /// Takes one candidate. Candidates must come in key order (as listings return them), so
-    /// that of keys whose outputs collide, the first in byte order keeps them.
-    pub fn add(&mut self, obj: Listed) -> Result<()> {
+    /// Takes one candidate, with its table's index entry if it has one. Candidates must come in
+    /// key order (as listings return them), so that of keys whose outputs collide, the first in
+    /// byte order keeps them.
+    pub fn add(&mut self, obj: Listed, known: Option<&IndexEntry>) -> Result<()> {
         let rel = match keys::relative(&self.input_prefix, &obj.key) {
             Ok(rel) => rel,
             Err(e) => return self.reject(&obj.key, obj.size, &e),
@@ -308,12 +292,14 @@ impl Planner {
                 v.insert(Suffix::of(&obj.key[stem.len()..]));
             }
         }
-        if self.outputs.as_ref().is_some_and(|o| o.up_to_date(&rel, obj.modified_ms)) {
+        if let (Some(fingerprint), Some(known)) = (&self.incremental, known)
+            && known.is_current(&obj.etag, obj.size, fingerprint)
+        {
             self.counts.skipped += 1;
             return Ok(());
         }
         let cost = payload_cost(&obj.key, &rel, &self.output_prefix);
-        self.pack(FileRef { key: obj.key, size: obj.size }, cost)
+        self.pack(obj.into_file(), cost)
     }
 
     /// Records a failed result decided at planning time.
@@ -391,8 +377,36 @@ impl Planner {
     }
 }
 
-/// The planner Lambda's work: plans the run and writes its manifest (and rejected results).
-pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
+/// What the planner knows of its deployment.
+#[derive(Clone, Debug)]
+pub struct PlannerConfig {
+    /// The roots runs must stay within.
+    pub roots: Roots,
+    /// How long a table lease lasts: the longest a run may take.
+    pub lease_seconds: u64,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self { roots: Roots::default(), lease_seconds: DEFAULT_LEASE_SECONDS }
+    }
+}
+
+impl PlannerConfig {
+    /// The configuration from the Lambda's environment (see `csvlake_contract::deployment`).
+    pub fn from_env() -> Result<Self> {
+        let roots = Roots::from_env().map_err(Error::Internal)?;
+        let lease_seconds = match std::env::var(LEASE_SECONDS_ENV) {
+            Ok(v) => v.parse().map_err(|e| Error::Internal(format!("{LEASE_SECONDS_ENV}={v:?}: {e}")))?,
+            Err(_) => DEFAULT_LEASE_SECONDS,
+        };
+        Ok(Self { roots, lease_seconds })
+    }
+}
+
+/// The planner Lambda's work: plans the run and writes its manifest (and rejected results,
+/// tables and orphans). On failure, the leases it took are released.
+pub async fn plan(client: &Client, config: &PlannerConfig, request: PlanRequest) -> Result<Plan, BatchError> {
     let PlanRequest { run_id, input } = request;
     check_run_id(&run_id)?;
     let input = match input.mode {
@@ -404,32 +418,189 @@ pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
         }
         _ => input,
     };
-    let job = input.job()?;
+    let mut job = input.job()?;
+    config.roots.apply(&mut job).map_err(|e| Error::Internal(format!("invalid execution input: {e}")))?;
+    let mut leases = Leases { client, bucket: job.output.bucket.clone(), prefix: job.output.prefix.clone(), run_id: run_id.clone(), held: Vec::new() };
+    match plan_job(client, config, &run_id, input, job, &mut leases).await {
+        Ok(plan) => Ok(plan),
+        Err(e) => {
+            leases.release_all().await;
+            Err(e)
+        }
+    }
+}
+
+/// The leases a plan has taken, to release if it fails.
+struct Leases<'a> {
+    client: &'a Client,
+    bucket: String,
+    prefix: String,
+    run_id: String,
+    held: Vec<String>,
+}
+
+impl Leases<'_> {
+    async fn release_all(&mut self) {
+        for table in std::mem::take(&mut self.held) {
+            if let Err(e) = release_lease(self.client, &self.bucket, &self.prefix, &table, &self.run_id).await {
+                tracing::warn!(table, error = %e, "could not release a lease; it expires by itself");
+            }
+        }
+    }
+}
+
+/// The tables a plan has met: their leases, indexes and what the reducer needs of them.
+struct Tables<'a> {
+    client: &'a Client,
+    config: &'a PlannerConfig,
+    job: &'a Job,
+    /// Index entries under these prefixes whose input is not listed are orphaned (a scan);
+    /// empty: none are (explicit keys).
+    orphan_scope: Vec<String>,
+    /// The root's own table, met anywhere in the listing.
+    root: Option<TableIndex>,
+    /// The folder table being listed: the listing is in key order, so once it moves on, the
+    /// table is done.
+    folder: Option<(String, TableIndex)>,
+    runs: Vec<TableRun>,
+    orphans: Vec<u8>,
+    orphaned: u64,
+}
+
+impl<'a> Tables<'a> {
+    /// Enters the table of `key` (taking its lease and opening its index the first time) and
+    /// looks the key up in its index.
+    async fn look_up(&mut self, key: &str, leases: &mut Leases<'_>) -> Result<Option<IndexEntry>, BatchError> {
+        let table = tables::table_of(&self.job.input.prefix, key, self.job.table_depth).to_owned();
+        let entered = if table.is_empty() {
+            self.root.is_some()
+        } else {
+            self.folder.as_ref().is_some_and(|(t, _)| *t == table)
+        };
+        if !entered {
+            if !table.is_empty()
+                && let Some((done, mut index)) = self.folder.take()
+            {
+                self.drain(&done, &mut index)?;
+            }
+            if self.runs.iter().any(|r| r.table == table) {
+                return Err(Error::Internal(format!("the listing met table {table:?} twice: keys out of order")).into());
+            }
+            let index = self.enter(&table, leases).await?;
+            if table.is_empty() {
+                self.root = Some(index);
+            } else {
+                self.folder = Some((table.clone(), index));
+            }
+        }
+        let index = if table.is_empty() { self.root.as_mut() } else { self.folder.as_mut().map(|(_, i)| i) };
+        let Some(index) = index else { return Ok(None) };
+        let (scope, orphans, orphaned) = (&self.orphan_scope, &mut self.orphans, &mut self.orphaned);
+        Ok(index.seek(key, |entry| record_orphan(scope, &table, entry, orphans, orphaned))?)
+    }
+
+    async fn enter(&mut self, table: &str, leases: &mut Leases<'_>) -> Result<TableIndex, BatchError> {
+        let out = &self.job.output;
+        let name = tables::table_name(&self.job.input, table).to_owned();
+        let held = match acquire_lease(self.client, &out.bucket, &out.prefix, table, &leases.run_id, self.config.lease_seconds).await {
+            Ok(held) => held,
+            Err(LeaseRefused::Held { run_id, expires }) => {
+                let lease = tables::state_key(&out.prefix, table, tables::names::LEASE);
+                return Err(BatchError::RunInProgress(format!(
+                    "table {name:?} is being written by run {run_id} (lease s3://{}/{lease}, until {expires}); \
+                     start this run when that one has ended. If it has died, delete the lease object, or wait until it expires",
+                    out.bucket
+                )));
+            }
+            Err(LeaseRefused::Failed(e)) => return Err(e.into()),
+        };
+        leases.held.push(table.to_owned());
+        let current = read_current(self.client, &out.bucket, &out.prefix, table).await?.map(|(c, _)| c);
+        let reader = match &current {
+            Some(c) => Some(read_index(self.client, &out.bucket, &c.index).await?),
+            None => None,
+        };
+        tracing::info!(table, generation = current.as_ref().map(|c| c.generation), taken_over_from = ?held.taken_over_from, "table leased");
+        self.runs.push(TableRun { table: table.to_owned(), name, current, taken_over_from: held.taken_over_from });
+        Ok(TableIndex::new(reader)?)
+    }
+
+    fn drain(&mut self, table: &str, index: &mut TableIndex) -> Result<()> {
+        let (scope, orphans, orphaned) = (&self.orphan_scope, &mut self.orphans, &mut self.orphaned);
+        index.drain(|entry| record_orphan(scope, table, entry, orphans, orphaned))
+    }
+
+    /// Ends the listing: what is left of each index was not listed.
+    fn finish(&mut self) -> Result<()> {
+        if let Some((table, mut index)) = self.folder.take() {
+            self.drain(&table, &mut index)?;
+        }
+        if let Some(mut index) = self.root.take() {
+            self.drain("", &mut index)?;
+        }
+        Ok(())
+    }
+}
+
+/// Records an index entry whose input was not listed, when the listing covered it.
+fn record_orphan(scope: &[String], table: &str, entry: IndexEntry, out: &mut Vec<u8>, count: &mut u64) -> Result<()> {
+    if !scope.iter().any(|p| entry.key.starts_with(p.as_str())) {
+        return Ok(());
+    }
+    *count += 1;
+    serde_json::to_writer(&mut *out, &Orphan { table: table.to_owned(), entry })?;
+    out.push(b'\n');
+    Ok(())
+}
+
+async fn plan_job(
+    client: &Client,
+    config: &PlannerConfig,
+    run_id: &str,
+    input: RunInput,
+    job: Job,
+    leases: &mut Leases<'_>,
+) -> Result<Plan, BatchError> {
     let limits = input.batch_limits()?;
     let tolerated_failure_percentage = input.tolerated_failure_percentage()?;
     let max_concurrency = input.max_concurrency()?;
-    let incremental = input.incremental.unwrap_or(false);
-    let outputs = if incremental { Some(index_outputs(client, &job).await?) } else { None };
+    let incremental = input.incremental.unwrap_or(true);
+    let delete_orphans = input.delete_orphans.unwrap_or(false);
+    let fingerprint = job.fingerprint();
 
     let out = &job.output;
-    let manifest = ObjectLocation { bucket: out.bucket.clone(), key: run_key(&out.prefix, &run_id, names::MANIFEST) };
-    let rejected_at =
-        ObjectLocation { bucket: out.bucket.clone(), key: run_key(&out.prefix, &run_id, names::REJECTED) };
+    let at = |name: &str| ObjectLocation { bucket: out.bucket.clone(), key: run_key(&out.prefix, run_id, name) };
+    let manifest = at(names::MANIFEST);
+    let rejected_at = at(names::REJECTED);
     let mut writers = Writers {
         manifest: ObjectWriter::new(client, &manifest.bucket, &manifest.key),
         rejected: None,
         rejected_at: &rejected_at,
         client,
     };
-    let mut planner = Planner::new(&job.input.prefix, &job.output.prefix, limits, outputs);
+    let mut planner =
+        Planner::new(&job.input.prefix, &job.output.prefix, limits, incremental.then(|| fingerprint.clone()));
+    let scan = scan_prefixes(&job.input)?;
+    let mut tables = Tables {
+        client,
+        config,
+        job: &job,
+        orphan_scope: if input.mode == Mode::Scan { scan.clone() } else { Vec::new() },
+        root: None,
+        folder: None,
+        runs: Vec::new(),
+        orphans: Vec::new(),
+        orphaned: 0,
+    };
     match input.mode {
         Mode::Scan => {
             // Disjoint prefixes in key order: the listings together are in key order too.
-            for prefix in scan_prefixes(&job.input)? {
-                let mut pages = list(client, &job.input.bucket, &prefix);
+            for prefix in &scan {
+                let mut pages = list(client, &job.input.bucket, prefix);
                 while let Some(page) = pages.try_next().await? {
                     for obj in page.into_iter().filter(|o| is_input(&o.key, &job.input.suffixes)) {
-                        planner.add(obj)?;
+                        let known = tables.look_up(&obj.key, leases).await?;
+                        planner.add(obj, known.as_ref())?;
                     }
                     writers.drain(&mut planner).await?;
                 }
@@ -438,7 +609,7 @@ pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
         Mode::Keys | Mode::Report => {
             let mut keys = input.keys;
             if keys.is_empty() {
-                return Err(Error::Internal("invalid execution input: mode keys needs a non-empty keys list".into()));
+                return Err(Error::Internal("invalid execution input: mode keys needs a non-empty keys list".into()).into());
             }
             keys.sort_unstable();
             keys.dedup();
@@ -448,7 +619,13 @@ pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
             let mut n = 0usize;
             while let Some(lookup) = found.next().await {
                 match lookup? {
-                    Lookup::Found(obj) => planner.add(obj)?,
+                    Lookup::Found(obj) => {
+                        let known = match keys::relative(&job.input.prefix, &obj.key) {
+                            Ok(_) => tables.look_up(&obj.key, leases).await?,
+                            Err(_) => None,
+                        };
+                        planner.add(obj, known.as_ref())?;
+                    }
                     Lookup::Missing(key) => {
                         let e = Error::bad(BadInputKind::NotFound, format!("s3://{bucket}/{key} does not exist"));
                         planner.reject(&key, 0, &e)?;
@@ -471,13 +648,29 @@ pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
             }
         }
     }
+    tables.finish()?;
     let counts = planner.finish()?;
     writers.drain(&mut planner).await?;
     let rejected_results = writers.commit().await?.then_some(rejected_at.clone());
-    tracing::info!(run_id, ?counts, "planned");
+
+    let tables_at = at(names::TABLES);
+    let mut lines = Vec::new();
+    for run in &tables.runs {
+        serde_json::to_writer(&mut lines, run).map_err(Error::from)?;
+        lines.push(b'\n');
+    }
+    put_bytes(client, &tables_at, lines).await?;
+    let orphans = if tables.orphaned > 0 {
+        let orphans_at = at(names::ORPHANS);
+        put_bytes(client, &orphans_at, std::mem::take(&mut tables.orphans)).await?;
+        Some(orphans_at)
+    } else {
+        None
+    };
+    tracing::info!(run_id, ?counts, orphaned = tables.orphaned, tables = tables.runs.len(), "planned");
     Ok(Plan {
-        results: ResultsLocation { bucket: out.bucket.clone(), prefix: run_key(&out.prefix, &run_id, names::RESULTS) },
-        run_id,
+        results: ResultsLocation { bucket: out.bucket.clone(), prefix: run_key(&out.prefix, run_id, names::RESULTS) },
+        run_id: run_id.to_owned(),
         mode: input.mode,
         incremental,
         files: counts.files,
@@ -485,13 +678,29 @@ pub async fn plan(client: &Client, request: PlanRequest) -> Result<Plan> {
         batches: counts.batches,
         skipped: counts.skipped,
         rejected: counts.rejected,
+        orphaned: tables.orphaned,
+        delete_orphans,
+        tables: Some(tables_at),
+        orphans,
         manifest,
         rejected_results,
         batch: limits,
         max_concurrency,
         tolerated_failure_percentage,
-        job,
+        job: job.clone(),
     })
+}
+
+async fn put_bytes(client: &Client, at: &ObjectLocation, body: Vec<u8>) -> Result<()> {
+    client
+        .put_object()
+        .bucket(&at.bucket)
+        .key(&at.key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|e| sdk_error("PutObject", &at.bucket, &at.key, e))?;
+    Ok(())
 }
 
 struct Writers<'a> {
@@ -588,8 +797,11 @@ pub async fn read_run_input(client: &Client, at: &ObjectLocation) -> Result<RunI
 mod tests {
     use super::*;
 
+    use csvlake_contract::payload::OutputRef;
+    use csvlake_engine::Format;
+
     fn obj(key: &str, size: u64) -> Listed {
-        Listed { key: key.into(), size, modified_ms: 1_000 }
+        Listed { key: key.into(), size, etag: format!("e-{key}") }
     }
 
     fn batches(p: &mut Planner) -> Vec<ManifestBatch> {
@@ -608,7 +820,7 @@ mod tests {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let size = (x >> 33) % 400 + if i % 97 == 0 { 1_500 } else { 0 };
             total += size;
-            p.add(obj(&format!("in/{i:05}.csv"), size)).unwrap();
+            p.add(obj(&format!("in/{i:05}.csv"), size), None).unwrap();
         }
         let b = batches(&mut p);
         let mut keys: Vec<&str> = b.iter().flat_map(|b| b.files.iter().map(|f| f.key.as_str())).collect();
@@ -642,7 +854,7 @@ mod tests {
     fn a_file_beyond_max_bytes_is_a_batch_of_its_own() {
         let mut p = Planner::new("", "", BatchLimits { max_files: 10, max_bytes: 100 }, None);
         for (k, s) in [("a.csv", 10), ("big.csv", 100), ("c.csv", 10)] {
-            p.add(obj(k, s)).unwrap();
+            p.add(obj(k, s), None).unwrap();
         }
         let b = batches(&mut p);
         let keys: Vec<Vec<&str>> = b.iter().map(|b| b.files.iter().map(|f| f.key.as_str()).collect()).collect();
@@ -653,7 +865,7 @@ mod tests {
     fn colliding_outputs_keep_the_first_key_and_bad_keys_are_rejected() {
         let mut p = Planner::new("in/", "out/", BatchLimits::default(), None);
         for k in ["in/a.csv", "in/a.csv.gz", "in/a.tsv", "in/b.csv", "in/x/../c.csv"] {
-            p.add(obj(k, 1)).unwrap();
+            p.add(obj(k, 1), None).unwrap();
         }
         let counts = p.finish().unwrap();
         assert_eq!((counts.files, counts.rejected), (2, 3));
@@ -674,31 +886,60 @@ mod tests {
         assert_eq!(b[0].files.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(), ["in/a.csv", "in/b.csv"]);
     }
 
-    #[test]
-    fn incremental_skips_inputs_whose_outputs_are_all_as_new() {
-        let mut index = OutputIndex::new(&Format::ALL);
-        index.add(Format::Parquet, "out/parquet/", "out/parquet/a.parquet", 2_000);
-        index.add(Format::Avro, "out/avro/", "out/avro/a.avro", 2_000);
-        index.add(Format::Parquet, "out/parquet/", "out/parquet/b.parquet", 2_000); // no Avro
-        index.add(Format::Parquet, "out/parquet/", "out/parquet/c.parquet", 500); // older
-        index.add(Format::Avro, "out/avro/", "out/avro/c.avro", 2_000);
-        index.add(Format::Avro, "out/avro/", "out/avro/notes.txt", 2_000);
-        assert_eq!(index.len(), 3);
-        let mut p = Planner::new("in/", "out/", BatchLimits::default(), Some(index));
-        for k in ["in/a.csv", "in/b.csv", "in/c.csv", "in/d.csv"] {
-            p.add(obj(k, 1)).unwrap();
+    fn entry(key: &str, etag: &str, fingerprint: &str) -> IndexEntry {
+        IndexEntry {
+            key: key.into(),
+            etag: etag.into(),
+            size: 1,
+            fingerprint: fingerprint.into(),
+            outputs: vec![OutputRef { format: Format::Parquet, key: format!("out/{key}"), bytes: 1 }],
+            schema: None,
         }
+    }
+
+    #[test]
+    fn incremental_skips_inputs_converted_from_the_same_content_with_the_same_options() {
+        let mut w = csvlake_s3::tables::IndexWriter::new(Vec::new()).unwrap();
+        for e in [
+            entry("in/a.csv", "e-in/a.csv", "fp"),   // current
+            entry("in/b.csv", "old", "fp"),          // content changed
+            entry("in/c.csv", "e-in/c.csv", "other"), // other options
+            entry("in/gone.csv", "x", "fp"),          // input deleted
+        ] {
+            w.push(&e).unwrap();
+        }
+        let reader = IndexReader::new(std::io::Cursor::new(w.finish().unwrap()), "index").unwrap();
+        let mut index = TableIndex::new(Some(reader)).unwrap();
+        let mut p = Planner::new("in/", "out/", BatchLimits::default(), Some("fp".into()));
+        let mut passed = Vec::new();
+        for k in ["in/a.csv", "in/b.csv", "in/c.csv", "in/d.csv"] {
+            let o = obj(k, 1);
+            let known = index
+                .seek(k, |e| {
+                    passed.push(e.key);
+                    Ok(())
+                })
+                .unwrap();
+            p.add(o, known.as_ref()).unwrap();
+        }
+        index
+            .drain(|e| {
+                passed.push(e.key);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(passed, ["in/gone.csv"], "the entry no listed key matched");
         let counts = p.finish().unwrap();
         assert_eq!((counts.files, counts.skipped), (3, 1));
         let b: Vec<ManifestBatch> = serde_json::from_slice(&p.take_manifest()).unwrap();
         let keys: Vec<&str> = b.iter().flat_map(|b| &b.files).map(|f| f.key.as_str()).collect();
         assert_eq!(keys, ["in/b.csv", "in/c.csv", "in/d.csv"]);
-        let only_parquet = {
-            let mut i = OutputIndex::new(&[Format::Parquet]);
-            i.add(Format::Parquet, "out/parquet/", "out/parquet/b.parquet", 2_000);
-            i
-        };
-        assert!(only_parquet.up_to_date("b", 1_000), "a run that writes Parquet only needs Parquet");
+        assert_eq!(b[0].files[0].etag.as_deref(), Some("e-in/b.csv"), "the manifest carries the listed ETag");
+
+        // Without incremental, the index decides nothing.
+        let mut p = Planner::new("in/", "out/", BatchLimits::default(), None);
+        p.add(obj("in/a.csv", 1), Some(&entry("in/a.csv", "e-in/a.csv", "fp"))).unwrap();
+        assert_eq!(p.finish().unwrap().files, 1);
     }
 
     #[test]
@@ -715,7 +956,7 @@ mod tests {
         let mut p = Planner::new("", &out, BatchLimits { max_files: 10_000, max_bytes: u64::MAX }, None);
         let long = "k\"".repeat(300);
         for i in 0..2_000 {
-            p.add(obj(&format!("{long}{i:04}.csv"), 1)).unwrap();
+            p.add(obj(&format!("{long}{i:04}.csv"), 1), None).unwrap();
         }
         let b = batches(&mut p);
         assert_eq!(b.iter().map(|b| b.files.len()).sum::<usize>(), 2_000);

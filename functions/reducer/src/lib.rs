@@ -5,6 +5,7 @@
 //! [`report::reduce`].
 
 pub mod report;
+pub mod tables;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,6 +19,15 @@ pub use csvlake_contract::deployment::PIPELINE_ENV;
 pub async fn handle(event: LambdaEvent<ReduceRequest>, client: &aws_sdk_s3::Client) -> Result<RunSummary, BatchError> {
     let request = event.payload;
     let plan = &request.plan;
+    if let Some(e) = &request.reduce_error {
+        // The Catch path: the run could not report; its tables must not stay locked.
+        tracing::error!(run_id = %plan.run_id, error = %e.error, cause = %e.cause, "the run could not be reduced; releasing its leases");
+        if let Err(e) = tables::release_all(client, plan).await {
+            tracing::error!(run_id = %plan.run_id, error = %e, "releasing the leases failed");
+            return Err(e.into());
+        }
+        return Ok(report::released(&request));
+    }
     match &request.convert_error {
         Some(e) => {
             tracing::warn!(run_id = %plan.run_id, batches = plan.batches, error = %e.error, "reducing a run whose Map failed")

@@ -67,13 +67,12 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
         (location(names::FILES), location(names::REPORT), location(names::FAILED_KEYS));
 
     let (sink, files_upload) = Upload::start(client, &files_loc);
-    let tally =
-        Tally::new(sink, plan.batches).map_err(|e| Error::Internal(format!("creating a temporary file: {e}")))?;
+    let tally = Tally::new(sink, plan).map_err(|e| Error::Internal(format!("creating a temporary file: {e}")))?;
     let tally = match tally_run(client, request, tally).await {
         Ok(t) => t,
         Err(e) => return Err(files_upload.abandon(client, e).await),
     };
-    let Tally { mut totals, by_kind, by_dialect, files, failed, keys, .. } = tally;
+    let Tally { mut totals, by_kind, by_dialect, files, failed, keys, entries, .. } = tally;
     let mut dialects: Vec<DialectCount> =
         by_dialect.into_iter().map(|(dialect, files)| DialectCount { dialect, files }).collect();
     dialects.sort_by(|a, b| b.files.cmp(&a.files).then_with(|| a.dialect.cmp(&b.dialect)));
@@ -81,6 +80,9 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
     let finished = blocking(move || files.finish().map(drop).map_err(|e| write_error(&uri, e))).await;
     files_upload.complete(client, finished).await?;
 
+    // The tables' indexes before the report: a report names what the index holds.
+    let (tables, orphaned) = crate::tables::update(client, plan, entries).await?;
+    totals.orphaned = plan.orphaned;
     totals.skipped += plan.skipped;
     totals.files = totals.converted + totals.failed + totals.skipped;
     let expected = plan.files + plan.rejected + plan.skipped;
@@ -98,6 +100,8 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
         totals: totals.clone(),
         failures_by_kind: by_kind.clone(),
         dialects,
+        tables,
+        orphaned,
         map_error: request.convert_error.clone(),
         failed: Vec::new(),
     };
@@ -113,6 +117,7 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
             csv: Some(job.csv.clone()),
             parquet: Some(job.parquet.clone()),
             avro: Some(job.avro.clone()),
+            table_depth: Some(job.table_depth),
             batch: Some(request.plan.batch),
             max_concurrency: Some(request.plan.max_concurrency),
             tolerated_failure_percentage: Some(request.plan.tolerated_failure_percentage),
@@ -143,6 +148,25 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
         files: files_loc,
         failed_keys,
     })
+}
+
+/// The summary of a run whose Reduce failed and whose leases were released: nothing was
+/// reported, so nothing is counted.
+pub fn released(request: &ReduceRequest) -> RunSummary {
+    let plan = &request.plan;
+    let out = &plan.job.output;
+    let at = |name: &str| ObjectLocation { bucket: out.bucket.clone(), key: run_key(&out.prefix, &plan.run_id, name) };
+    RunSummary {
+        run_id: plan.run_id.clone(),
+        status: RunStatus::Failed,
+        exceeded_tolerance: true,
+        totals: Totals::default(),
+        failures_by_kind: BTreeMap::new(),
+        map_error: request.reduce_error.clone(),
+        report: at(names::REPORT),
+        files: at(names::FILES),
+        failed_keys: None,
+    }
 }
 
 /// Whether the run failed: the Map itself failed, or more files failed than tolerated.
@@ -483,16 +507,19 @@ struct Tally {
     failed: Spool,
     /// The failed keys.
     keys: Spool,
+    /// The index entries of converted files.
+    entries: crate::tables::NewEntries,
     line: Vec<u8>,
 }
 
 impl Tally {
-    fn new(files: PartSink, batches: u64) -> io::Result<Self> {
+    fn new(files: PartSink, plan: &csvlake_contract::run::Plan) -> io::Result<Self> {
         Ok(Self {
             totals: Totals::default(),
             by_kind: BTreeMap::new(),
             by_dialect: BTreeMap::new(),
-            seen: Seen::new(batches),
+            entries: crate::tables::NewEntries::new(plan)?,
+            seen: Seen::new(plan.batches),
             files,
             failed: Spool::new()?,
             keys: Spool::new()?,
@@ -512,7 +539,10 @@ impl Tally {
             *self.by_dialect.entry(d.clone()).or_default() += 1;
         }
         match result.status {
-            FileStatus::Converted => t.converted += 1,
+            FileStatus::Converted => {
+                t.converted += 1;
+                self.entries.add(result)?;
+            }
             FileStatus::Skipped => t.skipped += 1,
             FileStatus::Failed => {
                 t.failed += 1;

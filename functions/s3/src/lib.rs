@@ -1,10 +1,11 @@
 //! csvlake-s3: S3 access for the pipeline's functions.
 //!
 //! Client construction, the classification of SDK errors into transient (retry the batch) and
-//! internal failures, staged multipart uploads ([`upload`]) and small JSON objects read whole
-//! ([`get_json`]). Errors are the engine's [`Error`] classes, so that one file's failure is
+//! internal failures, staged multipart uploads ([`upload`]), small JSON objects read whole
+//! ([`get_json`]), and a table's state: leases, `current.json` and index generations ([`tables`]). Errors are the engine's [`Error`] classes, so that one file's failure is
 //! classified the same way whether it came from its bytes or from S3.
 
+pub mod tables;
 pub mod upload;
 
 use aws_config::SdkConfig;
@@ -101,6 +102,14 @@ pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> b
 pub fn error_code<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> Option<&str> {
     match e {
         SdkError::ServiceError(ctx) => ctx.err().code(),
+        _ => None,
+    }
+}
+
+/// The HTTP status of a service error, if the error is one.
+pub fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
+    match e {
+        SdkError::ServiceError(ctx) => Some(ctx.raw().status().as_u16()),
         _ => None,
     }
 }

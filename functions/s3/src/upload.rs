@@ -28,11 +28,16 @@ pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 pub const PARTS_IN_FLIGHT: usize = 2;
 const MAX_PARTS: u64 = 10_000;
 
-/// A piece of the object: its bytes and whether it is the last one.
+/// User metadata of an object (`x-amz-meta-*`).
+pub type Metadata = std::collections::BTreeMap<String, String>;
+
+/// A piece of the object: its bytes and whether it is the last one. The first part carries the
+/// object's user metadata.
 #[derive(Debug)]
 pub struct Part {
     bytes: Bytes,
     last: bool,
+    metadata: Option<Metadata>,
 }
 
 /// Part size for an object expected to reach `estimate` bytes, staying under 10,000 parts.
@@ -48,6 +53,7 @@ pub struct PartSink {
     buf: Vec<u8>,
     part_size: usize,
     written: u64,
+    metadata: Option<Metadata>,
 }
 
 impl PartSink {
@@ -55,13 +61,26 @@ impl PartSink {
     pub fn new(part_size: usize) -> (Self, mpsc::Receiver<Part>) {
         let part_size = part_size.max(MIN_PART_SIZE);
         let (tx, rx) = mpsc::channel(1);
-        (Self { tx, buf: Vec::new(), part_size, written: 0 }, rx)
+        (Self { tx, buf: Vec::new(), part_size, written: 0, metadata: Some(Metadata::new()) }, rx)
+    }
+
+    /// Sets the object's user metadata. It travels with the first part, so it can be set until
+    /// the first part is sent: before more than a part size has been written.
+    pub fn set_metadata(&mut self, metadata: Metadata) -> io::Result<()> {
+        match &mut self.metadata {
+            Some(m) => {
+                *m = metadata;
+                Ok(())
+            }
+            None => Err(io::Error::other("the object's metadata is set before its first part is sent")),
+        }
     }
 
     fn send(&mut self, last: bool) -> io::Result<()> {
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        let metadata = self.metadata.take();
         self.tx
-            .blocking_send(Part { bytes, last })
+            .blocking_send(Part { bytes, last, metadata })
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
 
@@ -90,8 +109,9 @@ impl PartSink {
 
     async fn send_async(&mut self, last: bool) -> io::Result<()> {
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
+        let metadata = self.metadata.take();
         self.tx
-            .send(Part { bytes, last })
+            .send(Part { bytes, last, metadata })
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
@@ -173,6 +193,8 @@ pub enum Staged {
         key: String,
         /// The whole object.
         body: Bytes,
+        /// Its user metadata.
+        metadata: Metadata,
     },
     /// A multipart upload with every part uploaded.
     Multipart {
@@ -198,14 +220,16 @@ pub async fn stage(
     key: String,
     mut rx: mpsc::Receiver<Part>,
 ) -> Result<Option<Staged>> {
-    let Some(first) = rx.recv().await else { return Ok(None) };
+    let Some(mut first) = rx.recv().await else { return Ok(None) };
+    let metadata = first.metadata.take().unwrap_or_default();
     if first.last {
-        return Ok(Some(Staged::Single { bucket, key, body: first.bytes }));
+        return Ok(Some(Staged::Single { bucket, key, body: first.bytes, metadata }));
     }
     let created = client
         .create_multipart_upload()
         .bucket(&bucket)
         .key(&key)
+        .set_metadata(Some(metadata.into_iter().collect()).filter(|m: &std::collections::HashMap<_, _>| !m.is_empty()))
         .send()
         .await
         .map_err(|e| sdk_error("CreateMultipartUpload", &bucket, &key, e))?;
@@ -297,11 +321,12 @@ impl Staged {
     /// Makes the object visible under its key.
     pub async fn commit(self, client: &Client) -> Result<()> {
         match self {
-            Self::Single { bucket, key, body } => {
+            Self::Single { bucket, key, body, metadata } => {
                 client
                     .put_object()
                     .bucket(&bucket)
                     .key(&key)
+                    .set_metadata(Some(metadata.into_iter().collect()).filter(|m: &std::collections::HashMap<_, _>| !m.is_empty()))
                     .body(ByteStream::from(body))
                     .customize()
                     .disable_payload_signing()

@@ -50,7 +50,17 @@ fn the_pipeline_parses_with_the_three_substitutions() {
     assert_eq!(definition.start_at(), "Plan");
     assert_eq!(
         definition.state_names().collect::<Vec<_>>(),
-        ["AnythingToConvert", "Convert", "Done", "Plan", "Reduce", "ToleranceExceeded", "WithinTolerance"]
+        [
+            "AnythingToConvert",
+            "Convert",
+            "Done",
+            "Plan",
+            "Reduce",
+            "ReduceFailed",
+            "ReleaseLeases",
+            "ToleranceExceeded",
+            "WithinTolerance"
+        ]
     );
     assert!(definition.comment().unwrap().starts_with("csvlake:"));
     assert_eq!(local_function_arn(PLANNER), "arn:aws:lambda:local:000000000000:function:csvlake-planner");

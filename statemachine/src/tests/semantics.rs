@@ -449,6 +449,16 @@ async fn fail_states_and_execution_timeouts_end_the_execution() {
     let execution = executor(definition).execute("f", json!({})).await;
     assert_eq!(execution.status, ExecutionStatus::Failed(TaskError::new("my.Error", "because")));
 
+    // ErrorPath and CausePath read the error from the state's input, as a Catch recorded it.
+    let definition = json!({"StartAt": "F", "States": {"F": {
+        "Type": "Fail", "ErrorPath": "$.caught.Error", "CausePath": "$.caught.Cause"
+    }}});
+    let input = json!({"caught": {"Error": "csvlake.Transient", "Cause": "slow down"}});
+    let execution = executor(definition).execute("f", input).await;
+    assert_eq!(execution.status, ExecutionStatus::Failed(TaskError::new("csvlake.Transient", "slow down")));
+    let both = json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "e", "ErrorPath": "$.e"}}});
+    assert!(crate::Definition::parse(&both.to_string(), &std::collections::BTreeMap::new()).is_err());
+
     let definition = json!({
         "StartAt": "Call",
         "TimeoutSeconds": 1,

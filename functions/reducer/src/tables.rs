@@ -1,0 +1,278 @@
+//! The tables of a run, once its files are tallied: each table's next index generation (the
+//! previous one, with this run's converted files in place of their old entries and, with
+//! `delete_orphans`, without the inputs that are gone), its `current.json`, the removal of
+//! orphaned outputs, and the release of its lease.
+//!
+//! The run's new entries are spooled to a temporary file as results stream in; memory holds
+//! their keys and offsets only, sorted per table before the merge with the previous generation.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use csvlake_contract::payload::{FileResult, FileStatus};
+use csvlake_contract::run::{ObjectLocation, OrphanedFile, Plan, TableReport};
+use csvlake_contract::tables::{self, Current, IndexEntry, Orphan, TableRun};
+use csvlake_engine::{Error, Result};
+use csvlake_s3::sdk_error;
+use csvlake_s3::tables::{IndexWriter, Precondition, put_json, read_current, read_index, release_lease};
+
+/// The index entries of the files a run converted, spooled.
+pub struct NewEntries {
+    input_prefix: String,
+    depth: u32,
+    fingerprint: String,
+    spool: BufWriter<File>,
+    offset: u64,
+    tables: HashMap<String, u32>,
+    /// Per entry: its table, key, and place in the spool.
+    items: Vec<(u32, Box<str>, u64, u32)>,
+}
+
+impl NewEntries {
+    /// Entries of the run of `plan`.
+    pub fn new(plan: &Plan) -> io::Result<Self> {
+        Ok(Self {
+            input_prefix: plan.job.input.prefix.clone(),
+            depth: plan.job.table_depth,
+            fingerprint: plan.job.fingerprint(),
+            spool: BufWriter::new(tempfile::tempfile()?),
+            offset: 0,
+            tables: HashMap::new(),
+            items: Vec::new(),
+        })
+    }
+
+    /// Records a converted file.
+    pub fn add(&mut self, result: &FileResult) -> Result<()> {
+        let (FileStatus::Converted, Some(etag)) = (result.status, &result.etag) else { return Ok(()) };
+        let entry = IndexEntry {
+            key: result.key.clone(),
+            etag: etag.clone(),
+            size: result.bytes_in,
+            fingerprint: self.fingerprint.clone(),
+            outputs: result.outputs.clone(),
+            schema: result.schema.clone(),
+        };
+        let table = tables::table_of(&self.input_prefix, &result.key, self.depth);
+        let next = u32::try_from(self.tables.len()).unwrap_or(u32::MAX);
+        let t = *self.tables.entry(table.to_owned()).or_insert(next);
+        let line = serde_json::to_vec(&entry)?;
+        self.spool.write_all(&line).map_err(|e| Error::Internal(format!("spooling index entries: {e}")))?;
+        let len = u32::try_from(line.len()).map_err(|_| Error::Internal("an index entry over 4 GiB".into()))?;
+        self.items.push((t, entry.key.into_boxed_str(), self.offset, len));
+        self.offset += u64::from(len);
+        Ok(())
+    }
+
+    /// The entries of each table, sorted by key (a later result for a key replaces an earlier).
+    fn into_tables(self) -> Result<(File, HashMap<String, Vec<(u64, u32)>>)> {
+        let file = self.spool.into_inner().map_err(|e| Error::Internal(format!("spooling index entries: {e}")))?;
+        let names: HashMap<u32, String> = self.tables.into_iter().map(|(k, v)| (v, k)).collect();
+        let mut items = self.items;
+        // Stable: of two results for one key, the later stays last and wins below.
+        items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut out: HashMap<String, Vec<(u64, u32)>> = HashMap::new();
+        let mut previous: Option<(u32, Box<str>)> = None;
+        for (t, key, offset, len) in items {
+            let list = out.entry(names.get(&t).cloned().unwrap_or_default()).or_default();
+            if previous.as_ref().is_some_and(|(pt, pk)| *pt == t && *pk == key) {
+                list.pop();
+            }
+            list.push((offset, len));
+            previous = Some((t, key));
+        }
+        Ok((file, out))
+    }
+}
+
+fn read_entry(file: &mut File, (offset, len): (u64, u32)) -> Result<IndexEntry> {
+    let mut buf = vec![0; len as usize];
+    file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut buf)).map_err(|e| Error::Internal(format!("reading spooled index entries: {e}")))?;
+    Ok(serde_json::from_slice(&buf)?)
+}
+
+/// Reads the JSON lines object at `at`.
+async fn read_lines<T: serde::de::DeserializeOwned>(client: &Client, at: &ObjectLocation) -> Result<Vec<T>> {
+    let body = client
+        .get_object()
+        .bucket(&at.bucket)
+        .key(&at.key)
+        .send()
+        .await
+        .map_err(|e| sdk_error("GetObject", &at.bucket, &at.key, e))?
+        .body
+        .collect()
+        .await
+        .map_err(|e| Error::Transient(format!("reading {}: {e}", at.uri())))?
+        .into_bytes();
+    BufReader::new(&body[..])
+        .split(b'\n')
+        .filter(|l| l.as_ref().map_or(true, |l| !l.is_empty()))
+        .map(|l| {
+            let l = l.map_err(|e| Error::Internal(e.to_string()))?;
+            serde_json::from_slice(&l).map_err(|e| Error::Internal(format!("{} does not parse: {e}", at.uri())))
+        })
+        .collect()
+}
+
+use std::io::BufRead;
+
+/// The tables the plan leased.
+pub async fn table_runs(client: &Client, plan: &Plan) -> Result<Vec<TableRun>> {
+    match &plan.tables {
+        Some(at) => read_lines(client, at).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Releases every lease of the run (the Catch path: the run could not report).
+pub async fn release_all(client: &Client, plan: &Plan) -> Result<()> {
+    let out = &plan.job.output;
+    for run in table_runs(client, plan).await? {
+        release_lease(client, &out.bucket, &out.prefix, &run.table, &plan.run_id).await?;
+    }
+    Ok(())
+}
+
+/// Writes each table's next index generation, removes orphaned outputs when asked, and
+/// releases the leases. Returns the tables' reports and the orphaned files.
+pub async fn update(client: &Client, plan: &Plan, entries: NewEntries) -> Result<(Vec<TableReport>, Vec<OrphanedFile>)> {
+    let out = &plan.job.output;
+    let runs = table_runs(client, plan).await?;
+    let orphans: Vec<Orphan> = match &plan.orphans {
+        Some(at) => read_lines(client, at).await?,
+        None => Vec::new(),
+    };
+    let (mut spool, mut by_table) = entries.into_tables()?;
+
+    // Orphaned outputs are removed first: an index that still lists them is harmless (the next
+    // run removes them again), one that forgot them while they exist is not.
+    let mut orphaned = Vec::new();
+    let mut removed: HashMap<&str, std::collections::HashSet<&str>> = HashMap::new();
+    for o in &orphans {
+        let keys: Vec<String> = o.entry.outputs.iter().map(|x| x.key.clone()).collect();
+        if plan.delete_orphans {
+            for key in &keys {
+                client
+                    .delete_object()
+                    .bucket(&out.bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DeleteObject", &out.bucket, key, e))?;
+            }
+            removed.entry(o.table.as_str()).or_default().insert(o.entry.key.as_str());
+        }
+        orphaned.push(OrphanedFile { key: o.entry.key.clone(), outputs: keys, deleted: plan.delete_orphans });
+    }
+
+    let mut reports = Vec::new();
+    for run in runs {
+        let new = by_table.remove(&run.table).unwrap_or_default();
+        let gone = removed.get(run.table.as_str());
+        let unchanged = new.is_empty() && gone.is_none_or(|g| g.is_empty());
+        let mut report = TableReport {
+            table: run.table.clone(),
+            name: run.name.clone(),
+            generation: None,
+            entries: run.current.as_ref().map_or(0, |c| c.entries),
+            taken_over_from: run.taken_over_from.clone(),
+        };
+        if !unchanged {
+            let written = write_generation(client, plan, &run, &new, &mut spool, gone).await?;
+            report.generation = Some(written.generation);
+            report.entries = written.entries;
+        }
+        release_lease(client, &out.bucket, &out.prefix, &run.table, &plan.run_id).await?;
+        reports.push(report);
+    }
+    if !by_table.is_empty() {
+        tracing::warn!(tables = ?by_table.keys().collect::<Vec<_>>(), "converted files of tables the plan did not lease");
+    }
+    Ok((reports, orphaned))
+}
+
+/// Merges the previous generation with the run's entries into a new one, and points
+/// `current.json` at it.
+async fn write_generation(
+    client: &Client,
+    plan: &Plan,
+    run: &TableRun,
+    new: &[(u64, u32)],
+    spool: &mut File,
+    gone: Option<&std::collections::HashSet<&str>>,
+) -> Result<Current> {
+    let out = &plan.job.output;
+    // The pointer as it is now: written by the run the plan read, or by none.
+    let now = read_current(client, &out.bucket, &out.prefix, &run.table).await?;
+    if now.as_ref().map(|(c, _)| c.generation) != run.current.as_ref().map(|c| c.generation) {
+        return Err(Error::Internal(format!(
+            "table {:?}: its index changed while this run held the lease; it was not updated",
+            run.name
+        )));
+    }
+    let mut old = match &run.current {
+        Some(c) => Some(read_index(client, &out.bucket, &c.index).await?),
+        None => None,
+    };
+    let mut writer = IndexWriter::new(Vec::new())?;
+    let mut next_old = match &mut old {
+        Some(r) => r.next_entry()?,
+        None => None,
+    };
+    let keep = |e: &IndexEntry| gone.is_none_or(|g| !g.contains(e.key.as_str()));
+    for &item in new {
+        let entry = read_entry(spool, item)?;
+        while let Some(o) = next_old.take_if(|o| o.key <= entry.key) {
+            if o.key != entry.key && keep(&o) {
+                writer.push(&o)?;
+            }
+            next_old = old.as_mut().map_or(Ok(None), |r| r.next_entry())?;
+        }
+        writer.push(&entry)?;
+    }
+    while let Some(o) = next_old.take() {
+        if keep(&o) {
+            writer.push(&o)?;
+        }
+        next_old = old.as_mut().map_or(Ok(None), |r| r.next_entry())?;
+    }
+    let entries = writer.entries();
+    let body = writer.finish()?;
+    let generation = run.current.as_ref().map_or(1, |c| c.generation + 1);
+    let index = tables::index_key(&out.prefix, &run.table, generation, &plan.run_id);
+    client
+        .put_object()
+        .bucket(&out.bucket)
+        .key(&index)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|e| sdk_error("PutObject", &out.bucket, &index, e))?;
+    let current = Current {
+        generation,
+        index,
+        entries,
+        run_id: plan.run_id.clone(),
+        previous: run.current.as_ref().map(|c| c.index.clone()),
+    };
+    let key = tables::state_key(&out.prefix, &run.table, tables::names::CURRENT);
+    let precondition = match &now {
+        Some((_, etag)) => Precondition::Matches(etag.clone()),
+        None => Precondition::Absent,
+    };
+    if put_json(client, &out.bucket, &key, &current, &precondition).await?.is_none() {
+        return Err(Error::Internal(format!("table {:?}: current.json changed while the run wrote its index", run.name)));
+    }
+    // Two generations are kept: the new one and the one before, for a reader that started
+    // from the previous pointer.
+    if let Some(older) = run.current.as_ref().and_then(|c| c.previous.as_ref()) {
+        if let Err(e) = client.delete_object().bucket(&out.bucket).key(older).send().await {
+            tracing::warn!(key = %older, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not remove an old index generation");
+        }
+    }
+    Ok(current)
+}
