@@ -31,6 +31,12 @@ export interface SharedNames {
     readonly pipeline: string;
     /** An S3 endpoint other than AWS's (a local S3). */
     readonly s3_endpoint_url: string;
+    /** The planner's input root, `s3://bucket/prefix`: runs read under it. */
+    readonly input_root: string;
+    /** The planner's output root, `s3://bucket/prefix`: runs write under it. */
+    readonly output_root: string;
+    /** The lifetime of a table lease in seconds: the longest a run may take. */
+    readonly lease_seconds: string;
   };
   /** The error names the functions raise and the state machine's Retry and Catch match. */
   readonly errors: {
@@ -46,7 +52,7 @@ export interface SharedNames {
 const EXPECTED: { readonly [G in keyof SharedNames]: readonly (keyof SharedNames[G])[] } = {
   substitutions: ['planner', 'converter', 'reducer'],
   metrics: ['namespace', 'pipeline_dimension', 'files_converted', 'files_failed', 'files_skipped', 'bytes_in', 'bytes_out', 'rows'],
-  environment: ['pipeline', 's3_endpoint_url'],
+  environment: ['pipeline', 's3_endpoint_url', 'input_root', 'output_root', 'lease_seconds'],
   errors: ['transient', 'internal', 'tolerance_exceeded', 'not_run', 'batch_failed'],
 };
 

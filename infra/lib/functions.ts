@@ -9,7 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { BundlingOptions, RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { SHARED_NAMES } from './constants';
-import { ResolvedSettings, WORKSPACE_MANIFEST } from './settings';
+import { ResolvedSettings, WORKSPACE_MANIFEST, runTimeoutSeconds } from './settings';
 import { Storage } from './storage';
 
 /** The binary names of the workspace (`[[bin]]` of functions/planner, converter and reducer). */
@@ -27,6 +27,22 @@ export const CARGO_PROFILE = 'lambda';
 
 /** The environment variable that gives the reducer the pipeline's name, its metrics' dimension. */
 export const PIPELINE_ENV = SHARED_NAMES.environment.pipeline;
+/** The environment variable of the planner's input root, `s3://bucket/prefix/`. */
+export const INPUT_ROOT_ENV = SHARED_NAMES.environment.input_root;
+/** The environment variable of the planner's output root, `s3://bucket/prefix/`. */
+export const OUTPUT_ROOT_ENV = SHARED_NAMES.environment.output_root;
+/** The environment variable of the table leases' lifetime in seconds, the run timeout. */
+export const LEASE_SECONDS_ENV = SHARED_NAMES.environment.lease_seconds;
+
+/**
+ * The objects of a table's state (`<outputPrefix>_tables/<table>/`), as the contract names them
+ * (functions/contract/src/tables.rs, `names`): the pointer to the latest index generation, the
+ * index generations, the lease, and the schemas.
+ */
+const TABLE_CURRENT = 'current.json';
+const TABLE_INDEX = 'index/*';
+const TABLE_LEASE = 'lease.json';
+const TABLE_SCHEMAS = 'schemas/*';
 
 /** The three functions of a csvlake stack. */
 export class PipelineFunctions extends Construct {
@@ -47,6 +63,15 @@ export class PipelineFunctions extends Construct {
       // 24-byte entry per key for collision checks.
       memorySize: 1024,
       timeout: Duration.minutes(15),
+      environment: {
+        // The planner refuses a run that reads or writes outside this stack's prefixes, and roots
+        // every run's output keys at the input prefix.
+        [INPUT_ROOT_ENV]: storage.inputRoot(),
+        [OUTPUT_ROOT_ENV]: storage.outputRoot(),
+        // A lease lasts as long as the longest run (the state machine's timeout): a run that
+        // times out holds its tables until then, and none outlives its leases.
+        [LEASE_SECONDS_ENV]: String(runTimeoutSeconds(settings)),
+      },
     });
     this.converter = this.rustFunction('Converter', BINARIES.converter, retention, {
       description: 'csvlake converter: streams the CSV files of one batch to Parquet and Avro',
@@ -67,14 +92,26 @@ export class PipelineFunctions extends Construct {
     const input = storage.inputBucket;
     const output = storage.outputBucket;
 
-    // The planner lists the input, and the converted objects for incremental runs; it reads
-    // failed-keys.json (mode report) and writes the manifest and rejected files under _runs/.
+    // The planner lists the input, the converted objects for incremental runs, and the tables'
+    // state: it lists `<table>/current.json` as a prefix before reading it, to tell a new table
+    // from a forbidden read. It reads each table's current.json, index generation and lease; it
+    // creates and takes over lease.json, deletes the leases it took when the run stops at Plan,
+    // and writes nothing else of a table. It reads failed-keys.json (mode report) and writes the
+    // manifest and rejected files under _runs/.
     addStatements(this.planner, [
       listBucket(input.bucketArn, [`${storage.inputPrefix}*`]),
-      listBucket(output.bucketArn, storage.convertedPrefixes()),
+      listBucket(output.bucketArn, [...storage.convertedPrefixes(), storage.tablesPrefix()]),
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
         resources: [storage.runObjects()],
+      }),
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject'],
+        resources: [TABLE_CURRENT, TABLE_INDEX, TABLE_LEASE].map((name) => storage.tableObjects(name)),
+      }),
+      new iam.PolicyStatement({
+        actions: ['s3:PutObject', 's3:DeleteObject'],
+        resources: [storage.tableObjects(TABLE_LEASE)],
       }),
     ]);
     // The converter reads the input and writes the two formats. DeleteObject removes a file's
@@ -89,14 +126,31 @@ export class PipelineFunctions extends Construct {
         actions: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'],
         resources: storage.convertedObjects(),
       }),
+      // A retried batch HEADs its outputs (s3:GetObject) and skips the files whose provenance
+      // metadata shows them done. Likewise, without s3:ListBucket S3 answers the HEAD of an output
+      // not yet written with 403 instead of 404, and the permission cannot carry an s3:prefix
+      // condition, which a HEAD never satisfies.
+      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [output.bucketArn] }),
+      new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: storage.convertedObjects() }),
+      // One object per distinct file schema of a table; nothing else of the tables' state.
+      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [storage.tableObjects(TABLE_SCHEMAS)] }),
     ]);
-    // The reducer lists the ResultWriter files, reads them with the manifest, and writes the report.
+    // The reducer lists the ResultWriter files, reads them with the manifest, and writes the
+    // report. It keeps the tables' state: it reads and writes current.json and the index
+    // generations, deletes the generation a new one replaces, and releases the leases (also from
+    // ReleaseLeases, when Reduce fails). With delete_orphans, it deletes the outputs of deleted
+    // inputs.
     addStatements(this.reducer, [
-      listBucket(output.bucketArn, [storage.runsPrefix()]),
+      listBucket(output.bucketArn, [storage.runsPrefix(), storage.tablesPrefix()]),
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
         resources: [storage.runObjects()],
       }),
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+        resources: [storage.tableState()],
+      }),
+      new iam.PolicyStatement({ actions: ['s3:DeleteObject'], resources: storage.convertedObjects() }),
     ]);
   }
 

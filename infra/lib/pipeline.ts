@@ -1,20 +1,49 @@
 /**
  * The state machine, loaded from statemachine/pipeline.asl.json (the file `csvlake run` executes)
- * with the function ARNs substituted. Nothing of the definition is repeated here; this construct
- * only grants what the definition's states call.
+ * with the function ARNs substituted and the run timeout added. Nothing of the definition is
+ * repeated here; this construct only grants what the definition's states call.
  */
-import { ArnFormat, Stack } from 'aws-cdk-lib';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { isDeepStrictEqual } from 'util';
+import { ArnFormat, Names, Stack, Stage } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { SHARED_NAMES } from './constants';
 import { PipelineFunctions } from './functions';
-import { DEFINITION_FILE, ResolvedSettings } from './settings';
+import { DEFINITION_FILE, ResolvedSettings, runTimeoutSeconds } from './settings';
 import { Storage } from './storage';
 
 /** The substitution variables of pipeline.asl.json, as the local executor names them too. */
 export const SUBSTITUTIONS = SHARED_NAMES.substitutions;
+
+/**
+ * The definition the stack deploys: `text` (pipeline.asl.json) with a top-level `TimeoutSeconds`
+ * inserted after its opening brace, and every other byte as it is. CloudFormation has no timeout
+ * property of its own, and CDK's `timeout` prop is ignored for a definition read from a file, so
+ * the timeout can only be part of the definition; the file itself leaves it out, since it is the
+ * deployment's to choose.
+ */
+export function withTimeout(text: string, timeoutSeconds: number): string {
+  const definition = JSON.parse(text);
+  if (typeof definition !== 'object' || definition === null || Array.isArray(definition)) {
+    throw new Error(`${DEFINITION_FILE}: the definition is not a JSON object`);
+  }
+  if ('TimeoutSeconds' in definition) {
+    throw new Error(`${DEFINITION_FILE}: the definition sets TimeoutSeconds; the stack sets it from runTimeoutHours`);
+  }
+  const brace = text.indexOf('{');
+  const timed = `${text.slice(0, brace + 1)}\n  "TimeoutSeconds": ${timeoutSeconds},${text.slice(brace + 1)}`;
+  // The one field was added, and nothing else changed.
+  const { TimeoutSeconds: added, ...rest } = JSON.parse(timed);
+  if (added !== timeoutSeconds || !isDeepStrictEqual(rest, definition)) {
+    throw new Error(`${DEFINITION_FILE}: TimeoutSeconds could not be added to the definition`);
+  }
+  return timed;
+}
 
 /** The csvlake state machine. */
 export class Pipeline extends Construct {
@@ -38,7 +67,9 @@ export class Pipeline extends Construct {
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       comment: 'csvlake: CSV objects in S3 to Parquet and Avro',
       stateMachineType: sfn.StateMachineType.STANDARD,
-      definitionBody: sfn.DefinitionBody.fromFile(DEFINITION_FILE),
+      // The execution times out after runTimeoutHours, the lifetime of the table leases that the
+      // planner takes (CSVLAKE_LEASE_SECONDS), so that no run outlives its leases.
+      definitionBody: sfn.DefinitionBody.fromFile(this.timedDefinitionFile(runTimeoutSeconds(settings))),
       definitionSubstitutions: {
         [SUBSTITUTIONS.planner]: functions.planner.functionArn,
         [SUBSTITUTIONS.converter]: functions.converter.functionArn,
@@ -54,7 +85,7 @@ export class Pipeline extends Construct {
     });
     const role = this.stateMachine.role;
 
-    // Plan, ConvertBatch and Reduce are lambda:invoke tasks.
+    // Plan, ConvertBatch, Reduce and ReleaseLeases (the reducer again) are lambda:invoke tasks.
     for (const fn of functions.all()) fn.grantInvoke(role);
 
     // The Map's ItemReader reads the manifest, and its ResultWriter writes the child results,
@@ -82,6 +113,19 @@ export class Pipeline extends Construct {
         new iam.PolicyStatement({ actions: ['states:DescribeExecution', 'states:StopExecution'], resources: [executions] }),
       ],
     });
+  }
+
+  /**
+   * Writes the definition with its timeout (see {@link withTimeout}) where the asset is staged
+   * from: the cloud assembly's directory, under a name of this construct, so that two stacks of
+   * one app keep theirs apart.
+   */
+  private timedDefinitionFile(timeoutSeconds: number): string {
+    const outdir = Stage.of(this)?.outdir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'csvlake-'));
+    fs.mkdirSync(outdir, { recursive: true });
+    const file = path.join(outdir, `${Names.uniqueId(this)}.asl.json`);
+    fs.writeFileSync(file, withTimeout(fs.readFileSync(DEFINITION_FILE, 'utf8'), timeoutSeconds));
+    return file;
   }
 
   /**

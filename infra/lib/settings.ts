@@ -22,6 +22,11 @@ export const EXECUTION_INPUT_SCHEMA_FILE = path.join(REPO_ROOT, 'statemachine', 
  */
 export const CONSTANTS_FILE = path.join(REPO_ROOT, 'statemachine', 'constants.json');
 
+/** Default `runTimeoutHours`: a day, the planner's own default lease. */
+export const DEFAULT_RUN_TIMEOUT_HOURS = 24;
+/** The longest `runTimeoutHours`: a year, the longest a Standard execution runs. */
+export const MAX_RUN_TIMEOUT_HOURS = 365 * 24;
+
 /** Settings of a csvlake stack. */
 export interface CsvlakeSettings {
   /** An existing bucket to read CSV from. Default: a new bucket. */
@@ -29,13 +34,15 @@ export interface CsvlakeSettings {
   /** An existing bucket to write Parquet, Avro and run reports to. Default: a new bucket. */
   readonly outputBucketName?: string;
   /**
-   * The prefix runs read under; the functions may read nothing else of the input bucket.
-   * Default `landing/`. An empty string allows the whole bucket.
+   * The prefix runs read under (the planner's input root: it refuses a run that reads elsewhere);
+   * the functions may read nothing else of the input bucket. Default `landing/`. An empty string
+   * allows the whole bucket.
    */
   readonly inputPrefix?: string;
   /**
-   * The output prefix of every run (`<prefix>parquet/`, `<prefix>avro/`, `<prefix>_runs/`); the
-   * functions may write nothing else. Default `converted/`.
+   * The output prefix of every run (`<prefix>parquet/`, `<prefix>avro/`, `<prefix>_runs/`, and the
+   * tables' state under `<prefix>_tables/`), the planner's output root; the functions may write
+   * nothing else. Default `converted/`.
    */
   readonly outputPrefix?: string;
   /** Whether new buckets keep object versions (noncurrent ones expire after 30 days). Default false. */
@@ -57,11 +64,21 @@ export interface CsvlakeSettings {
   readonly alarmEmail?: string;
   /** How long the logs of the functions and the state machine are kept, in days. Default 30. */
   readonly logRetentionDays?: number;
+  /**
+   * The longest a run may take, in whole hours: the state machine's timeout, and the lifetime of
+   * the table leases the planner takes (`CSVLAKE_LEASE_SECONDS`). A lease taken at Plan thus
+   * expires no earlier than its run times out, so no run writes a table whose lease another run
+   * may have taken over; and the lease of a run that died without releasing it (a timeout) lapses
+   * then. Default 24; at most 8760 (a year, the longest a Standard execution runs).
+   */
+  readonly runTimeoutHours?: number;
 }
 
 /** The settings with every default applied and every value checked. */
 export type ResolvedSettings = CsvlakeSettings &
-  Required<Pick<CsvlakeSettings, 'inputPrefix' | 'outputPrefix' | 'versioned' | 'converterMemoryMiB' | 'tracing'>> & {
+  Required<
+    Pick<CsvlakeSettings, 'inputPrefix' | 'outputPrefix' | 'versioned' | 'converterMemoryMiB' | 'tracing' | 'runTimeoutHours'>
+  > & {
     readonly logRetention: logs.RetentionDays;
   };
 
@@ -79,9 +96,15 @@ const CONTEXT_NAMES: { [K in keyof CsvlakeSettings]-?: string } = {
   tracing: 'tracing',
   alarmEmail: 'alarmEmail',
   logRetentionDays: 'logRetentionDays',
+  runTimeoutHours: 'runTimeoutHours',
 };
 
-const NUMBERS = new Set<keyof CsvlakeSettings>(['converterMemoryMiB', 'converterReservedConcurrency', 'logRetentionDays']);
+const NUMBERS = new Set<keyof CsvlakeSettings>([
+  'converterMemoryMiB',
+  'converterReservedConcurrency',
+  'logRetentionDays',
+  'runTimeoutHours',
+]);
 const BOOLEANS = new Set<keyof CsvlakeSettings>(['versioned', 'tracing']);
 
 /**
@@ -126,9 +149,20 @@ export function resolveSettings(settings: CsvlakeSettings): ResolvedSettings {
     converterMemoryMiB: settings.converterMemoryMiB ?? 2048,
     tracing: settings.tracing ?? false,
     logRetention: retentionDays(settings.logRetentionDays ?? 30),
+    runTimeoutHours: settings.runTimeoutHours ?? DEFAULT_RUN_TIMEOUT_HOURS,
   };
   if (resolved.converterMemoryMiB < 512 || resolved.converterMemoryMiB > 10240) {
     throw new Error(`converterMemoryMiB ${resolved.converterMemoryMiB}: Lambda allows 512 to 10240 for the converter`);
+  }
+  if (
+    !Number.isInteger(resolved.runTimeoutHours) ||
+    resolved.runTimeoutHours < 1 ||
+    resolved.runTimeoutHours > MAX_RUN_TIMEOUT_HOURS
+  ) {
+    throw new Error(
+      `runTimeoutHours ${resolved.runTimeoutHours}: expected whole hours from 1 to ${MAX_RUN_TIMEOUT_HOURS} ` +
+        '(a Standard execution runs at most a year)',
+    );
   }
   if (resolved.schedule !== undefined && !/^(cron|rate)\(.+\)$/.test(resolved.schedule)) {
     throw new Error(`schedule ${JSON.stringify(resolved.schedule)}: expected cron(...) or rate(...)`);
@@ -141,6 +175,11 @@ export function resolveSettings(settings: CsvlakeSettings): ResolvedSettings {
     throw new Error('inputPrefix and outputPrefix overlap in one bucket: outputs would be read as inputs');
   }
   return resolved;
+}
+
+/** The run timeout in seconds: the state machine's TimeoutSeconds and the lease lifetime. */
+export function runTimeoutSeconds(settings: ResolvedSettings): number {
+  return settings.runTimeoutHours * 3600;
 }
 
 function overlaps(a: string, b: string): boolean {

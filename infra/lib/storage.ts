@@ -11,7 +11,7 @@ import { ResolvedSettings } from './settings';
 export class Storage extends Construct {
   /** Where the CSV objects are read. */
   public readonly inputBucket: s3.IBucket;
-  /** Where Parquet, Avro and the run objects are written. */
+  /** Where Parquet, Avro, the run objects and the tables' state are written. */
   public readonly outputBucket: s3.IBucket;
   /** The input prefix (empty, or ending in `/`). */
   public readonly inputPrefix: string;
@@ -28,6 +28,16 @@ export class Storage extends Construct {
     this.outputBucket = settings.outputBucketName
       ? s3.Bucket.fromBucketName(this, 'Output', settings.outputBucketName)
       : this.newBucket('Output', settings.versioned);
+  }
+
+  /** `s3://<input bucket>/<inputPrefix>`: the planner refuses a run that reads outside it. */
+  public inputRoot(): string {
+    return `s3://${this.inputBucket.bucketName}/${this.inputPrefix}`;
+  }
+
+  /** `s3://<output bucket>/<outputPrefix>`: the planner refuses a run that writes outside it. */
+  public outputRoot(): string {
+    return `s3://${this.outputBucket.bucketName}/${this.outputPrefix}`;
   }
 
   /** Input objects that runs may read. */
@@ -48,6 +58,28 @@ export class Storage extends Construct {
   /** The `s3:prefix` pattern of listings under the run objects. */
   public runsPrefix(): string {
     return `${this.outputPrefix}_runs/*`;
+  }
+
+  /**
+   * Every object of the tables' state, `<outputPrefix>_tables/<table>/…`: current.json, the index
+   * generations, lease.json and the schemas (the root's own table is `_tables/_root/`).
+   */
+  public tableState(): string {
+    return this.outputBucket.arnForObjects(this.tablesPrefix());
+  }
+
+  /**
+   * The objects named `name` in every table's state: `<outputPrefix>_tables/`, any table folder,
+   * then `name`, which may end in `*` for a folder (`index/*`, `schemas/*`). A table's folder may
+   * be several levels deep (`table_depth`), and the wildcard spans them.
+   */
+  public tableObjects(name: string): string {
+    return this.outputBucket.arnForObjects(`${this.outputPrefix}_tables/*/${name}`);
+  }
+
+  /** The `s3:prefix` pattern of listings under the tables' state. */
+  public tablesPrefix(): string {
+    return `${this.outputPrefix}_tables/*`;
   }
 
   /** The `s3:prefix` patterns of listings of the converted objects (incremental runs). */

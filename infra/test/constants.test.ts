@@ -30,4 +30,6 @@ test('a name missing from constants.json, or empty, fails the synth', () => {
   expect(() => loadChanged((names) => delete names.environment.pipeline)).toThrow(/environment\.pipeline must be a non-empty string/);
   expect(() => loadChanged((names) => (names.substitutions.reducer = ''))).toThrow(/substitutions\.reducer/);
   expect(() => loadChanged((names) => delete names.errors)).toThrow(/errors\.transient/);
+  expect(() => loadChanged((names) => delete names.environment.lease_seconds)).toThrow(/environment\.lease_seconds/);
+  expect(() => loadChanged((names) => (names.environment.input_root = ''))).toThrow(/environment\.input_root/);
 });

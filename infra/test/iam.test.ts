@@ -4,9 +4,11 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import {
   Statement,
   actionsOf,
+  allows,
   bucketArn,
   logicalId,
   objectsArn,
+  resourcesOf,
   roleIdOf,
   statementsOfRole,
   synth,
@@ -76,7 +78,7 @@ test('no role carries a managed policy', () => {
   for (const role of Object.values(roles)) expect(role.Properties.ManagedPolicyArns).toBeUndefined();
 });
 
-test('the planner lists the input and the converted prefixes, and reads and writes only _runs/', () => {
+test('the planner lists the input, the converted prefixes and the tables, reads tables\' state, writes only _runs/ and leases', () => {
   expect(statementsOfRole(template, roleOf(stack.functions.planner))).toEqual([
     logWrite(stack.functions.planner),
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn(input), Condition: { StringLike: { 's3:prefix': ['landing/*'] } } },
@@ -84,17 +86,31 @@ test('the planner lists the input and the converted prefixes, and reads and writ
       Effect: 'Allow',
       Action: 's3:ListBucket',
       Resource: bucketArn(output),
-      Condition: { StringLike: { 's3:prefix': ['converted/parquet/*', 'converted/avro/*'] } },
+      Condition: { StringLike: { 's3:prefix': ['converted/parquet/*', 'converted/avro/*', 'converted/_tables/*'] } },
     },
     {
       Effect: 'Allow',
       Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
       Resource: objectsArn(output, 'converted/_runs/*'),
     },
+    {
+      Effect: 'Allow',
+      Action: 's3:GetObject',
+      Resource: [
+        objectsArn(output, 'converted/_tables/*/current.json'),
+        objectsArn(output, 'converted/_tables/*/index/*'),
+        objectsArn(output, 'converted/_tables/*/lease.json'),
+      ],
+    },
+    {
+      Effect: 'Allow',
+      Action: ['s3:PutObject', 's3:DeleteObject'],
+      Resource: objectsArn(output, 'converted/_tables/*/lease.json'),
+    },
   ]);
 });
 
-test('the converter reads the input prefix and writes only the two formats under the output prefix', () => {
+test('the converter reads the input prefix and its own outputs, and writes only the two formats and schemas', () => {
   expect(statementsOfRole(template, roleOf(stack.functions.converter))).toEqual([
     logWrite(stack.functions.converter),
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn(input) },
@@ -104,19 +120,130 @@ test('the converter reads the input prefix and writes only the two formats under
       Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'],
       Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
     },
+    { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn(output) },
+    {
+      Effect: 'Allow',
+      Action: 's3:GetObject',
+      Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
+    },
+    { Effect: 'Allow', Action: 's3:PutObject', Resource: objectsArn(output, 'converted/_tables/*/schemas/*') },
   ]);
 });
 
-test('the reducer lists, reads and writes only _runs/', () => {
+test('the reducer lists, reads and writes _runs/ and the tables\' state, and deletes orphaned outputs', () => {
   expect(statementsOfRole(template, roleOf(stack.functions.reducer))).toEqual([
     logWrite(stack.functions.reducer),
-    { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn(output), Condition: { StringLike: { 's3:prefix': ['converted/_runs/*'] } } },
+    {
+      Effect: 'Allow',
+      Action: 's3:ListBucket',
+      Resource: bucketArn(output),
+      Condition: { StringLike: { 's3:prefix': ['converted/_runs/*', 'converted/_tables/*'] } },
+    },
     {
       Effect: 'Allow',
       Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
       Resource: objectsArn(output, 'converted/_runs/*'),
     },
+    {
+      Effect: 'Allow',
+      Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+      Resource: objectsArn(output, 'converted/_tables/*'),
+    },
+    {
+      Effect: 'Allow',
+      Action: 's3:DeleteObject',
+      Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
+    },
   ]);
+});
+
+describe('what each function may do with the tables\' state and the outputs', () => {
+  const planner = () => statementsOfRole(template, roleOf(stack.functions.planner));
+  const converter = () => statementsOfRole(template, roleOf(stack.functions.converter));
+  const reducer = () => statementsOfRole(template, roleOf(stack.functions.reducer));
+  /** Keys of the tables' state, of a table one folder deep, one two deep, and the root's own. */
+  const TABLES = ['sales', 'sales/eu', '_root'];
+  const current = (t: string) => `converted/_tables/${t}/current.json`;
+  const index = (t: string) => `converted/_tables/${t}/index/00000000000000000007-run-1.jsonl.zst`;
+  const lease = (t: string) => `converted/_tables/${t}/lease.json`;
+  const schema = (t: string) => `converted/_tables/${t}/schemas/0123456789abcdef.json`;
+  const OUTPUTS = ['converted/parquet/sales/2026/a.parquet', 'converted/avro/sales/2026/a.avro'];
+  const WRITES = ['s3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'];
+
+  test('the planner reads current.json, the index and the lease, lists them, and writes and deletes only the lease', () => {
+    const s = planner();
+    for (const t of TABLES) {
+      for (const key of [current(t), index(t), lease(t)]) expect(allows(s, 's3:GetObject', output, key)).toBe(true);
+      expect(allows(s, 's3:ListBucket', output, current(t))).toBe(true);
+      expect(allows(s, 's3:PutObject', output, lease(t))).toBe(true);
+      expect(allows(s, 's3:DeleteObject', output, lease(t))).toBe(true);
+      for (const key of [current(t), index(t), schema(t)]) {
+        for (const action of WRITES) expect(allows(s, action, output, key)).toBe(false);
+      }
+    }
+    for (const key of OUTPUTS) for (const action of WRITES) expect(allows(s, action, output, key)).toBe(false);
+    // Nor a listing of the whole output prefix.
+    expect(allows(s, 's3:ListBucket', output, 'converted/')).toBe(false);
+    expect(allows(s, 's3:ListBucket', output, undefined)).toBe(false);
+  });
+
+  test('the converter HEADs its outputs, writes schemas, and touches no lease, index or current.json', () => {
+    const s = converter();
+    for (const key of OUTPUTS) expect(allows(s, 's3:GetObject', output, key)).toBe(true);
+    // A HEAD of a missing output is told apart from a forbidden one.
+    expect(allows(s, 's3:ListBucket', output, undefined)).toBe(true);
+    for (const t of TABLES) {
+      expect(allows(s, 's3:PutObject', output, schema(t))).toBe(true);
+      for (const key of [lease(t), index(t), current(t)]) {
+        for (const action of ['s3:GetObject', ...WRITES]) expect(allows(s, action, output, key)).toBe(false);
+      }
+    }
+    expect(allows(s, 's3:PutObject', output, 'converted/_runs/run-1/report.json')).toBe(false);
+  });
+
+  test('the reducer keeps the tables\' state and deletes orphaned outputs, but writes no output', () => {
+    const s = reducer();
+    for (const t of TABLES) {
+      for (const key of [current(t), index(t), lease(t), schema(t)]) {
+        for (const action of ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']) expect(allows(s, action, output, key)).toBe(true);
+      }
+      expect(allows(s, 's3:ListBucket', output, `converted/_tables/${t}/index/`)).toBe(true);
+    }
+    for (const key of OUTPUTS) {
+      expect(allows(s, 's3:DeleteObject', output, key)).toBe(true);
+      expect(allows(s, 's3:PutObject', output, key)).toBe(false);
+      expect(allows(s, 's3:GetObject', output, key)).toBe(false);
+    }
+  });
+
+  test('no role writes or deletes outside the output prefix\'s own folders, nor bucket-wide', () => {
+    const roles = Object.keys(template.findResources('AWS::IAM::Role'));
+    const outside: [string, string][] = [
+      [input, 'landing/sales/a.csv'],
+      [input, 'elsewhere/a.csv'],
+      [output, 'elsewhere/a.parquet'],
+      [output, 'converted/a.parquet'],
+      [output, 'converted/other/a.parquet'],
+    ];
+    for (const role of roles) {
+      const statements = statementsOfRole(template, role);
+      for (const [bucket, key] of outside) {
+        for (const action of WRITES) {
+          // The role, action and key are in the message of a failure.
+          expect([role, action, key, allows(statements, action, bucket, key)]).toEqual([role, action, key, false]);
+        }
+      }
+      for (const statement of statements) {
+        if (!actionsOf(statement).some((a) => a.startsWith('s3:'))) continue;
+        for (const action of actionsOf(statement)) expect(action).not.toBe('s3:*');
+        if (!actionsOf(statement).some((a) => WRITES.includes(a))) continue;
+        for (const resource of resourcesOf(statement)) {
+          // An object ARN names a folder under the output prefix: never `<bucket>/*` or `<bucket>/converted/*`.
+          expect(resource).toMatch(/^arn:aws:s3:::[^/]+\/converted\/(parquet|avro|_runs|_tables)\//);
+        }
+      }
+    }
+  });
 });
 
 test('the state machine invokes the three functions, reads the manifest, writes results, and runs its Map children', () => {
@@ -174,19 +301,53 @@ test('the API and the schedule may only start executions of the pipeline', () =>
 
 test('imported buckets and other prefixes scope the same statements to them', () => {
   const other = synth({ inputBucketName: 'raw', outputBucketName: 'lake', inputPrefix: 'in', outputPrefix: '' });
-  const converterRole = roleIdOf(
-    other.template.findResources('AWS::Lambda::Function')[logicalId(other.stack.functions.converter)].Properties.Role,
-  );
-  const s3 = statementsOfRole(other.template, converterRole).filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
+  const s3Of = (fn: lambda.Function) => {
+    const role = roleIdOf(other.template.findResources('AWS::Lambda::Function')[logicalId(fn)].Properties.Role);
+    return statementsOfRole(other.template, role).filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
+  };
   const arn = (rest: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:s3:::${rest}`]] });
-  expect(s3).toEqual([
+  const outputs = [arn('lake/parquet/*'), arn('lake/avro/*')];
+  expect(s3Of(other.stack.functions.converter)).toEqual([
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn('raw') },
     { Effect: 'Allow', Action: 's3:GetObject', Resource: arn('raw/in/*') },
+    { Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'], Resource: outputs },
+    { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn('lake') },
+    { Effect: 'Allow', Action: 's3:GetObject', Resource: outputs },
+    { Effect: 'Allow', Action: 's3:PutObject', Resource: arn('lake/_tables/*/schemas/*') },
+  ]);
+  expect(s3Of(other.stack.functions.planner)).toEqual([
+    { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn('raw'), Condition: { StringLike: { 's3:prefix': ['in/*'] } } },
     {
       Effect: 'Allow',
-      Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'],
-      Resource: [arn('lake/parquet/*'), arn('lake/avro/*')],
+      Action: 's3:ListBucket',
+      Resource: arn('lake'),
+      Condition: { StringLike: { 's3:prefix': ['parquet/*', 'avro/*', '_tables/*'] } },
     },
+    { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], Resource: arn('lake/_runs/*') },
+    {
+      Effect: 'Allow',
+      Action: 's3:GetObject',
+      Resource: [arn('lake/_tables/*/current.json'), arn('lake/_tables/*/index/*'), arn('lake/_tables/*/lease.json')],
+    },
+    { Effect: 'Allow', Action: ['s3:PutObject', 's3:DeleteObject'], Resource: arn('lake/_tables/*/lease.json') },
   ]);
+  expect(s3Of(other.stack.functions.reducer)).toEqual([
+    {
+      Effect: 'Allow',
+      Action: 's3:ListBucket',
+      Resource: arn('lake'),
+      Condition: { StringLike: { 's3:prefix': ['_runs/*', '_tables/*'] } },
+    },
+    { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], Resource: arn('lake/_runs/*') },
+    {
+      Effect: 'Allow',
+      Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+      Resource: arn('lake/_tables/*'),
+    },
+    { Effect: 'Allow', Action: 's3:DeleteObject', Resource: outputs },
+  ]);
+  // The planner's roots name the imported buckets.
+  const planner = other.template.findResources('AWS::Lambda::Function')[logicalId(other.stack.functions.planner)];
+  expect(planner.Properties.Environment.Variables).toEqual({ CSVLAKE_INPUT_ROOT: 's3://raw/in/', CSVLAKE_OUTPUT_ROOT: 's3://lake/', CSVLAKE_LEASE_SECONDS: '86400' });
   other.template.resourceCountIs('AWS::S3::Bucket', 0);
 });

@@ -14,6 +14,7 @@ test('context values given as strings on the command line become numbers and boo
       tracing: 'false',
       schedule: 'rate(1 hour)',
       logRetentionDays: 90,
+      runTimeoutHours: '48',
     },
   });
   expect(settingsFromContext(app.node)).toEqual({
@@ -25,12 +26,14 @@ test('context values given as strings on the command line become numbers and boo
     tracing: false,
     schedule: 'rate(1 hour)',
     logRetentionDays: 90,
+    runTimeoutHours: 48,
   });
 });
 
 test.each([
   [{ converterMemory: 'lots' }, /converterMemory: expected an integer/],
   [{ versioned: 'yes' }, /versioned: expected true or false/],
+  [{ runTimeoutHours: '1.5' }, /runTimeoutHours: expected an integer/],
 ])('a context value that does not parse is named: %p', (context, message) => {
   const app = new App({ context });
   expect(() => settingsFromContext(app.node)).toThrow(message);
@@ -52,6 +55,7 @@ test('defaults', () => {
     converterMemoryMiB: 2048,
     tracing: false,
     logRetention: 30,
+    runTimeoutHours: 24,
   });
 });
 
@@ -59,6 +63,9 @@ test.each([
   [{ schedule: '0 2 * * *' }, /expected cron\(\.\.\.\) or rate\(\.\.\.\)/],
   [{ inputBucketName: 'one', outputBucketName: 'one', inputPrefix: '', outputPrefix: 'converted/' }, /overlap/],
   [{ logRetentionDays: 31 }, /logRetentionDays 31/],
+  [{ runTimeoutHours: 0 }, /runTimeoutHours 0: expected whole hours from 1 to 8760/],
+  [{ runTimeoutHours: 8761 }, /runTimeoutHours 8761/],
+  [{ runTimeoutHours: 1.5 }, /runTimeoutHours 1.5/],
 ])('refuses %p', (settings, message) => {
   expect(() => synth(settings)).toThrow(message);
 });

@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Match } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { IConstruct } from 'constructs';
 import { BINARIES, CARGO_PROFILE, bundlingFor } from '../lib/functions';
 import { EXAMPLES } from '../lib/csvlake-stack';
 import { CONSTANTS_FILE, EXAMPLES_DIR, REPO_ROOT, WORKSPACE_MANIFEST } from '../lib/settings';
@@ -76,6 +77,18 @@ describe('by default', () => {
     expect(props('planner').MemorySize).toBe(1024);
     expect(props('reducer').EphemeralStorage).toEqual({ Size: 2048 });
     expect(props('reducer').Environment.Variables).toEqual({ CSVLAKE_PIPELINE: 'Csvlake' });
+    expect(props('converter').Environment).toBeUndefined();
+  });
+
+  test('the planner knows the roots of this stack and a lease as long as the run timeout', () => {
+    const shared = JSON.parse(fs.readFileSync(CONSTANTS_FILE, 'utf8'));
+    const planner = template.findResources('AWS::Lambda::Function')[logicalId(stack.functions.planner)].Properties;
+    const root = (bucket: IConstruct, prefix: string) => ({ 'Fn::Join': ['', ['s3://', { Ref: logicalId(bucket) }, `/${prefix}`]] });
+    expect(planner.Environment.Variables).toEqual({
+      [shared.environment.input_root]: root(stack.storage.inputBucket, 'landing/'),
+      [shared.environment.output_root]: root(stack.storage.outputBucket, 'converted/'),
+      [shared.environment.lease_seconds]: '86400',
+    });
   });
 
   test('the schedule is off', () => {

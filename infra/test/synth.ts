@@ -72,3 +72,53 @@ export function objectsArn(bucketId: string, path: string): unknown {
 export function actionsOf(statement: Statement): string[] {
   return Array.isArray(statement.Action) ? statement.Action : [statement.Action];
 }
+
+/**
+ * The text of an ARN as the template spells it, with the tokens read as IAM would see them for
+ * the tests: `{"Fn::GetAtt": [id, "Arn"]}` as `arn:aws:s3:::<id>` (the buckets of the stack are
+ * named by their logical id), `{"Ref": "AWS::Partition"}` as `aws`, any other `{"Ref": id}` as `id`.
+ */
+export function arnText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const v = value as Record<string, any>;
+  if (v['Fn::Join']) return (v['Fn::Join'][1] as unknown[]).map(arnText).join(v['Fn::Join'][0]);
+  if (v['Fn::GetAtt']) return `arn:aws:s3:::${v['Fn::GetAtt'][0]}`;
+  if (v.Ref === 'AWS::Partition') return 'aws';
+  if (v.Ref) return v.Ref;
+  throw new Error(`no text for ${JSON.stringify(value)}`);
+}
+
+/** Whether an IAM pattern (`*` any run of characters, `?` one) matches `text`. */
+export function iamMatch(pattern: string, text: string): boolean {
+  const regex = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${regex}$`).test(text);
+}
+
+/** The resources of a statement, as text. */
+export function resourcesOf(statement: Statement): string[] {
+  return (Array.isArray(statement.Resource) ? statement.Resource : [statement.Resource]).map(arnText);
+}
+
+/**
+ * Whether the Allow statements grant `action` on the object `key` of bucket `bucketId`, or, for
+ * `s3:ListBucket`, a listing of the bucket with `key` as its prefix (undefined: a request that has
+ * no prefix, such as the 403-or-404 decision of a GET or HEAD). Conditions other than a
+ * `StringLike` on `s3:prefix` are not expected, and fail the test.
+ */
+export function allows(statements: Statement[], action: string, bucketId: string, key?: string): boolean {
+  const list = action === 's3:ListBucket';
+  const arn = list ? `arn:aws:s3:::${bucketId}` : `arn:aws:s3:::${bucketId}/${key}`;
+  return statements.some((statement) => {
+    if (statement.Effect !== 'Allow' || !actionsOf(statement).includes(action)) return false;
+    if (!resourcesOf(statement).some((pattern) => iamMatch(pattern, arn))) return false;
+    if (statement.Condition === undefined) return true;
+    const condition = statement.Condition as Record<string, Record<string, string | string[]>>;
+    const keys = Object.keys(condition);
+    if (keys.length !== 1 || keys[0] !== 'StringLike' || Object.keys(condition.StringLike).join() !== 's3:prefix') {
+      throw new Error(`unexpected condition ${JSON.stringify(condition)}`);
+    }
+    if (key === undefined) return false;
+    const prefixes = ([] as string[]).concat(condition.StringLike['s3:prefix']);
+    return prefixes.some((pattern) => iamMatch(pattern, key));
+  });
+}
