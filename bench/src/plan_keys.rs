@@ -26,8 +26,11 @@ struct Args {
     incremental: bool,
 }
 
-fn key(i: usize) -> String {
-    format!("landing/2026/{:02}/{:02}/part-{i:08}.csv", i % 12 + 1, i / 1_000 % 28 + 1)
+/// The `i`th of `n` keys, spread over the days of a year: key order is index order, as a
+/// listing (and an index) returns them, without sorting a million strings here.
+fn key(i: usize, n: usize) -> String {
+    let day = i * 336 / n.max(1);
+    format!("landing/2026/{:02}/{:02}/part-{i:08}.csv", day / 28 + 1, day % 28 + 1)
 }
 
 fn peak_rss_mib() -> u64 {
@@ -53,14 +56,12 @@ fn main() -> Result<()> {
     let fingerprint = job.fingerprint();
     // The generation the reducer would have written: every key, the odd ones since changed.
     let generation = if args.incremental {
-        let mut keys: Vec<usize> = (0..args.keys).collect();
-        keys.sort_by_cached_key(|&i| key(i));
         let mut w = IndexWriter::new(Vec::new())?;
-        for i in keys {
-            let rel = key(i);
+        for i in 0..args.keys {
+            let rel = key(i, args.keys);
             let rel = rel.trim_start_matches("landing/").trim_end_matches(".csv");
             w.push(&IndexEntry {
-                key: key(i),
+                key: key(i, args.keys),
                 etag: if i % 2 == 0 { etag(i) } else { etag(i + 1) },
                 size: size(i),
                 fingerprint: fingerprint.clone(),
@@ -91,12 +92,14 @@ fn main() -> Result<()> {
     let mut manifest_bytes = 0usize;
     let mut orphaned = 0u64;
     let mut page = Vec::with_capacity(1_000);
-    // Keys generated out of order, then each page sorted, as a listing returns them.
-    let mut order: Vec<usize> = (0..args.keys).collect();
-    order.sort_by_cached_key(|&i| key(i));
-    for chunk in order.chunks(1_000) {
+    // Pages of 1,000 keys in key order, as ListObjectsV2 returns them.
+    for start in (0..args.keys).step_by(1_000) {
         page.clear();
-        page.extend(chunk.iter().map(|&i| Listed { key: key(i), size: size(i), etag: etag(i) }));
+        page.extend((start..(start + 1_000).min(args.keys)).map(|i| Listed {
+            key: key(i, args.keys),
+            size: size(i),
+            etag: etag(i),
+        }));
         for obj in page.drain(..) {
             let known = index.seek(&obj.key, |_| {
                 orphaned += 1;
