@@ -158,6 +158,13 @@ async fn a_deleted_input_is_orphaned_and_delete_orphans_removes_its_outputs() {
     // Gone from the index: not reported again.
     assert_eq!(counts(&h, "after", json!({})).await, (0, 2));
     assert_eq!(report(&h, "after").totals.orphaned, 0);
+
+    // A table whose every input is gone is not met by the listing, and still found.
+    std::fs::remove_file(h.input.join("landing/events/c.csv")).unwrap();
+    assert_eq!(counts(&h, "table-gone", json!({})).await, (0, 1));
+    let r = report(&h, "table-gone");
+    assert_eq!(r.orphaned.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["landing/events/c.csv"]);
+    assert!(r.tables.iter().any(|t| t.name == "events"), "{:?}", r.tables);
 }
 
 fn write_lease(h: &Harness, table: &str, run_id: &str, expires: chrono::DateTime<chrono::Utc>) {

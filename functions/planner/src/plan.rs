@@ -530,6 +530,34 @@ impl<'a> Tables<'a> {
         index.drain(|entry| record_orphan(scope, table, entry, orphans, orphaned))
     }
 
+    /// Enters the tables with an index that the listing did not meet but covered (every input
+    /// of the table was deleted): all their entries are orphaned.
+    async fn unmet(&mut self, leases: &mut Leases<'_>) -> Result<(), BatchError> {
+        let out = &self.job.output;
+        let base = keys::join(&out.prefix, "_tables/");
+        let suffix = format!("/{}", tables::names::CURRENT);
+        let mut found = Vec::new();
+        let mut pages = list(self.client, &out.bucket, &base);
+        while let Some(page) = pages.try_next().await? {
+            for o in page {
+                let Some(folder) = o.key.strip_prefix(&base).and_then(|k| k.strip_suffix(&suffix)) else { continue };
+                let table = if folder == tables::ROOT_TABLE_FOLDER { String::new() } else { folder.to_owned() };
+                found.push(table);
+            }
+        }
+        for table in found {
+            let folder = format!("{}{}", self.job.input.prefix, if table.is_empty() { String::new() } else { format!("{table}/") });
+            let covered = self.orphan_scope.iter().any(|p| p.starts_with(&folder) || folder.starts_with(p.as_str()));
+            let depth_matches = table.is_empty() || table.split('/').count() == self.job.table_depth as usize;
+            if !covered || !depth_matches || self.runs.iter().any(|r| r.table == table) {
+                continue;
+            }
+            let mut index = self.enter(&table, leases).await?;
+            self.drain(&table, &mut index)?;
+        }
+        Ok(())
+    }
+
     /// Ends the listing: what is left of each index was not listed.
     fn finish(&mut self) -> Result<()> {
         if let Some((table, mut index)) = self.folder.take() {
@@ -649,6 +677,9 @@ async fn plan_job(
         }
     }
     tables.finish()?;
+    if input.mode == Mode::Scan {
+        tables.unmet(leases).await?;
+    }
     let counts = planner.finish()?;
     writers.drain(&mut planner).await?;
     let rejected_results = writers.commit().await?.then_some(rejected_at.clone());

@@ -14,7 +14,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use csvlake_contract::payload::{FileResult, FileStatus};
 use csvlake_contract::run::{ObjectLocation, OrphanedFile, Plan, TableReport};
-use csvlake_contract::tables::{self, Current, IndexEntry, Orphan, TableRun};
+use csvlake_contract::tables::{self, Current, IndexEntry, Lease, Orphan, TableRun};
 use csvlake_engine::{Error, Result};
 use csvlake_s3::sdk_error;
 use csvlake_s3::tables::{IndexWriter, Precondition, put_json, read_current, read_index, release_lease};
@@ -182,7 +182,14 @@ pub async fn update(client: &Client, plan: &Plan, entries: NewEntries) -> Result
             taken_over_from: run.taken_over_from.clone(),
         };
         if !unchanged {
-            let written = write_generation(client, plan, &run, &new, &mut spool, gone).await?;
+            let written = match read_current(client, &out.bucket, &out.prefix, &run.table).await? {
+                // A retried Reduce: this run's generation is already the table's.
+                Some((current, _)) if current.run_id == plan.run_id => current,
+                now => {
+                    check_lease(client, plan, &run).await?;
+                    write_generation(client, plan, &run, now, &new, &mut spool, gone).await?
+                }
+            };
             report.generation = Some(written.generation);
             report.entries = written.entries;
         }
@@ -195,19 +202,36 @@ pub async fn update(client: &Client, plan: &Plan, entries: NewEntries) -> Result
     Ok((reports, orphaned))
 }
 
+/// Checks that the run still holds the table's lease: a run that outlived it must not write the
+/// index that another run now owns.
+async fn check_lease(client: &Client, plan: &Plan, run: &TableRun) -> Result<()> {
+    let out = &plan.job.output;
+    let key = tables::state_key(&out.prefix, &run.table, tables::names::LEASE);
+    let held = csvlake_s3::tables::get_json_tagged::<Lease>(client, &out.bucket, &key, "a table lease").await?;
+    match held {
+        Some((lease, _)) if lease.run_id == plan.run_id => Ok(()),
+        other => Err(Error::Internal(format!(
+            "table {:?}: this run no longer holds its lease ({}), so its index was not updated; \
+             the next run converts this run's files of the table again",
+            run.name,
+            other.map_or("it is gone".to_owned(), |(l, _)| format!("run {} holds it", l.run_id)),
+        ))),
+    }
+}
+
 /// Merges the previous generation with the run's entries into a new one, and points
-/// `current.json` at it.
+/// `current.json` (`now`, with its ETag) at it.
 async fn write_generation(
     client: &Client,
     plan: &Plan,
     run: &TableRun,
+    now: Option<(Current, String)>,
     new: &[(u64, u32)],
     spool: &mut File,
     gone: Option<&std::collections::HashSet<&str>>,
 ) -> Result<Current> {
     let out = &plan.job.output;
-    // The pointer as it is now: written by the run the plan read, or by none.
-    let now = read_current(client, &out.bucket, &out.prefix, &run.table).await?;
+    // The pointer as it is now must be the one the plan read.
     if now.as_ref().map(|(c, _)| c.generation) != run.current.as_ref().map(|c| c.generation) {
         return Err(Error::Internal(format!(
             "table {:?}: its index changed while this run held the lease; it was not updated",
