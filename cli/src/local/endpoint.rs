@@ -1,11 +1,18 @@
-//! The embedded S3 endpoint: local directories served as buckets by s3s + s3s-fs on
-//! 127.0.0.1, with SigV4 authentication on. Local runs therefore take exactly the production
-//! I/O path (aws-sdk-s3 over HTTP); there is no second "local file" implementation.
+//! The embedded S3 endpoint: local directories served as buckets by s3s on 127.0.0.1, with
+//! SigV4 authentication on. Local runs therefore take exactly the production I/O path
+//! (aws-sdk-s3 over HTTP); there is no second "local file" implementation.
 //!
-//! s3s-fs serves the sub-directories of one root as buckets. The root is a scratch directory
-//! holding one symlink per bucket, created beside the first writable directory so that
-//! s3s-fs's write-then-rename stays on one filesystem. Dropping [`LocalS3`] stops the server
-//! and removes the scratch directory; the served directories are untouched.
+//! The storage is [`LocalFs`]: objects are the files under the bucket directories, with one
+//! ETag per version everywhere (GET, HEAD, PUT, CompleteMultipartUpload, listings), listings in
+//! key order a page at a time, user metadata (`x-amz-meta-*`) in an extended attribute of each
+//! file, and conditional requests (`If-Match`, `If-None-Match`, ...) answered as S3 answers
+//! them, atomically for concurrent writes of one key. See [`super::fs`] for the details.
+//!
+//! The served root is a scratch directory holding one symlink per bucket, created beside the
+//! last bucket's directory (where outputs go) so that the endpoint's temporary files, renamed
+//! into place when complete, stay on that filesystem. Listings follow the symlinks and never
+//! show the scratch directory. Dropping [`LocalS3`] stops the server and removes the scratch
+//! directory; the served directories are untouched.
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};

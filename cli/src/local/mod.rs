@@ -5,6 +5,7 @@
 
 pub mod endpoint;
 pub mod fs;
+mod list;
 pub mod pipeline;
 
 pub use endpoint::{LocalBucket, LocalS3};
