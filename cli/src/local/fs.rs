@@ -199,7 +199,11 @@ impl LocalFs {
             }
             let prefix = prefix.unwrap_or_default();
             let query = list::Query { prefix: &prefix, after: after.as_deref(), delimited, limit };
-            list::list(&dir, &query, &cache).map_err(internal)
+            let mut page = list::list(&dir, &query, &cache).map_err(internal)?;
+            for o in &mut page.objects {
+                o.etag = etag_value(&dir.join(&o.key), &o.meta);
+            }
+            Ok(page)
         })
         .await
     }
@@ -218,7 +222,7 @@ impl LocalFs {
             if !meta.is_file() {
                 return Ok(None);
             }
-            let etag = etag_value(&meta);
+            let etag = etag_value(&path, &meta);
             let user = read_metadata(&path, &file, &etag, xattrs);
             Ok(Some(Opened { file, meta, etag, user }))
         })
@@ -254,7 +258,7 @@ impl LocalFs {
         // when the object is renamed into place.
         if input.if_match.is_some() || input.if_none_match.is_some() {
             let current = match tokio::fs::metadata(&dest).await {
-                Ok(m) if m.is_file() => Some(etag_value(&m)),
+                Ok(m) if m.is_file() => Some(etag_value(&dest, &m)),
                 _ => None,
             };
             check_write(input.if_match.as_ref(), input.if_none_match.as_ref(), current.as_deref())?;
@@ -271,7 +275,7 @@ impl LocalFs {
             locks: self.locks.clone(),
             xattrs: self.xattrs,
         };
-        let meta = blocking(move || {
+        let (_, etag) = blocking(move || {
             let joined = (|| -> io::Result<()> {
                 let mut out = std::fs::File::create(&tmp)?;
                 for f in &files {
@@ -289,7 +293,7 @@ impl LocalFs {
         Ok(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
-            e_tag: Some(etag_of(&meta)),
+            e_tag: Some(ETag::Strong(etag)),
             ..Default::default()
         })
     }
@@ -316,15 +320,56 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> S3Result<T> + Send + 's
     tokio::task::spawn_blocking(f).await.map_err(internal)?
 }
 
-/// The ETag of a file's current version, unquoted.
-fn etag_value(meta: &std::fs::Metadata) -> String {
+/// The extended attribute that caches a file's ETag: `<stamp> <md5 hex>`, where the stamp
+/// (size, modification time, inode) names the version it was computed from.
+const ETAG_XATTR: &str = "user.csvlake.etag";
+
+/// What identifies a version of a file without reading it.
+fn version_stamp(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
     let mtime = meta.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).unwrap_or_default();
-    format!("{:x}-{:x}", meta.len(), mtime.as_nanos())
+    format!("{:x}-{:x}-{:x}", meta.len(), mtime.as_nanos(), meta.ino())
 }
 
-fn etag_of(meta: &std::fs::Metadata) -> ETag {
-    ETag::Strong(etag_value(meta))
+/// The ETag of a file's current version, unquoted: the MD5 of its content, as S3 gives for an
+/// object written in one PUT, so that the same bytes written again keep their ETag. It is
+/// computed once per version and cached in an extended attribute (setting one changes neither
+/// the content nor the modification time); where the filesystem has none, it is computed on each
+/// request. A file that cannot be read gets its version stamp instead.
+fn etag_value(path: &Path, meta: &std::fs::Metadata) -> String {
+    let stamp = version_stamp(meta);
+    if let Ok(Some(cached)) = xattr::get(path, ETAG_XATTR)
+        && let Some((at, etag)) = std::str::from_utf8(&cached).ok().and_then(|c| c.split_once(' '))
+        && at == stamp
+    {
+        return etag.to_owned();
+    }
+    match md5_of(path) {
+        Ok(etag) => {
+            let _ = xattr::set(path, ETAG_XATTR, format!("{stamp} {etag}").as_bytes());
+            etag
+        }
+        Err(_) => stamp,
+    }
 }
+
+fn md5_of(path: &Path) -> std::io::Result<String> {
+    use md5::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = md5::Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+
 
 /// Whether an `If-Match` or `If-None-Match` value names the version whose ETag is `etag`.
 fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
@@ -432,7 +477,7 @@ impl Commit {
     /// Stamps the file, attaches the metadata, and under the key's lock checks the
     /// preconditions and renames the file into place. Returns the new version's file metadata;
     /// the temporary file is gone either way.
-    fn run(self) -> S3Result<std::fs::Metadata> {
+    fn run(self) -> S3Result<(std::fs::Metadata, String)> {
         let result = self.try_run();
         if result.is_err() {
             let _ = std::fs::remove_file(&self.tmp);
@@ -440,19 +485,21 @@ impl Commit {
         result
     }
 
-    fn try_run(&self) -> S3Result<std::fs::Metadata> {
+    fn try_run(&self) -> S3Result<(std::fs::Metadata, String)> {
         if !self.bucket_dir.is_dir() {
             return Err(s3_error!(NoSuchBucket));
         }
         let file = std::fs::OpenOptions::new().write(true).open(&self.tmp).map_err(internal)?;
         file.set_modified(self.stamps.next()).map_err(internal)?;
         let meta = file.metadata().map_err(internal)?;
+        // Computed (and cached on the file) before it is renamed into place.
+        let etag = etag_value(&self.tmp, &meta);
         let metadata = self.metadata.as_ref().filter(|m| !m.is_empty());
         let mut sidecar = None;
         if let Some(m) = metadata {
             let json = serde_json::to_vec(m).map_err(internal)?;
             if !(self.xattrs && file.set_xattr(METADATA_XATTR, &json).is_ok()) {
-                let doc = serde_json::json!({ "etag": etag_value(&meta), "metadata": m });
+                let doc = serde_json::json!({ "etag": etag, "metadata": m });
                 sidecar = Some(serde_json::to_vec(&doc).map_err(internal)?);
             }
         }
@@ -460,7 +507,7 @@ impl Commit {
 
         let _guard = self.locks.lock(&self.dest);
         let current = match std::fs::metadata(&self.dest) {
-            Ok(m) if m.is_file() => Some(etag_value(&m)),
+            Ok(m) if m.is_file() => Some(etag_value(&self.dest, &m)),
             Ok(_) => None,
             Err(e) if is_absent(&e) => None,
             Err(e) => return Err(internal(e)),
@@ -480,7 +527,7 @@ impl Commit {
             },
         }
         std::fs::rename(&self.tmp, &self.dest).map_err(internal)?;
-        Ok(meta)
+        Ok((meta, etag))
     }
 }
 
@@ -506,7 +553,7 @@ fn delete_file(
         Err(e) if is_absent(&e) => return absent(),
         Err(e) => return Err(internal(e)),
     };
-    if if_match.is_some_and(|c| !etag_matches(c, &etag_value(&meta))) {
+    if if_match.is_some_and(|c| !etag_matches(c, &etag_value(path, &meta))) {
         return Err(s3_error!(PreconditionFailed, "the object's ETag differs"));
     }
     if if_match_size.is_some_and(|size| u64::try_from(size).ok() != Some(meta.len())) {
@@ -538,7 +585,7 @@ async fn write_body(path: &Path, body: Option<StreamingBlob>) -> S3Result<u64> {
 
 fn listed_object(o: list::Listed) -> Object {
     Object {
-        e_tag: Some(etag_of(&o.meta)),
+        e_tag: Some(ETag::Strong(o.etag)),
         last_modified: o.meta.modified().ok().map(Timestamp::from),
         size: Some(i64::try_from(o.meta.len()).unwrap_or(i64::MAX)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
@@ -642,8 +689,8 @@ impl S3 for LocalFs {
             locks: self.locks.clone(),
             xattrs: self.xattrs,
         };
-        let meta = blocking(move || commit.run()).await?;
-        Ok(S3Response::new(PutObjectOutput { e_tag: Some(etag_of(&meta)), ..Default::default() }))
+        let (_, etag) = blocking(move || commit.run()).await?;
+        Ok(S3Response::new(PutObjectOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
     }
 
     async fn create_multipart_upload(

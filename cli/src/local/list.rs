@@ -63,6 +63,8 @@ pub struct Listed {
     pub key: String,
     /// Its file's metadata (symbolic links followed).
     pub meta: Metadata,
+    /// Its ETag, filled in by the caller (it may read the file).
+    pub etag: String,
 }
 
 /// One page.
@@ -336,7 +338,7 @@ impl Walk<'_, '_> {
             }
             self.count += 1;
             self.page.last = Some(key.clone());
-            self.page.objects.push(Listed { key, meta });
+            self.page.objects.push(Listed { key, meta, etag: String::new() });
         } else if self.rolled_up(key_prefix, &entry.segment) {
             if !holds_object(&path, &mut self.ancestors)? {
                 return Ok(Flow::More);
