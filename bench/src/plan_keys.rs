@@ -50,7 +50,12 @@ fn size(i: usize) -> u64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     let job = Job::new(
-        InputLocation { bucket: "raw".into(), prefix: "landing/".into(), scan: Vec::new(), suffixes: default_suffixes() },
+        InputLocation {
+            bucket: "raw".into(),
+            prefix: "landing/".into(),
+            scan: Vec::new(),
+            suffixes: default_suffixes(),
+        },
         OutputLocation { bucket: "lake".into(), prefix: "converted/".into() },
     );
     let fingerprint = job.fingerprint();

@@ -201,7 +201,8 @@ async fn a_run_with_failed_files_writes_the_report_the_lines_and_the_failed_keys
     let mut plan = plan(3, 6);
     plan.skipped = 1;
     put_rejected(client, &mut plan).await;
-    let summary = run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None }).await;
+    let summary =
+        run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None }).await;
 
     // a and c converted; b bad input, d missing from its batch's output, e and f in a failed
     // batch, a.tsv rejected by the planner.
@@ -284,7 +285,9 @@ async fn the_tolerance_decides_the_status_both_ways() {
     for (tolerated, exceeded) in [(70.0, false), (66.0, true), (100.0, false), (0.0, true)] {
         let mut plan = plan(3, 6);
         plan.tolerated_failure_percentage = tolerated;
-        let summary = run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None }).await;
+        let summary =
+            run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None })
+                .await;
         assert_eq!((summary.totals.converted, summary.totals.failed), (2, 4));
         assert_eq!(summary.exceeded_tolerance, exceeded, "{tolerated}% tolerated");
         let status = if exceeded { RunStatus::Failed } else { RunStatus::Succeeded };
@@ -373,7 +376,13 @@ async fn zero_batches_count_only_the_skipped_files() {
 
 fn execution(batch: &ManifestBatch, status: &str) -> ChildExecution {
     let name = format!("00000000-0000-4000-8000-{:012}", batch.batch);
-    let input = ConvertBatch { job: job(), batch: Some(batch.batch), files: batch.files.clone(), retry_count: 0, redrive_count: 0 };
+    let input = ConvertBatch {
+        job: job(),
+        batch: Some(batch.batch),
+        files: batch.files.clone(),
+        retry_count: 0,
+        redrive_count: 0,
+    };
     ChildExecution {
         execution_arn: format!("arn:aws:states:us-east-1:123456789012:execution:csvlake-pipeline/Convert:{name}"),
         input: serde_json::to_string(&input).unwrap(),
@@ -439,7 +448,9 @@ async fn a_large_run_split_over_many_results_files_is_reduced_in_full() {
     let batches: Vec<ManifestBatch> = (0..BATCHES)
         .map(|b| ManifestBatch {
             batch: b,
-            files: (0..PER_BATCH).map(|i| FileRef { key: format!("in/{dir}/{b:05}-{i}.csv"), size: 1000, etag: None }).collect(),
+            files: (0..PER_BATCH)
+                .map(|i| FileRef { key: format!("in/{dir}/{b:05}-{i}.csv"), size: 1000, etag: None })
+                .collect(),
         })
         .collect();
     put(client, "out/_runs/r1/manifest.json", serde_json::to_vec(&batches).unwrap()).await;
@@ -482,7 +493,8 @@ async fn a_large_run_split_over_many_results_files_is_reduced_in_full() {
 
     let mut plan = plan(BATCHES, BATCHES * PER_BATCH);
     plan.tolerated_failure_percentage = 10.0;
-    let summary = run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None }).await;
+    let summary =
+        run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None }).await;
 
     let ragged = 190; // one file of every tenth succeeded batch
     let converted = 1900 * PER_BATCH - ragged;
@@ -524,7 +536,8 @@ async fn unreadable_results_fail_the_reduce_and_leave_no_report() {
     put_fixtures(client, 3).await;
     let key = format!("{RESULTS}/{MAP_RUN}/SUCCEEDED_0.json");
     put(client, &key, "[{\"ExecutionArn\": 1}]").await;
-    let request = ReduceRequest { plan: plan(3, 6), convert: Some(map_output()), convert_error: None, reduce_error: None };
+    let request =
+        ReduceRequest { plan: plan(3, 6), convert: Some(map_output()), convert_error: None, reduce_error: None };
     let e = csvlake_reducer::handle(LambdaEvent::new(request.clone(), Context::default()), client).await.unwrap_err();
     assert!(matches!(&e, csvlake_contract::BatchError::Engine(Error::Internal(m)) if m.contains(&key)), "{e}");
 

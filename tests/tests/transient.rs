@@ -60,7 +60,13 @@ fn batch() -> LambdaEvent<ConvertBatch> {
         OutputLocation { bucket: "output".into(), prefix: String::new() },
     );
     LambdaEvent::new(
-        ConvertBatch { job, batch: None, files: vec![FileRef { key: "a.csv".into(), size: 8, etag: None }], retry_count: 0, redrive_count: 0 },
+        ConvertBatch {
+            job,
+            batch: None,
+            files: vec![FileRef { key: "a.csv".into(), size: 8, etag: None }],
+            retry_count: 0,
+            redrive_count: 0,
+        },
         Context::default(),
     )
 }

@@ -369,8 +369,6 @@ fn md5_of(path: &Path) -> std::io::Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-
-
 /// Whether an `If-Match` or `If-None-Match` value names the version whose ETag is `etag`.
 fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
     match condition {

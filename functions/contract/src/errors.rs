@@ -122,7 +122,10 @@ mod tests {
         let d = lambda_runtime::Diagnostic::from(BatchError::from(Error::Internal("broken".into())));
         assert_eq!(d.error_type, INTERNAL);
         let d = lambda_runtime::Diagnostic::from(BatchError::RunInProgress("table sales: run r1 holds it".into()));
-        assert_eq!((d.error_type.as_str(), d.error_message.as_str()), (RUN_IN_PROGRESS, "table sales: run r1 holds it"));
+        assert_eq!(
+            (d.error_type.as_str(), d.error_message.as_str()),
+            (RUN_IN_PROGRESS, "table sales: run r1 holds it")
+        );
         let bad = Error::bad_line(BadInputKind::RaggedRow, 3, "expected 2 fields, found 1");
         assert_eq!(bad.error_type(), INTERNAL, "bad input that fails a whole batch is not retried");
         let f = bad.to_file_error();

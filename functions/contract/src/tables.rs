@@ -294,10 +294,7 @@ impl Roots {
             Ok(v) if !v.is_empty() => Root::parse(&v).map(Some).map_err(|e| format!("{name}: {e}")),
             _ => Ok(None),
         };
-        Ok(Self {
-            input: read(crate::deployment::INPUT_ROOT_ENV)?,
-            output: read(crate::deployment::OUTPUT_ROOT_ENV)?,
-        })
+        Ok(Self { input: read(crate::deployment::INPUT_ROOT_ENV)?, output: read(crate::deployment::OUTPUT_ROOT_ENV)? })
     }
 
     /// Checks a job against the roots, before anything is listed. An input inside the input
@@ -363,10 +360,7 @@ mod tests {
         assert_eq!(table_name(&input(""), ""), "raw");
         assert_eq!(state_prefix("converted/", "sales"), "converted/_tables/sales/");
         assert_eq!(state_prefix("", ""), "_tables/_root/");
-        assert_eq!(
-            index_key("out/", "sales", 7, "r1"),
-            "out/_tables/sales/index/00000000000000000007-r1.jsonl.zst"
-        );
+        assert_eq!(index_key("out/", "sales", 7, "r1"), "out/_tables/sales/index/00000000000000000007-r1.jsonl.zst");
     }
 
     #[test]
@@ -418,7 +412,12 @@ mod tests {
 
     #[test]
     fn provenance_round_trips_through_metadata() {
-        let p = Provenance { key: "in/ventes é/a b.csv".into(), etag: "\"abc-2\"".into(), size: 42, fingerprint: "f".into() };
+        let p = Provenance {
+            key: "in/ventes é/a b.csv".into(),
+            etag: "\"abc-2\"".into(),
+            size: 42,
+            fingerprint: "f".into(),
+        };
         let meta = p.to_metadata();
         assert!(meta.values().all(|v| v.is_ascii()), "{meta:?}");
         let back = Provenance::from_metadata(&meta.into_iter().collect()).unwrap();

@@ -177,7 +177,12 @@ impl Converter {
     pub async fn already_converted(&self, job: &Job, file: &FileRef) -> Result<Option<FileResult>> {
         let Some(etag) = file.etag.as_deref() else { return Ok(None) };
         let Ok(rel) = keys::relative(&job.input.prefix, &file.key) else { return Ok(None) };
-        let wanted = Provenance { key: file.key.clone(), etag: tables::bare_etag(etag).to_owned(), size: file.size, fingerprint: job.fingerprint() };
+        let wanted = Provenance {
+            key: file.key.clone(),
+            etag: tables::bare_etag(etag).to_owned(),
+            size: file.size,
+            fingerprint: job.fingerprint(),
+        };
         let bucket = &job.output.bucket;
         let mut outputs = Vec::new();
         let (mut rows, mut schema) = (None, None);
@@ -303,7 +308,10 @@ impl Converter {
                 let message = format!("s3://{bucket}/{} no longer exists", file.key);
                 return (None, Err(Error::bad(BadInputKind::NotFound, message)));
             }
-            Err(e) if target.version.is_some() && (status(&e) == Some(412) || error_code(&e) == Some("PreconditionFailed")) => {
+            Err(e)
+                if target.version.is_some()
+                    && (status(&e) == Some(412) || error_code(&e) == Some("PreconditionFailed")) =>
+            {
                 return (None, Ok(Pass::Changed));
             }
             Err(e) => return (None, Err(sdk_error("GetObject", bucket, &file.key, e))),

@@ -420,7 +420,13 @@ pub async fn plan(client: &Client, config: &PlannerConfig, request: PlanRequest)
     };
     let mut job = input.job()?;
     config.roots.apply(&mut job).map_err(|e| Error::Internal(format!("invalid execution input: {e}")))?;
-    let mut leases = Leases { client, bucket: job.output.bucket.clone(), prefix: job.output.prefix.clone(), run_id: run_id.clone(), held: Vec::new() };
+    let mut leases = Leases {
+        client,
+        bucket: job.output.bucket.clone(),
+        prefix: job.output.prefix.clone(),
+        run_id: run_id.clone(),
+        held: Vec::new(),
+    };
     match plan_job(client, config, &run_id, input, job, &mut leases).await {
         Ok(plan) => Ok(plan),
         Err(e) => {
@@ -472,11 +478,8 @@ impl<'a> Tables<'a> {
     /// looks the key up in its index.
     async fn look_up(&mut self, key: &str, leases: &mut Leases<'_>) -> Result<Option<IndexEntry>, BatchError> {
         let table = tables::table_of(&self.job.input.prefix, key, self.job.table_depth).to_owned();
-        let entered = if table.is_empty() {
-            self.root.is_some()
-        } else {
-            self.folder.as_ref().is_some_and(|(t, _)| *t == table)
-        };
+        let entered =
+            if table.is_empty() { self.root.is_some() } else { self.folder.as_ref().is_some_and(|(t, _)| *t == table) };
         if !entered {
             if !table.is_empty()
                 && let Some((done, mut index)) = self.folder.take()
@@ -502,7 +505,16 @@ impl<'a> Tables<'a> {
     async fn enter(&mut self, table: &str, leases: &mut Leases<'_>) -> Result<TableIndex, BatchError> {
         let out = &self.job.output;
         let name = tables::table_name(&self.job.input, table).to_owned();
-        let held = match acquire_lease(self.client, &out.bucket, &out.prefix, table, &leases.run_id, self.config.lease_seconds).await {
+        let held = match acquire_lease(
+            self.client,
+            &out.bucket,
+            &out.prefix,
+            table,
+            &leases.run_id,
+            self.config.lease_seconds,
+        )
+        .await
+        {
             Ok(held) => held,
             Err(LeaseRefused::Held { run_id, expires }) => {
                 let lease = tables::state_key(&out.prefix, table, tables::names::LEASE);
@@ -546,7 +558,11 @@ impl<'a> Tables<'a> {
             }
         }
         for table in found {
-            let folder = format!("{}{}", self.job.input.prefix, if table.is_empty() { String::new() } else { format!("{table}/") });
+            let folder = format!(
+                "{}{}",
+                self.job.input.prefix,
+                if table.is_empty() { String::new() } else { format!("{table}/") }
+            );
             let covered = self.orphan_scope.iter().any(|p| p.starts_with(&folder) || folder.starts_with(p.as_str()));
             let depth_matches = table.is_empty() || table.split('/').count() == self.job.table_depth as usize;
             if !covered || !depth_matches || self.runs.iter().any(|r| r.table == table) {
@@ -637,7 +653,9 @@ async fn plan_job(
         Mode::Keys | Mode::Report => {
             let mut keys = input.keys;
             if keys.is_empty() {
-                return Err(Error::Internal("invalid execution input: mode keys needs a non-empty keys list".into()).into());
+                return Err(
+                    Error::Internal("invalid execution input: mode keys needs a non-empty keys list".into()).into()
+                );
             }
             keys.sort_unstable();
             keys.dedup();
@@ -932,8 +950,8 @@ mod tests {
     fn incremental_skips_inputs_converted_from_the_same_content_with_the_same_options() {
         let mut w = csvlake_s3::tables::IndexWriter::new(Vec::new()).unwrap();
         for e in [
-            entry("in/a.csv", "e-in/a.csv", "fp"),   // current
-            entry("in/b.csv", "old", "fp"),          // content changed
+            entry("in/a.csv", "e-in/a.csv", "fp"),    // current
+            entry("in/b.csv", "old", "fp"),           // content changed
             entry("in/c.csv", "e-in/c.csv", "other"), // other options
             entry("in/gone.csv", "x", "fp"),          // input deleted
         ] {

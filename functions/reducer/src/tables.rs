@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -18,6 +18,9 @@ use csvlake_contract::tables::{self, Current, IndexEntry, Lease, Orphan, TableRu
 use csvlake_engine::{Error, Result};
 use csvlake_s3::sdk_error;
 use csvlake_s3::tables::{IndexWriter, Precondition, put_json, read_current, read_index, release_lease};
+
+/// Per table, where its new entries lie in the spool (offset, length), in key order.
+type Spooled = HashMap<String, Vec<(u64, u32)>>;
 
 /// The index entries of the files a run converted, spooled.
 pub struct NewEntries {
@@ -68,13 +71,13 @@ impl NewEntries {
     }
 
     /// The entries of each table, sorted by key (a later result for a key replaces an earlier).
-    fn into_tables(self) -> Result<(File, HashMap<String, Vec<(u64, u32)>>)> {
+    fn into_tables(self) -> Result<(File, Spooled)> {
         let file = self.spool.into_inner().map_err(|e| Error::Internal(format!("spooling index entries: {e}")))?;
         let names: HashMap<u32, String> = self.tables.into_iter().map(|(k, v)| (v, k)).collect();
         let mut items = self.items;
         // Stable: of two results for one key, the later stays last and wins below.
         items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let mut out: HashMap<String, Vec<(u64, u32)>> = HashMap::new();
+        let mut out: Spooled = HashMap::new();
         let mut previous: Option<(u32, Box<str>)> = None;
         for (t, key, offset, len) in items {
             let list = out.entry(names.get(&t).cloned().unwrap_or_default()).or_default();
@@ -90,7 +93,9 @@ impl NewEntries {
 
 fn read_entry(file: &mut File, (offset, len): (u64, u32)) -> Result<IndexEntry> {
     let mut buf = vec![0; len as usize];
-    file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut buf)).map_err(|e| Error::Internal(format!("reading spooled index entries: {e}")))?;
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(&mut buf))
+        .map_err(|e| Error::Internal(format!("reading spooled index entries: {e}")))?;
     Ok(serde_json::from_slice(&buf)?)
 }
 
@@ -118,8 +123,6 @@ async fn read_lines<T: serde::de::DeserializeOwned>(client: &Client, at: &Object
         .collect()
 }
 
-use std::io::BufRead;
-
 /// The tables the plan leased.
 pub async fn table_runs(client: &Client, plan: &Plan) -> Result<Vec<TableRun>> {
     match &plan.tables {
@@ -139,7 +142,11 @@ pub async fn release_all(client: &Client, plan: &Plan) -> Result<()> {
 
 /// Writes each table's next index generation, removes orphaned outputs when asked, and
 /// releases the leases. Returns the tables' reports and the orphaned files.
-pub async fn update(client: &Client, plan: &Plan, entries: NewEntries) -> Result<(Vec<TableReport>, Vec<OrphanedFile>)> {
+pub async fn update(
+    client: &Client,
+    plan: &Plan,
+    entries: NewEntries,
+) -> Result<(Vec<TableReport>, Vec<OrphanedFile>)> {
     let out = &plan.job.output;
     let runs = table_runs(client, plan).await?;
     let orphans: Vec<Orphan> = match &plan.orphans {
@@ -289,14 +296,17 @@ async fn write_generation(
         None => Precondition::Absent,
     };
     if put_json(client, &out.bucket, &key, &current, &precondition).await?.is_none() {
-        return Err(Error::Internal(format!("table {:?}: current.json changed while the run wrote its index", run.name)));
+        return Err(Error::Internal(format!(
+            "table {:?}: current.json changed while the run wrote its index",
+            run.name
+        )));
     }
     // Two generations are kept: the new one and the one before, for a reader that started
     // from the previous pointer.
-    if let Some(older) = run.current.as_ref().and_then(|c| c.previous.as_ref()) {
-        if let Err(e) = client.delete_object().bucket(&out.bucket).key(older).send().await {
-            tracing::warn!(key = %older, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not remove an old index generation");
-        }
+    if let Some(older) = run.current.as_ref().and_then(|c| c.previous.as_ref())
+        && let Err(e) = client.delete_object().bucket(&out.bucket).key(older).send().await
+    {
+        tracing::warn!(key = %older, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not remove an old index generation");
     }
     Ok(current)
 }

@@ -42,7 +42,8 @@ pub async fn put_json(
     precondition: &Precondition,
 ) -> Result<Option<String>> {
     let body = serde_json::to_vec_pretty(value)?;
-    let mut req = client.put_object().bucket(bucket).key(key).content_type("application/json").body(ByteStream::from(body));
+    let mut req =
+        client.put_object().bucket(bucket).key(key).content_type("application/json").body(ByteStream::from(body));
     req = match precondition {
         Precondition::None => req,
         Precondition::Absent => req.if_none_match("*"),
@@ -78,7 +79,8 @@ pub async fn get_json_tagged<T: DeserializeOwned>(
         .await
         .map_err(|e| Error::Transient(format!("reading s3://{bucket}/{key}: {e}")))?
         .into_bytes();
-    let value = serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("s3://{bucket}/{key} is not {what}: {e}")))?;
+    let value = serde_json::from_slice(&body)
+        .map_err(|e| Error::Internal(format!("s3://{bucket}/{key} is not {what}: {e}")))?;
     Ok(Some((value, etag)))
 }
 
@@ -97,7 +99,12 @@ pub async fn exists(client: &Client, bucket: &str, key: &str) -> Result<bool> {
 }
 
 /// The table's `current.json` and its ETag, if the table has an index.
-pub async fn read_current(client: &Client, bucket: &str, output_prefix: &str, table: &str) -> Result<Option<(Current, String)>> {
+pub async fn read_current(
+    client: &Client,
+    bucket: &str,
+    output_prefix: &str,
+    table: &str,
+) -> Result<Option<(Current, String)>> {
     let key = tables::state_key(output_prefix, table, names::CURRENT);
     if !exists(client, bucket, &key).await? {
         return Ok(None);
@@ -107,7 +114,8 @@ pub async fn read_current(client: &Client, bucket: &str, output_prefix: &str, ta
 
 /// Reads an index generation whole (it is compressed: about 30 bytes per entry).
 pub async fn read_index(client: &Client, bucket: &str, key: &str) -> Result<IndexReader> {
-    let resp = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| sdk_error("GetObject", bucket, key, e))?;
+    let resp =
+        client.get_object().bucket(bucket).key(key).send().await.map_err(|e| sdk_error("GetObject", bucket, key, e))?;
     let body = resp
         .body
         .collect()
@@ -135,14 +143,22 @@ impl IndexReader {
     /// Reads a zstd-compressed generation from `raw`.
     pub fn new(raw: impl Read + Send + 'static, what: &str) -> Result<Self> {
         let decoder = zstd::stream::read::Decoder::new(raw).map_err(|e| Error::Internal(format!("{what}: {e}")))?;
-        Ok(Self { lines: Box::new(BufReader::with_capacity(256 << 10, decoder)), what: what.to_owned(), line: String::new(), last: None })
+        Ok(Self {
+            lines: Box::new(BufReader::with_capacity(256 << 10, decoder)),
+            what: what.to_owned(),
+            line: String::new(),
+            last: None,
+        })
     }
 
     /// The next entry; entries must come in strictly increasing key order.
     pub fn next_entry(&mut self) -> Result<Option<IndexEntry>> {
         loop {
             self.line.clear();
-            let n = self.lines.read_line(&mut self.line).map_err(|e| Error::Internal(format!("reading {}: {e}", self.what)))?;
+            let n = self
+                .lines
+                .read_line(&mut self.line)
+                .map_err(|e| Error::Internal(format!("reading {}: {e}", self.what)))?;
             if n == 0 {
                 return Ok(None);
             }
@@ -236,8 +252,10 @@ pub async fn acquire_lease(
 ) -> std::result::Result<Held, LeaseRefused> {
     let key = tables::state_key(output_prefix, table, names::LEASE);
     let now = chrono::Utc::now();
-    let expires = now + chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000).min(100 * 365 * 86_400));
-    let lease = Lease { run_id: run_id.to_owned(), expires: expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) };
+    let expires =
+        now + chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000).min(100 * 365 * 86_400));
+    let lease =
+        Lease { run_id: run_id.to_owned(), expires: expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) };
     // A few rounds: the lease may be released or taken over between our requests.
     for _ in 0..5 {
         if put_json(client, bucket, &key, &lease, &Precondition::Absent).await?.is_some() {
@@ -249,7 +267,7 @@ pub async fn acquire_lease(
         if held.run_id == run_id {
             return Ok(Held { taken_over_from: None });
         }
-        let live = chrono::DateTime::parse_from_rfc3339(&held.expires).map_or(false, |t| t > now);
+        let live = chrono::DateTime::parse_from_rfc3339(&held.expires).is_ok_and(|t| t > now);
         if live {
             return Err(LeaseRefused::Held { run_id: held.run_id, expires: held.expires });
         }
@@ -258,15 +276,29 @@ pub async fn acquire_lease(
             return Ok(Held { taken_over_from: Some(held.run_id) });
         }
     }
-    Err(LeaseRefused::Failed(Error::Transient(format!("s3://{bucket}/{key}: the lease changed hands repeatedly; retry"))))
+    Err(LeaseRefused::Failed(Error::Transient(format!(
+        "s3://{bucket}/{key}: the lease changed hands repeatedly; retry"
+    ))))
 }
 
 /// Releases the lease of a table if `run_id` holds it. Returns whether it did.
-pub async fn release_lease(client: &Client, bucket: &str, output_prefix: &str, table: &str, run_id: &str) -> Result<bool> {
+pub async fn release_lease(
+    client: &Client,
+    bucket: &str,
+    output_prefix: &str,
+    table: &str,
+    run_id: &str,
+) -> Result<bool> {
     let key = tables::state_key(output_prefix, table, names::LEASE);
     match get_json_tagged::<Lease>(client, bucket, &key, "a table lease").await? {
         Some((held, _)) if held.run_id == run_id => {
-            client.delete_object().bucket(bucket).key(&key).send().await.map_err(|e| sdk_error("DeleteObject", bucket, &key, e))?;
+            client
+                .delete_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| sdk_error("DeleteObject", bucket, &key, e))?;
             Ok(true)
         }
         Some((held, _)) => {
@@ -282,7 +314,14 @@ mod tests {
     use super::*;
 
     fn entry(key: &str) -> IndexEntry {
-        IndexEntry { key: key.into(), etag: "e".into(), size: 1, fingerprint: "f".into(), outputs: Vec::new(), schema: None }
+        IndexEntry {
+            key: key.into(),
+            etag: "e".into(),
+            size: 1,
+            fingerprint: "f".into(),
+            outputs: Vec::new(),
+            schema: None,
+        }
     }
 
     #[test]

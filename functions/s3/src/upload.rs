@@ -326,7 +326,10 @@ impl Staged {
                     .put_object()
                     .bucket(&bucket)
                     .key(&key)
-                    .set_metadata(Some(metadata.into_iter().collect()).filter(|m: &std::collections::HashMap<_, _>| !m.is_empty()))
+                    .set_metadata(
+                        Some(metadata.into_iter().collect())
+                            .filter(|m: &std::collections::HashMap<_, _>| !m.is_empty()),
+                    )
                     .body(ByteStream::from(body))
                     .customize()
                     .disable_payload_signing()
