@@ -70,6 +70,26 @@ pub fn print(report: &Report, shown: &Shown, secs: f64) -> ExitCode {
     if report.dialects.len() > SHOWN_DIALECTS {
         println!("  … and {} more dialects", report.dialects.len() - SHOWN_DIALECTS);
     }
+    for t in report.tables.iter().filter(|t| t.taken_over_from.is_some()) {
+        let from = t.taken_over_from.as_deref().unwrap_or_default();
+        println!("table {}: took over the expired lease of run {from}", t.name);
+    }
+    if !report.orphaned.is_empty() {
+        let deleted = report.orphaned.iter().filter(|o| o.deleted).count();
+        let what =
+            if deleted > 0 { "their outputs removed" } else { "their outputs kept; --delete-orphans removes them" };
+        println!(
+            "orphaned: {} input{} gone since converted, {what}",
+            report.orphaned.len(),
+            if report.orphaned.len() == 1 { "" } else { "s" }
+        );
+        for o in report.orphaned.iter().take(SHOWN_PER_KIND) {
+            println!("  {}", o.key);
+        }
+        if report.orphaned.len() > SHOWN_PER_KIND {
+            println!("  … and {} more", report.orphaned.len() - SHOWN_PER_KIND);
+        }
+    }
     let mut by_kind: BTreeMap<&str, Vec<&FailedFile>> = BTreeMap::new();
     for f in &report.failed {
         by_kind.entry(f.error.kind.as_str()).or_default().push(f);

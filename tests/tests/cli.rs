@@ -219,3 +219,37 @@ fn a_second_run_skips_up_to_date_files_and_reprocess_converts_the_fixed_ones() {
     let bad = read_parquet(&output.join("parquet/bad.parquet"));
     assert_cells_eq("bad.parquet", &[vec![Cell::Int(1), Cell::Int(2)], vec![Cell::Int(3), Cell::Int(4)]], &bad.rows);
 }
+
+#[test]
+fn deleted_inputs_are_reported_and_removed_on_request_and_a_held_table_stops_the_run() {
+    let root = tempfile::tempdir().unwrap();
+    let (input, output) = (root.path().join("in"), root.path().join("out"));
+    let (i, o) = (input.to_str().unwrap(), output.to_str().unwrap());
+    write(&input, "sales/a.csv", b"a,b\n1,2\n");
+    write(&input, "sales/b.csv", b"a,b\n3,4\n");
+    assert_eq!(run(&["--input", i, "--output", o, "--run-id", "one"]).status.code(), Some(0));
+    std::fs::remove_file(input.join("sales/b.csv")).unwrap();
+
+    let kept = run(&["--input", i, "--output", o, "--run-id", "two"]);
+    assert_eq!(kept.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&kept.stdout);
+    assert!(stdout.contains("orphaned: 1 input gone since converted, their outputs kept"), "{stdout}");
+    assert!(stdout.contains("  sales/b.csv"), "{stdout}");
+    assert!(output.join("parquet/sales/b.parquet").exists());
+
+    let removed = run(&["--input", i, "--output", o, "--run-id", "three", "--delete-orphans"]);
+    assert_eq!(removed.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&removed.stdout).contains("their outputs removed"));
+    assert!(!output.join("parquet/sales/b.parquet").exists() && !output.join("avro/sales/b.avro").exists());
+    assert!(output.join("parquet/sales/a.parquet").exists());
+
+    // Another run holding the table stops this one before it converts anything.
+    let lease = output.join("_tables/sales/lease.json");
+    std::fs::write(&lease, br#"{"run_id": "elsewhere", "expires": "2999-01-01T00:00:00Z"}"#).unwrap();
+    write(&input, "sales/c.csv", b"a,b\n5,6\n");
+    let held = run(&["--input", i, "--output", o, "--run-id", "four"]);
+    assert_eq!(held.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&held.stderr);
+    assert!(stderr.contains("csvlake.RunInProgress") && stderr.contains("elsewhere"), "{stderr}");
+    assert!(!output.join("parquet/sales/c.parquet").exists());
+}

@@ -509,6 +509,18 @@ async fn large_file_uses_multipart() {
     assert_eq!(h.calls.count("AbortMultipartUpload"), 0);
     assert_eq!(h.leftover_upload_files(), Vec::<std::path::PathBuf>::new());
     assert_eq!(h.output_files(), output_keys("", &["large"], &["avro", "parquet"]));
+
+    // Retried, the batch finds the file done; its multipart outputs could not record their rows,
+    // so the Parquet footer gives them: one ranged GET of the output, none of the input.
+    let job = h.job("big/", "");
+    let files = csvlake_planner::plan::list_inputs(h.converter.client(), &job.input).await.unwrap();
+    let batch =
+        csvlake_contract::payload::ConvertBatch { job, batch: Some(0), files, retry_count: 1, redrive_count: 0 };
+    h.calls.clear();
+    let again = h.converter.convert_batch(&batch).await.unwrap();
+    let done = &again.files[0];
+    assert_eq!((done.status, done.rows, &done.outputs), (FileStatus::Converted, r.rows, &r.outputs));
+    assert_eq!((h.calls.count("HeadObject"), h.calls.count("GetObject")), (2, 1), "{:?}", h.calls.all());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -199,6 +199,10 @@ impl Converter {
                 return Ok(None);
             }
             rows = rows.or_else(|| meta.get(ROWS_METADATA).and_then(|r| r.parse::<u64>().ok()));
+            if rows.is_none() && format == Format::Parquet {
+                // A multipart output could not record its rows; its Parquet footer has them.
+                rows = Some(self.parquet_rows(bucket, &key).await?);
+            }
             schema = schema.or_else(|| meta.get(SCHEMA_METADATA).cloned());
             let bytes = head.content_length().and_then(|l| u64::try_from(l).ok()).unwrap_or(0);
             outputs.push(OutputRef { format, key, bytes });
@@ -215,6 +219,38 @@ impl Converter {
             millis: 0,
             error: None,
         }))
+    }
+
+    /// The rows of a Parquet object, from its footer: one ranged GET, two for a footer over
+    /// 64 KiB.
+    async fn parquet_rows(&self, bucket: &str, key: &str) -> Result<u64> {
+        let tail = |n: usize| async move {
+            let resp = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .range(format!("bytes=-{n}"))
+                .send()
+                .await
+                .map_err(|e| sdk_error("GetObject", bucket, key, e))?;
+            csvlake_s3::collect(resp.body, bucket, key).await
+        };
+        let not_parquet = |why: String| Error::Internal(format!("s3://{bucket}/{key}: {why}"));
+        let mut buf = tail(64 << 10).await?;
+        let n = buf.len();
+        if n < 8 || &buf[n - 4..] != b"PAR1" {
+            return Err(not_parquet("no Parquet footer".into()));
+        }
+        let len = u32::from_le_bytes([buf[n - 8], buf[n - 7], buf[n - 6], buf[n - 5]]) as usize;
+        if len + 8 > n {
+            buf = tail(len + 8).await?;
+        }
+        let n = buf.len();
+        let footer = buf.get(n.saturating_sub(len + 8)..n - 8).ok_or_else(|| not_parquet("a short footer".into()))?;
+        let metadata = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(footer)
+            .map_err(|e| not_parquet(e.to_string()))?;
+        Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or(0))
     }
 
     /// Converts one file. `Ok` carries a converted or failed result; `Err` is transient or internal.

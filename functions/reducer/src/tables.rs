@@ -101,18 +101,7 @@ fn read_entry(file: &mut File, (offset, len): (u64, u32)) -> Result<IndexEntry> 
 
 /// Reads the JSON lines object at `at`.
 async fn read_lines<T: serde::de::DeserializeOwned>(client: &Client, at: &ObjectLocation) -> Result<Vec<T>> {
-    let body = client
-        .get_object()
-        .bucket(&at.bucket)
-        .key(&at.key)
-        .send()
-        .await
-        .map_err(|e| sdk_error("GetObject", &at.bucket, &at.key, e))?
-        .body
-        .collect()
-        .await
-        .map_err(|e| Error::Transient(format!("reading {}: {e}", at.uri())))?
-        .into_bytes();
+    let body = csvlake_s3::get_bytes(client, &at.bucket, &at.key).await?;
     BufReader::new(&body[..])
         .split(b'\n')
         .filter(|l| l.as_ref().map_or(true, |l| !l.is_empty()))

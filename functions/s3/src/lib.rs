@@ -123,6 +123,18 @@ where
     if is_transient(&e) { Error::Transient(message) } else { Error::Internal(message) }
 }
 
+/// Reads the object `s3://bucket/key` whole.
+pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<bytes::Bytes> {
+    let resp =
+        client.get_object().bucket(bucket).key(key).send().await.map_err(|e| sdk_error("GetObject", bucket, key, e))?;
+    collect(resp.body, bucket, key).await
+}
+
+/// Reads a response body whole; a failure mid-body is the network's (transient).
+pub async fn collect(body: aws_sdk_s3::primitives::ByteStream, bucket: &str, key: &str) -> Result<bytes::Bytes> {
+    Ok(body.collect().await.map_err(|e| Error::Transient(format!("reading s3://{bucket}/{key}: {e}")))?.into_bytes())
+}
+
 /// Reads the small JSON object `s3://bucket/key` whole and parses it; `what` names it in the
 /// error of a body that does not parse.
 pub async fn get_json<T: serde::de::DeserializeOwned>(
@@ -131,17 +143,6 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     key: &str,
     what: &str,
 ) -> Result<T> {
-    let body = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| sdk_error("GetObject", bucket, key, e))?
-        .body
-        .collect()
-        .await
-        .map_err(|e| Error::Transient(format!("reading s3://{bucket}/{key}: {e}")))?
-        .into_bytes();
+    let body = get_bytes(client, bucket, key).await?;
     serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("s3://{bucket}/{key} is not {what}: {e}")))
 }

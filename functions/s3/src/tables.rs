@@ -73,12 +73,7 @@ pub async fn get_json_tagged<T: DeserializeOwned>(
         Err(e) => return Err(sdk_error("GetObject", bucket, key, e)),
     };
     let etag = resp.e_tag().map(|t| tables::bare_etag(t).to_owned()).unwrap_or_default();
-    let body = resp
-        .body
-        .collect()
-        .await
-        .map_err(|e| Error::Transient(format!("reading s3://{bucket}/{key}: {e}")))?
-        .into_bytes();
+    let body = crate::collect(resp.body, bucket, key).await?;
     let value = serde_json::from_slice(&body)
         .map_err(|e| Error::Internal(format!("s3://{bucket}/{key} is not {what}: {e}")))?;
     Ok(Some((value, etag)))
@@ -114,14 +109,7 @@ pub async fn read_current(
 
 /// Reads an index generation whole (it is compressed: about 30 bytes per entry).
 pub async fn read_index(client: &Client, bucket: &str, key: &str) -> Result<IndexReader> {
-    let resp =
-        client.get_object().bucket(bucket).key(key).send().await.map_err(|e| sdk_error("GetObject", bucket, key, e))?;
-    let body = resp
-        .body
-        .collect()
-        .await
-        .map_err(|e| Error::Transient(format!("reading s3://{bucket}/{key}: {e}")))?
-        .into_bytes();
+    let body = crate::get_bytes(client, bucket, key).await?;
     IndexReader::new(std::io::Cursor::new(body), &format!("s3://{bucket}/{key}"))
 }
 
