@@ -44,3 +44,6 @@ pub const OUTPUT_ROOT_ENV: &str = "CSVLAKE_OUTPUT_ROOT";
 pub const LEASE_SECONDS_ENV: &str = "CSVLAKE_LEASE_SECONDS";
 /// Default lease lifetime: one day.
 pub const DEFAULT_LEASE_SECONDS: u64 = 86_400;
+/// The environment variable of the deployment's ceiling on a run's `max_concurrency`: the
+/// planner clamps a run's value to it, and the report says so.
+pub const MAX_CONCURRENCY_ENV: &str = "CSVLAKE_MAX_CONCURRENCY";

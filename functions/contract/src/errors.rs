@@ -25,6 +25,13 @@ pub const BATCH_FAILED: &str = "csvlake.BatchFailed";
 /// The Error of a run that found another run writing one of its tables (a live lease).
 pub const RUN_IN_PROGRESS: &str = "csvlake.RunInProgress";
 
+/// `error_type` of a batch that stopped before the Lambda deadline with files left to convert;
+/// the state machine retries it, and the retry skips the files already done.
+pub const DEADLINE: &str = "csvlake.Deadline";
+/// The Error of the execution whose Distributed Map failed (items unreadable, results
+/// unwritable…): the run is reported, with the Map's error in `map_error`.
+pub const MAP_FAILED: &str = "csvlake.MapFailed";
+
 /// Longest per-file error message, in bytes (a value quoted in it may be long).
 pub const MAX_FILE_MESSAGE_BYTES: usize = 256;
 

@@ -50,6 +50,7 @@ pub fn constants() -> Value {
             "input_root": INPUT_ROOT_ENV,
             "output_root": OUTPUT_ROOT_ENV,
             "lease_seconds": LEASE_SECONDS_ENV,
+            "max_concurrency": MAX_CONCURRENCY_ENV,
         },
         "errors": {
             "transient": errors::TRANSIENT,
@@ -58,6 +59,8 @@ pub fn constants() -> Value {
             "not_run": errors::NOT_RUN,
             "batch_failed": errors::BATCH_FAILED,
             "run_in_progress": errors::RUN_IN_PROGRESS,
+            "deadline": errors::DEADLINE,
+            "map_failed": errors::MAP_FAILED,
         },
     })
 }
