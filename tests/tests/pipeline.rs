@@ -264,7 +264,7 @@ fn flattened(history: &[HistoryEvent]) -> Vec<&HistoryEvent> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_that_fails_transiently_is_retried_by_the_state_machine() {
+async fn a_batch_whose_every_file_fails_transiently_is_retried_by_the_state_machine() {
     let root = tempfile::tempdir().expect("tempdir");
     let (input, output) = (root.path().join("in"), root.path().join("out"));
     for i in 0..3 {
@@ -272,7 +272,9 @@ async fn a_batch_that_fails_transiently_is_retried_by_the_state_machine() {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(path, format!("n\n{i}\n")).expect("write");
     }
-    let failures = Arc::new(AtomicUsize::new(2));
+    // Every GET of the batch's first attempt fails: each of the three files, on each of its own
+    // attempts.
+    let failures = Arc::new(AtomicUsize::new(3 * csvlake_converter::convert::FILE_ATTEMPTS as usize));
     let counter = failures.clone();
     let server = LocalS3::start_with(
         &[
@@ -290,7 +292,7 @@ async fn a_batch_that_fails_transiently_is_retried_by_the_state_machine() {
     )
     .await
     .expect("endpoint");
-    // No SDK retries: the first SlowDown fails the batch with csvlake.Transient.
+    // No SDK retries: each SlowDown fails an attempt of its file.
     let retry = RetryConfig::standard().with_max_attempts(1);
     let client = Client::from_conf(server.client().config().to_builder().retry_config(retry).build());
 

@@ -98,6 +98,9 @@ pub struct Job {
     /// How deep below the input root a table's folder lies (see [`crate::tables`]).
     #[serde(default = "default_table_depth")]
     pub table_depth: u32,
+    /// The run the job belongs to, which names `_runs/<run_id>/` (set by the planner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 fn default_table_depth() -> u32 {
@@ -127,6 +130,7 @@ impl Job {
             parquet: ParquetOptions::default(),
             avro: AvroOptions::default(),
             table_depth: default_table_depth(),
+            run_id: None,
         }
     }
 

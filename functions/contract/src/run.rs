@@ -182,6 +182,7 @@ impl RunInput {
             parquet: self.parquet.clone().unwrap_or_default(),
             avro: self.avro.clone().unwrap_or_default(),
             table_depth: self.table_depth.unwrap_or(crate::tables::DEFAULT_TABLE_DEPTH),
+            run_id: None,
         };
         if job.table_depth > crate::tables::MAX_TABLE_DEPTH {
             return Err(invalid("table_depth must be at most 16"));
@@ -315,6 +316,8 @@ pub mod names {
     pub const REJECTED: &str = "rejected.jsonl";
     /// The ResultWriter prefix.
     pub const RESULTS: &str = "results";
+    /// The per-file results a batch recorded before it failed: `batches/<n>.json`.
+    pub const BATCHES: &str = "batches";
     /// The run report.
     pub const REPORT: &str = "report.json";
     /// One JSON line per file.

@@ -1,12 +1,15 @@
 //! The converter Lambda: converts the files of one batch in parallel tasks and returns one
-//! result per file. Bad input is a per-file `failed` result; a transient S3 failure fails the
-//! batch with `csvlake.Transient`, which the state machine retries. The work itself is
+//! result per file. The file is the unit of failure: bad input, a denied object, or a transient
+//! failure that persists after the file's own retries is a per-file `failed` result. The batch
+//! fails (`csvlake.Deadline`, `csvlake.Transient`), after recording its results so far, only
+//! when the Lambda deadline leaves files unconverted or every file failed transiently; the state
+//! machine retries it, and the retry skips the files done. The work itself is
 //! [`convert::Converter`].
 
 pub mod convert;
 
+use csvlake_contract::BatchError;
 use csvlake_contract::payload::{BatchResult, ConvertBatch};
-use csvlake_contract::{BatchError, ErrorNames};
 use lambda_runtime::LambdaEvent;
 
 pub use convert::Converter;
@@ -24,15 +27,18 @@ pub fn memory_budget_from_env() -> u32 {
     std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse().ok()).map_or(1024, memory_budget_mib)
 }
 
-/// Handles one batch.
+/// Handles one batch, stopping in time for the invocation's deadline (none when the context
+/// gives none).
 pub async fn handle(event: LambdaEvent<ConvertBatch>, converter: &Converter) -> Result<BatchResult, BatchError> {
     let batch = event.payload;
-    tracing::info!(files = batch.files.len(), bucket = %batch.job.input.bucket, "converting batch");
-    let result = converter.convert_batch(&batch).await;
+    let deadline = (event.context.deadline > 0)
+        .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline));
+    tracing::info!(files = batch.files.len(), bucket = %batch.job.input.bucket, retry = batch.retry_count, "converting batch");
+    let result = converter.convert_batch_until(&batch, deadline).await;
     if let Err(e) = &result {
         tracing::error!(error = %e, error_type = e.error_type(), "batch failed");
     }
-    Ok(result?)
+    result
 }
 
 #[cfg(test)]

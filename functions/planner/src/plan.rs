@@ -419,6 +419,7 @@ pub async fn plan(client: &Client, config: &PlannerConfig, request: PlanRequest)
         _ => input,
     };
     let mut job = input.job()?;
+    job.run_id = Some(run_id.clone());
     config.roots.apply(&mut job).map_err(|e| Error::Internal(format!("invalid execution input: {e}")))?;
     let mut leases = Leases {
         client,

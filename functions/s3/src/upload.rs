@@ -27,6 +27,21 @@ pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// Parts uploaded at once per object.
 pub const PARTS_IN_FLIGHT: usize = 2;
 const MAX_PARTS: u64 = 10_000;
+/// Attempts of a CompleteMultipartUpload, beyond the SDK's own retries of each.
+const COMPLETE_ATTEMPTS: u32 = 3;
+
+/// Whether the object under `key` is the one an upload would have made: its size, and every
+/// user metadata entry it was given (the provenance names the conversion).
+async fn is_in_place(client: &Client, bucket: &str, key: &str, size: u64, metadata: &Metadata) -> Result<bool> {
+    let head = match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(h) => h,
+        Err(e) if crate::status(&e) == Some(404) => return Ok(false),
+        Err(e) => return Err(sdk_error("HeadObject", bucket, key, e)),
+    };
+    let found = head.metadata().cloned().unwrap_or_default();
+    let same_size = head.content_length().and_then(|l| u64::try_from(l).ok()) == Some(size);
+    Ok(same_size && !metadata.is_empty() && metadata.iter().all(|(k, v)| found.get(k) == Some(v)))
+}
 
 /// User metadata of an object (`x-amz-meta-*`).
 pub type Metadata = std::collections::BTreeMap<String, String>;
@@ -208,6 +223,8 @@ pub enum Staged {
         parts: Vec<CompletedPart>,
         /// Total size.
         size: u64,
+        /// The user metadata it was created with.
+        metadata: Metadata,
     },
 }
 
@@ -229,14 +246,16 @@ pub async fn stage(
         .create_multipart_upload()
         .bucket(&bucket)
         .key(&key)
-        .set_metadata(Some(metadata.into_iter().collect()).filter(|m: &std::collections::HashMap<_, _>| !m.is_empty()))
+        .set_metadata(
+            Some(metadata.clone().into_iter().collect()).filter(|m: &std::collections::HashMap<_, _>| !m.is_empty()),
+        )
         .send()
         .await
         .map_err(|e| sdk_error("CreateMultipartUpload", &bucket, &key, e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_owned();
     let result = upload_parts(&client, &bucket, &key, &upload_id, first, &mut rx).await;
     match result {
-        Ok(Some((parts, size))) => Ok(Some(Staged::Multipart { bucket, key, upload_id, parts, size })),
+        Ok(Some((parts, size))) => Ok(Some(Staged::Multipart { bucket, key, upload_id, parts, size, metadata })),
         Ok(None) => {
             abort(&client, &bucket, &key, &upload_id).await;
             Ok(None)
@@ -337,19 +356,44 @@ impl Staged {
                     .await
                     .map_err(|e| sdk_error("PutObject", &bucket, &key, e))?;
             }
-            Self::Multipart { bucket, key, upload_id, parts, .. } => {
-                let r = client
-                    .complete_multipart_upload()
-                    .bucket(&bucket)
-                    .key(&key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-                    .send()
-                    .await;
-                if let Err(e) = r {
-                    abort(client, &bucket, &key, &upload_id).await;
-                    return Err(sdk_error("CompleteMultipartUpload", &bucket, &key, e));
+            Self::Multipart { bucket, key, upload_id, parts, size, metadata } => {
+                let upload = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+                let mut last = None;
+                // The upload id stays valid until the upload is completed or aborted, so a
+                // completion that failed (or whose answer was lost) is tried again.
+                for attempt in 0..COMPLETE_ATTEMPTS {
+                    if attempt > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                    }
+                    let r = client
+                        .complete_multipart_upload()
+                        .bucket(&bucket)
+                        .key(&key)
+                        .upload_id(&upload_id)
+                        .multipart_upload(upload.clone())
+                        .send()
+                        .await;
+                    match r {
+                        Ok(_) => return Ok(()),
+                        // A completion that took effect, answered again: the object tells.
+                        Err(e) if crate::error_code(&e) == Some("NoSuchUpload") => {
+                            if is_in_place(client, &bucket, &key, size, &metadata).await? {
+                                return Ok(());
+                            }
+                            return Err(sdk_error("CompleteMultipartUpload", &bucket, &key, e));
+                        }
+                        Err(e) => {
+                            let e = sdk_error("CompleteMultipartUpload", &bucket, &key, e);
+                            if !matches!(e, Error::Transient(_)) {
+                                last = Some(e);
+                                break;
+                            }
+                            last = Some(e);
+                        }
+                    }
                 }
+                abort(client, &bucket, &key, &upload_id).await;
+                return Err(last.unwrap_or_else(|| Error::Internal("CompleteMultipartUpload was not tried".into())));
             }
         }
         Ok(())
