@@ -167,6 +167,7 @@ async fn plan(s3: &aws_sdk_s3::Client, request: PlanRequest, write_manifest: boo
         },
         batch: input.batch_limits()?,
         max_concurrency: input.max_concurrency()?,
+        requested_max_concurrency: None,
         tolerated_failure_percentage: input.tolerated_failure_percentage()?,
         job,
     })
