@@ -55,6 +55,21 @@ pub struct Part {
     metadata: Option<Metadata>,
 }
 
+/// The largest part S3 accepts.
+pub const MAX_PART_SIZE: usize = 5 << 30;
+/// The largest object S3 accepts.
+pub const MAX_OBJECT_SIZE: u64 = 5 << 40;
+/// Parts cut at one size before the size doubles.
+const PARTS_PER_SIZE: u64 = 1_000;
+
+/// The size of part `number` (from 1) of an upload that starts with parts of `base` bytes: it
+/// doubles every 1,000 parts, up to 5 GiB, so that 10,000 parts hold any object S3 accepts
+/// (5 TiB) whatever the first estimate was.
+pub fn part_size_at(base: usize, number: u64) -> usize {
+    let doublings = u32::try_from((number.saturating_sub(1) / PARTS_PER_SIZE).min(20)).unwrap_or(20);
+    base.saturating_mul(1 << doublings).min(MAX_PART_SIZE)
+}
+
 /// Part size for an object expected to reach `estimate` bytes, staying under 10,000 parts.
 pub fn part_size_for(estimate: u64) -> usize {
     let needed = estimate.div_ceil(MAX_PARTS - 1_000);
@@ -66,7 +81,12 @@ pub fn part_size_for(estimate: u64) -> usize {
 pub struct PartSink {
     tx: mpsc::Sender<Part>,
     buf: Vec<u8>,
+    /// The first parts' size.
+    base: usize,
+    /// The size of the part being filled.
     part_size: usize,
+    /// Parts sent.
+    parts: u64,
     written: u64,
     metadata: Option<Metadata>,
 }
@@ -76,7 +96,8 @@ impl PartSink {
     pub fn new(part_size: usize) -> (Self, mpsc::Receiver<Part>) {
         let part_size = part_size.max(MIN_PART_SIZE);
         let (tx, rx) = mpsc::channel(1);
-        (Self { tx, buf: Vec::new(), part_size, written: 0, metadata: Some(Metadata::new()) }, rx)
+        let sink = Self { tx, buf: Vec::new(), base: part_size, part_size, parts: 0, written: 0, metadata: Some(Metadata::new()) };
+        (sink, rx)
     }
 
     /// Sets the object's user metadata. It travels with the first part, so it can be set until
@@ -91,7 +112,24 @@ impl PartSink {
         }
     }
 
+    /// Counts a part about to be sent, and sizes the next one.
+    fn next_part(&mut self) {
+        self.parts += 1;
+        self.part_size = part_size_at(self.base, self.parts + 1);
+    }
+
+    /// Refuses bytes beyond what one S3 object may hold, before they are uploaded.
+    fn check_size(&self) -> io::Result<()> {
+        if self.written > MAX_OBJECT_SIZE {
+            return Err(io::Error::other(format!(
+                "the output would exceed {MAX_OBJECT_SIZE} bytes, the largest object S3 accepts"
+            )));
+        }
+        Ok(())
+    }
+
     fn send(&mut self, last: bool) -> io::Result<()> {
+        self.next_part();
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
         let metadata = self.metadata.take();
         self.tx
@@ -110,6 +148,7 @@ impl PartSink {
     pub async fn write_async(&mut self, data: &[u8]) -> io::Result<()> {
         self.buf.extend_from_slice(data);
         self.written += data.len() as u64;
+        self.check_size()?;
         if self.buf.len() >= self.part_size {
             self.send_async(false).await?;
         }
@@ -123,6 +162,7 @@ impl PartSink {
     }
 
     async fn send_async(&mut self, last: bool) -> io::Result<()> {
+        self.next_part();
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
         let metadata = self.metadata.take();
         self.tx
@@ -185,6 +225,7 @@ impl Write for PartSink {
         }
         self.buf.extend_from_slice(data);
         self.written += data.len() as u64;
+        self.check_size()?;
         if self.buf.len() >= self.part_size {
             self.send(false)?;
         }
@@ -404,6 +445,41 @@ impl Staged {
         if let Self::Multipart { bucket, key, upload_id, .. } = self {
             abort(client, &bucket, &key, &upload_id).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_grow_so_that_ten_thousand_hold_the_largest_object() {
+        assert_eq!(part_size_at(DEFAULT_PART_SIZE, 1), DEFAULT_PART_SIZE);
+        assert_eq!(part_size_at(DEFAULT_PART_SIZE, 1_000), DEFAULT_PART_SIZE);
+        assert_eq!(part_size_at(DEFAULT_PART_SIZE, 1_001), 2 * DEFAULT_PART_SIZE);
+        let total: u64 = (1..=MAX_PARTS).map(|n| part_size_at(DEFAULT_PART_SIZE, n) as u64).sum();
+        assert!(total >= MAX_OBJECT_SIZE, "{total}");
+        assert!((1..=MAX_PARTS).all(|n| part_size_at(MIN_PART_SIZE, n) <= MAX_PART_SIZE));
+    }
+
+    #[tokio::test]
+    async fn a_sink_cuts_growing_parts_and_refuses_an_object_s3_cannot_hold() {
+        let (mut sink, mut rx) = PartSink::new(MIN_PART_SIZE);
+        sink.parts = 999;
+        sink.part_size = part_size_at(sink.base, 1_000);
+        let chunk = vec![0u8; 1 << 20];
+        let writer = tokio::task::spawn_blocking(move || {
+            for _ in 0..(5 + 10) {
+                sink.write_all(&chunk).unwrap();
+            }
+            sink.written = MAX_OBJECT_SIZE;
+            sink.write(&[0]).unwrap_err()
+        });
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        assert_eq!((first.bytes.len(), second.bytes.len()), (MIN_PART_SIZE, 2 * MIN_PART_SIZE));
+        let e = writer.await.unwrap();
+        assert!(e.to_string().contains("largest object S3 accepts"), "{e}");
     }
 }
 
