@@ -96,7 +96,15 @@ impl PartSink {
     pub fn new(part_size: usize) -> (Self, mpsc::Receiver<Part>) {
         let part_size = part_size.max(MIN_PART_SIZE);
         let (tx, rx) = mpsc::channel(1);
-        let sink = Self { tx, buf: Vec::new(), base: part_size, part_size, parts: 0, written: 0, metadata: Some(Metadata::new()) };
+        let sink = Self {
+            tx,
+            buf: Vec::new(),
+            base: part_size,
+            part_size,
+            parts: 0,
+            written: 0,
+            metadata: Some(Metadata::new()),
+        };
         (sink, rx)
     }
 
