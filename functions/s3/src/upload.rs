@@ -14,7 +14,7 @@ use std::io::{self, Write};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -53,6 +53,19 @@ pub struct Part {
     bytes: Bytes,
     last: bool,
     metadata: Option<Metadata>,
+    /// The CRC64NVME of the whole object, on the last part.
+    crc64: Option<u64>,
+}
+
+/// The CRC64NVME of some bytes.
+fn crc64(bytes: &[u8]) -> u64 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, bytes)
+}
+
+/// A checksum as S3 headers carry it: base64 of its big-endian bytes.
+fn checksum_header(crc: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
 /// The largest part S3 accepts.
@@ -89,6 +102,8 @@ pub struct PartSink {
     parts: u64,
     written: u64,
     metadata: Option<Metadata>,
+    /// The CRC64NVME of every byte written.
+    crc: crc_fast::Digest,
 }
 
 impl PartSink {
@@ -104,6 +119,7 @@ impl PartSink {
             parts: 0,
             written: 0,
             metadata: Some(Metadata::new()),
+            crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme),
         };
         (sink, rx)
     }
@@ -140,8 +156,9 @@ impl PartSink {
         self.next_part();
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
         let metadata = self.metadata.take();
+        let crc64 = last.then(|| self.crc.finalize());
         self.tx
-            .blocking_send(Part { bytes, last, metadata })
+            .blocking_send(Part { bytes, last, metadata, crc64 })
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
 
@@ -154,6 +171,7 @@ impl PartSink {
 
     /// [`Write::write_all`] for async callers, which must not block their thread.
     pub async fn write_async(&mut self, data: &[u8]) -> io::Result<()> {
+        self.crc.update(data);
         self.buf.extend_from_slice(data);
         self.written += data.len() as u64;
         self.check_size()?;
@@ -173,8 +191,9 @@ impl PartSink {
         self.next_part();
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
         let metadata = self.metadata.take();
+        let crc64 = last.then(|| self.crc.finalize());
         self.tx
-            .send(Part { bytes, last, metadata })
+            .send(Part { bytes, last, metadata, crc64 })
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
@@ -231,6 +250,7 @@ impl Write for PartSink {
         if self.buf.capacity() == 0 {
             self.buf.reserve_exact(self.part_size + (self.part_size >> 3));
         }
+        self.crc.update(data);
         self.buf.extend_from_slice(data);
         self.written += data.len() as u64;
         self.check_size()?;
@@ -260,6 +280,7 @@ pub enum Staged {
         /// Its user metadata.
         metadata: Metadata,
     },
+    // (The CRC64NVME of a single object is computed at commit, from its body.)
     /// A multipart upload with every part uploaded.
     Multipart {
         /// Bucket.
@@ -274,6 +295,8 @@ pub enum Staged {
         size: u64,
         /// The user metadata it was created with.
         metadata: Metadata,
+        /// The CRC64NVME of the whole object.
+        crc64: u64,
     },
 }
 
@@ -298,13 +321,17 @@ pub async fn stage(
         .set_metadata(
             Some(metadata.clone().into_iter().collect()).filter(|m: &std::collections::HashMap<_, _>| !m.is_empty()),
         )
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .checksum_type(ChecksumType::FullObject)
         .send()
         .await
         .map_err(|e| sdk_error("CreateMultipartUpload", &bucket, &key, e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_owned();
     let result = upload_parts(&client, &bucket, &key, &upload_id, first, &mut rx).await;
     match result {
-        Ok(Some((parts, size))) => Ok(Some(Staged::Multipart { bucket, key, upload_id, parts, size, metadata })),
+        Ok(Some((parts, size, crc64))) => {
+            Ok(Some(Staged::Multipart { bucket, key, upload_id, parts, size, metadata, crc64 }))
+        }
         Ok(None) => {
             abort(&client, &bucket, &key, &upload_id).await;
             Ok(None)
@@ -323,14 +350,17 @@ async fn upload_parts(
     upload_id: &str,
     first: Part,
     rx: &mut mpsc::Receiver<Part>,
-) -> Result<Option<(Vec<CompletedPart>, u64)>> {
+) -> Result<Option<(Vec<CompletedPart>, u64, u64)>> {
     // Spawned, so that parts progress while this task waits for the writer's next part.
     let mut in_flight = tokio::task::JoinSet::new();
     let mut done = Vec::new();
     let mut size = 0u64;
     let mut number = 0i32;
     let mut next = Some(first);
+    let mut full = None;
     while let Some(part) = next.take() {
+        full = part.crc64.or(full);
+        let part_crc = checksum_header(crc64(&part.bytes));
         while in_flight.len() >= PARTS_IN_FLIGHT {
             done.push(joined(in_flight.join_next().await)?);
         }
@@ -342,13 +372,16 @@ async fn upload_parts(
             .key(key)
             .upload_id(upload_id)
             .part_number(number)
+            .checksum_crc64_nvme(&part_crc)
             .body(ByteStream::from(part.bytes))
             .customize()
             .disable_payload_signing();
         let (n, b, k) = (number, bucket.to_owned(), key.to_owned());
         in_flight.spawn(async move {
             let out = req.send().await.map_err(|e| sdk_error("UploadPart", &b, &k, e))?;
-            Ok::<_, Error>(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).build())
+            Ok::<_, Error>(
+                CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).checksum_crc64_nvme(part_crc).build(),
+            )
         });
         if !part.last {
             match rx.recv().await {
@@ -361,7 +394,8 @@ async fn upload_parts(
         done.push(joined(in_flight.join_next().await)?);
     }
     done.sort_by_key(|p| p.part_number());
-    Ok(Some((done, size)))
+    let full = full.ok_or_else(|| Error::Internal("the last part carried no checksum".into()))?;
+    Ok(Some((done, size, full)))
 }
 
 fn joined(r: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>) -> Result<CompletedPart> {
@@ -398,6 +432,7 @@ impl Staged {
                         Some(metadata.into_iter().collect())
                             .filter(|m: &std::collections::HashMap<_, _>| !m.is_empty()),
                     )
+                    .checksum_crc64_nvme(checksum_header(crc64(&body)))
                     .body(ByteStream::from(body))
                     .customize()
                     .disable_payload_signing()
@@ -405,7 +440,7 @@ impl Staged {
                     .await
                     .map_err(|e| sdk_error("PutObject", &bucket, &key, e))?;
             }
-            Self::Multipart { bucket, key, upload_id, parts, size, metadata } => {
+            Self::Multipart { bucket, key, upload_id, parts, size, metadata, crc64 } => {
                 let upload = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
                 let mut last = None;
                 // The upload id stays valid until the upload is completed or aborted, so a
@@ -420,6 +455,8 @@ impl Staged {
                         .key(&key)
                         .upload_id(&upload_id)
                         .multipart_upload(upload.clone())
+                        .checksum_crc64_nvme(checksum_header(crc64))
+                        .checksum_type(ChecksumType::FullObject)
                         .send()
                         .await;
                     match r {
@@ -468,6 +505,24 @@ mod tests {
         let total: u64 = (1..=MAX_PARTS).map(|n| part_size_at(DEFAULT_PART_SIZE, n) as u64).sum();
         assert!(total >= MAX_OBJECT_SIZE, "{total}");
         assert!((1..=MAX_PARTS).all(|n| part_size_at(MIN_PART_SIZE, n) <= MAX_PART_SIZE));
+    }
+
+    #[tokio::test]
+    async fn the_last_part_carries_the_crc64nvme_of_the_whole_object() {
+        // The check value of CRC-64/NVME.
+        assert_eq!(crc64(b"123456789"), 0xae8b_1486_0a79_9888);
+        assert_eq!(checksum_header(0xae8b_1486_0a79_9888), "rosUhgp5mIg=");
+        let (mut sink, mut rx) = PartSink::new(MIN_PART_SIZE);
+        let data: Vec<u8> = (0..(MIN_PART_SIZE + 1000)).map(|i| (i % 251) as u8).collect();
+        let expected = crc64(&data);
+        let writer = tokio::task::spawn_blocking(move || {
+            sink.write_all(&data).unwrap();
+            sink.finish().unwrap()
+        });
+        let first = rx.recv().await.unwrap();
+        let last = rx.recv().await.unwrap();
+        assert_eq!((first.crc64, last.last, last.crc64), (None, true, Some(expected)));
+        assert_eq!(writer.await.unwrap(), (MIN_PART_SIZE + 1000) as u64);
     }
 
     #[tokio::test]
