@@ -493,6 +493,56 @@ impl Staged {
     }
 }
 
+/// Aborts the multipart uploads under `prefix` (with `delimiter`, only those directly under it)
+/// that were started before `before`: uploads of runs that died, which nothing else would ever
+/// complete or abort. Returns how many. An endpoint that cannot list uploads aborts none.
+pub async fn abort_stale(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    before: std::time::SystemTime,
+) -> Result<u64> {
+    let mut aborted = 0;
+    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let page = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_owned))
+            .set_key_marker(key_marker.take())
+            .set_upload_id_marker(id_marker.take())
+            .send()
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) if matches!(crate::error_code(&e), Some("NotImplemented")) || crate::status(&e) == Some(501) => {
+                tracing::debug!(bucket, prefix, "the endpoint does not list multipart uploads");
+                return Ok(0);
+            }
+            Err(e) => return Err(sdk_error("ListMultipartUploads", bucket, prefix, e)),
+        };
+        for u in page.uploads() {
+            let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
+            let started = u.initiated().and_then(|t| std::time::SystemTime::try_from(*t).ok());
+            if started.is_some_and(|t| t < before) {
+                abort(client, bucket, key, id).await;
+                tracing::info!(bucket, key, "aborted a stale multipart upload");
+                aborted += 1;
+            }
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(aborted);
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        id_marker = page.next_upload_id_marker().map(str::to_owned);
+        if key_marker.is_none() {
+            return Ok(aborted);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,55 +593,5 @@ mod tests {
         assert_eq!((first.bytes.len(), second.bytes.len()), (MIN_PART_SIZE, 2 * MIN_PART_SIZE));
         let e = writer.await.unwrap();
         assert!(e.to_string().contains("largest object S3 accepts"), "{e}");
-    }
-}
-
-/// Aborts the multipart uploads under `prefix` (with `delimiter`, only those directly under it)
-/// that were started before `before`: uploads of runs that died, which nothing else would ever
-/// complete or abort. Returns how many. An endpoint that cannot list uploads aborts none.
-pub async fn abort_stale(
-    client: &Client,
-    bucket: &str,
-    prefix: &str,
-    delimiter: Option<&str>,
-    before: std::time::SystemTime,
-) -> Result<u64> {
-    let mut aborted = 0;
-    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
-    loop {
-        let page = client
-            .list_multipart_uploads()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_delimiter(delimiter.map(str::to_owned))
-            .set_key_marker(key_marker.take())
-            .set_upload_id_marker(id_marker.take())
-            .send()
-            .await;
-        let page = match page {
-            Ok(p) => p,
-            Err(e) if matches!(crate::error_code(&e), Some("NotImplemented")) || crate::status(&e) == Some(501) => {
-                tracing::debug!(bucket, prefix, "the endpoint does not list multipart uploads");
-                return Ok(0);
-            }
-            Err(e) => return Err(sdk_error("ListMultipartUploads", bucket, prefix, e)),
-        };
-        for u in page.uploads() {
-            let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
-            let started = u.initiated().and_then(|t| std::time::SystemTime::try_from(*t).ok());
-            if started.is_some_and(|t| t < before) {
-                abort(client, bucket, key, id).await;
-                tracing::info!(bucket, key, "aborted a stale multipart upload");
-                aborted += 1;
-            }
-        }
-        if page.is_truncated() != Some(true) {
-            return Ok(aborted);
-        }
-        key_marker = page.next_key_marker().map(str::to_owned);
-        id_marker = page.next_upload_id_marker().map(str::to_owned);
-        if key_marker.is_none() {
-            return Ok(aborted);
-        }
     }
 }
