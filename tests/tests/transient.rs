@@ -1,6 +1,8 @@
-//! Batch-level failures: an S3 error that outlives the SDK's retries fails the whole batch with
-//! the Lambda error type `csvlake.Transient` (the state machine retries it), a denied request
-//! with `csvlake.Internal`; a fault the SDK's own retries absorb is invisible.
+//! The file is the unit of failure: an S3 error that outlives the SDK's retries is retried for
+//! its file, from the start; a file that still fails is a per-file result, and the batch fails
+//! (`csvlake.Transient`, which the state machine retries) only when every file failed
+//! transiently. A denied object fails its file alone, at once; a fault the SDK's own retries
+//! absorb is invisible.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,8 +79,11 @@ async fn throttling_beyond_the_sdk_retries_fails_the_batch_as_transient() {
     let err = csvlake_converter::handle(batch(), &s.converter).await.expect_err("the batch fails");
     let d = Diagnostic::from(err);
     assert_eq!(d.error_type, "csvlake.Transient", "{}", d.error_message);
-    assert!(d.error_message.contains("a.csv"), "{}", d.error_message);
-    assert_eq!(usize::MAX - s.gets_left.load(Ordering::SeqCst), 3, "the SDK tried three times");
+    assert!(d.error_message.contains("every file of the batch failed transiently"), "{}", d.error_message);
+    assert!(d.error_message.contains("a.csv") && d.error_message.contains("SlowDown"), "{}", d.error_message);
+    assert!(!d.error_message.contains("transient: transient"), "{}", d.error_message);
+    let tries = 3 * csvlake_converter::convert::FILE_ATTEMPTS as usize;
+    assert_eq!(usize::MAX - s.gets_left.load(Ordering::SeqCst), tries, "three SDK attempts per attempt of the file");
     assert!(!s.output.join("parquet").exists() && !s.output.join("avro").exists(), "nothing was written");
 }
 
@@ -92,10 +97,23 @@ async fn a_fault_the_sdk_retries_absorb_is_invisible() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_denied_request_fails_the_batch_as_internal() {
+async fn a_denied_object_fails_its_file_and_not_the_batch() {
     let s = setup(usize::MAX, true).await;
-    let err = csvlake_converter::handle(batch(), &s.converter).await.expect_err("the batch fails");
-    let d = Diagnostic::from(err);
-    assert_eq!(d.error_type, "csvlake.Internal", "{}", d.error_message);
+    let result = csvlake_converter::handle(batch(), &s.converter).await.expect("the batch succeeds");
+    let f = &result.files[0];
+    assert_eq!(f.status, FileStatus::Failed);
+    let e = f.error.as_ref().unwrap();
+    assert_eq!(e.kind, "access_denied", "{e:?}");
+    assert!(e.message.starts_with("GetObject s3://input/a.csv: AccessDenied"), "{}", e.message);
     assert_eq!(usize::MAX - s.gets_left.load(Ordering::SeqCst), 1, "a denied request is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_beyond_the_sdk_retries_is_retried_for_its_file() {
+    // Four faults: the SDK's three attempts, and the first of the file's second attempt.
+    let s = setup(4, false).await;
+    let result = csvlake_converter::handle(batch(), &s.converter).await.expect("the batch succeeds");
+    assert_eq!(result.files[0].status, FileStatus::Converted, "{:?}", result.files[0].error);
+    assert_eq!(s.gets_left.load(Ordering::SeqCst), 0);
+    assert!(s.output.join("parquet/a.parquet").is_file());
 }

@@ -32,6 +32,9 @@ pub const DEADLINE: &str = "csvlake.Deadline";
 /// unwritable…): the run is reported, with the Map's error in `map_error`.
 pub const MAP_FAILED: &str = "csvlake.MapFailed";
 
+/// Error kind of a file the storage refused access to (AccessDenied, a KMS key it may not use).
+pub const ACCESS_DENIED: &str = "access_denied";
+
 /// Longest per-file error message, in bytes (a value quoted in it may be long).
 pub const MAX_FILE_MESSAGE_BYTES: usize = 256;
 
@@ -73,7 +76,7 @@ impl ErrorNames for Error {
     fn error_type(&self) -> &'static str {
         match self {
             Self::Transient(_) => TRANSIENT,
-            Self::BadInput { .. } | Self::Internal(_) => INTERNAL,
+            Self::BadInput { .. } | Self::Denied(_) | Self::Internal(_) => INTERNAL,
         }
     }
 
@@ -81,6 +84,7 @@ impl ErrorNames for Error {
         let (kind, message, line) = match self {
             Self::BadInput { kind, message, line } => (kind.as_str(), message, *line),
             Self::Transient(m) => (TRANSIENT, m, None),
+            Self::Denied(m) => (ACCESS_DENIED, m, None),
             Self::Internal(m) => (INTERNAL, m, None),
         };
         FileError { kind: kind.to_owned(), message: shortened(message, MAX_FILE_MESSAGE_BYTES), line }
@@ -98,6 +102,9 @@ pub enum BatchError {
     /// Another run holds the lease of a table this run would write.
     #[error("{0}")]
     RunInProgress(String),
+    /// The converter stopped before the Lambda deadline with files left to convert.
+    #[error("{0}")]
+    Deadline(String),
 }
 
 impl BatchError {
@@ -106,6 +113,7 @@ impl BatchError {
         match self {
             Self::Engine(e) => e.error_type(),
             Self::RunInProgress(_) => RUN_IN_PROGRESS,
+            Self::Deadline(_) => DEADLINE,
         }
     }
 }

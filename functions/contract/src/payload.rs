@@ -98,6 +98,9 @@ pub struct Job {
     /// How deep below the input root a table's folder lies (see [`crate::tables`]).
     #[serde(default = "default_table_depth")]
     pub table_depth: u32,
+    /// The run the job belongs to, which names `_runs/<run_id>/` (set by the planner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 fn default_table_depth() -> u32 {
@@ -111,8 +114,10 @@ impl Job {
         if self.formats.is_empty() {
             return Err(csvlake_engine::Error::Internal("formats is empty: name parquet, avro or both".into()));
         }
-        if self.parquet.row_group_rows == 0 {
-            return Err(csvlake_engine::Error::Internal("parquet.row_group_rows must be positive".into()));
+        if self.parquet.row_group_rows == 0 || self.parquet.row_group_bytes == 0 {
+            return Err(csvlake_engine::Error::Internal(
+                "parquet.row_group_rows and parquet.row_group_bytes must be positive".into(),
+            ));
         }
         self.csv.validate()
     }
@@ -127,6 +132,7 @@ impl Job {
             parquet: ParquetOptions::default(),
             avro: AvroOptions::default(),
             table_depth: default_table_depth(),
+            run_id: None,
         }
     }
 

@@ -182,6 +182,7 @@ impl RunInput {
             parquet: self.parquet.clone().unwrap_or_default(),
             avro: self.avro.clone().unwrap_or_default(),
             table_depth: self.table_depth.unwrap_or(crate::tables::DEFAULT_TABLE_DEPTH),
+            run_id: None,
         };
         if job.table_depth > crate::tables::MAX_TABLE_DEPTH {
             return Err(invalid("table_depth must be at most 16"));
@@ -289,6 +290,9 @@ pub struct Plan {
     pub batch: BatchLimits,
     /// The Map's MaxConcurrency.
     pub max_concurrency: u32,
+    /// The `max_concurrency` the run asked for, when the deployment's ceiling lowered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_max_concurrency: Option<u32>,
     /// The Map's ToleratedFailurePercentage, also applied to files by the reducer.
     pub tolerated_failure_percentage: f64,
 }
@@ -315,6 +319,8 @@ pub mod names {
     pub const REJECTED: &str = "rejected.jsonl";
     /// The ResultWriter prefix.
     pub const RESULTS: &str = "results";
+    /// The per-file results a batch recorded before it failed: `batches/<n>.json`.
+    pub const BATCHES: &str = "batches";
     /// The run report.
     pub const REPORT: &str = "report.json";
     /// One JSON line per file.
@@ -556,6 +562,9 @@ pub struct TableReport {
     /// The run whose expired lease this run took over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_over_from: Option<String>,
+    /// Multipart uploads left by dead runs, aborted under the table's outputs.
+    #[serde(default)]
+    pub aborted_uploads: u64,
 }
 
 /// `report.json`. `failed` comes last, since it is the one part that grows with the run.
@@ -576,6 +585,12 @@ pub struct Report {
     /// Files by the dialect they were read with, most frequent first.
     #[serde(default)]
     pub dialects: Vec<DialectCount>,
+    /// The Map's MaxConcurrency.
+    #[serde(default)]
+    pub max_concurrency: u32,
+    /// The `max_concurrency` the run asked for, when the deployment's ceiling lowered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_max_concurrency: Option<u32>,
     /// The tables the run wrote.
     #[serde(default)]
     pub tables: Vec<TableReport>,

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::RecordBatch;
 use aws_sdk_s3::Client;
@@ -22,10 +22,11 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Semaphore;
 use tokio_util::io::SyncIoBridge;
 
-use csvlake_contract::ErrorNames;
 use csvlake_contract::keys;
 use csvlake_contract::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus, Job, OutputRef};
+use csvlake_contract::run::{names as run_names, run_key};
 use csvlake_contract::tables::{self, Provenance};
+use csvlake_contract::{BatchError, ErrorNames};
 use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt};
 use csvlake_engine::options::{AvroOptions, Format, ParquetOptions};
 use csvlake_engine::sink::FormatWriter;
@@ -42,6 +43,12 @@ pub const ROWS_METADATA: &str = "csvlake-rows";
 pub const THREADED_MIN_BYTES: u64 = 4 << 20;
 /// Upper bound on passes over one file; each pass after the first widens at least one column.
 const MAX_PASSES: usize = 8;
+/// Attempts of one file against transient failures, the first included.
+pub const FILE_ATTEMPTS: u32 = 4;
+/// Kept back from the Lambda deadline, to record the batch's results and return them.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
+/// The per-file throughput assumed before a batch has measured its own.
+const ASSUMED_BYTES_PER_SEC: f64 = 8e6;
 
 /// What a converter reports as it goes, for a progress display. Both methods do nothing unless
 /// implemented.
@@ -87,12 +94,17 @@ impl std::fmt::Debug for Converter {
     }
 }
 
-/// Memory a file's conversion may use, in MiB, from its size: a small file is held whole,
-/// a large one needs per format one part being filled, one queued and two in flight.
+/// Memory a file's conversion may use, in MiB, from its size: a small file is held whole; a
+/// large one needs per format one part being filled, one queued and two in flight (64 MiB for
+/// two formats), plus the Parquet row group being built (`parquet.row_group_bytes`, 64 MiB by
+/// default), plus the decoder's batches.
 pub fn file_weight_mib(size: u64) -> u32 {
     let mib = u32::try_from(size >> 20).unwrap_or(u32::MAX);
-    mib.saturating_mul(2).saturating_add(4).min(96)
+    mib.saturating_mul(2).saturating_add(4).min(MAX_FILE_WEIGHT_MIB)
 }
+
+/// The weight of the largest files.
+pub const MAX_FILE_WEIGHT_MIB: u32 = 160;
 
 impl Converter {
     /// A converter with a 1 GiB memory budget and at most 64 files at once.
@@ -110,7 +122,7 @@ impl Converter {
 
     /// Sets the memory budget that bounds how many files convert at once.
     pub fn with_memory_budget_mib(mut self, mib: u32) -> Self {
-        self.memory_budget_mib = mib.max(96);
+        self.memory_budget_mib = mib.max(MAX_FILE_WEIGHT_MIB);
         self.budget = Arc::new(Semaphore::new(self.memory_budget_mib as usize));
         self
     }
@@ -133,43 +145,191 @@ impl Converter {
         &self.client
     }
 
-    /// Converts every file of a batch concurrently, within the memory budget. Bad input is a
-    /// per-file `failed` result; a transient or internal error fails the whole batch, after
-    /// the files already under way have finished (so nothing is left half-written).
-    pub async fn convert_batch(&self, batch: &ConvertBatch) -> Result<BatchResult> {
-        batch.job.validate()?;
-        let repeat = batch.is_repeat();
-        // The futures are made before the stream, so that no closure over `&FileRef` lives across
-        // an await: the batch future is then Send for any caller (rust#102211).
-        let futures: Vec<_> = batch.files.iter().map(|file| self.convert_within(&batch.job, file, repeat)).collect();
-        let results: Vec<Result<FileResult>> = futures::stream::iter(futures).buffered(self.max_files).collect().await;
-        let files = results.into_iter().collect::<Result<Vec<_>>>()?;
-        Ok(BatchResult { files })
+    /// Converts every file of a batch concurrently, within the memory budget, with no deadline.
+    pub async fn convert_batch(&self, batch: &ConvertBatch) -> Result<BatchResult, BatchError> {
+        self.convert_batch_until(batch, None).await
     }
 
-    /// Converts one file once a file slot is free and its weight fits in the memory budget. In a
-    /// batch that may have run before (`repeat`), a file whose outputs already carry its
-    /// provenance is reported from them instead.
-    async fn convert_within(&self, job: &Job, file: &FileRef, repeat: bool) -> Result<FileResult> {
-        if repeat && let Some(done) = self.already_converted(job, file).await? {
-            tracing::info!(key = %file.key, "already converted by an earlier attempt");
-            if let Some(p) = &self.progress {
-                p.read(file.size);
-                p.file_done(&done);
+    /// Converts every file of a batch concurrently, within the memory budget, and stops in time
+    /// for `deadline` (the Lambda's).
+    ///
+    /// The file is the unit of failure: a transient error is retried for that file, from the
+    /// start, and a file that still fails is a per-file `failed` result. The batch fails only for
+    /// its own trouble, after recording the results it has in `_runs/<run_id>/batches/<n>.json`:
+    /// with `csvlake.Deadline` when files are left at the deadline (files that could not finish
+    /// in time are not started), and with `csvlake.Transient` when every file failed transiently,
+    /// or a file was left with only some of its new outputs. A retry skips the files done.
+    pub async fn convert_batch_until(
+        &self,
+        batch: &ConvertBatch,
+        deadline: Option<SystemTime>,
+    ) -> Result<BatchResult, BatchError> {
+        batch.job.validate()?;
+        let repeat = batch.is_repeat();
+        let stop = deadline.map(|d| {
+            let left = d.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(DEADLINE_MARGIN);
+            tokio::time::Instant::now() + left
+        });
+        let pace = Pace::default();
+        // The futures are made before the stream, so that no closure over `&FileRef` lives across
+        // an await: the batch future is then Send for any caller (rust#102211).
+        let futures: Vec<_> =
+            batch.files.iter().map(|file| self.convert_guarded(&batch.job, file, repeat, stop, &pace)).collect();
+        let outcomes: Vec<FileOutcome> = futures::stream::iter(futures).buffered(self.max_files).collect().await;
+
+        let mut files = Vec::new();
+        let (mut left, mut partial) = (0usize, None);
+        for outcome in outcomes {
+            match outcome {
+                FileOutcome::Done(r) => files.push(r),
+                FileOutcome::Unfinished => left += 1,
+                FileOutcome::Partial(e) => {
+                    partial.get_or_insert(e);
+                }
             }
-            return Ok(done);
+        }
+        let all_transient = !files.is_empty()
+            && left == 0
+            && files.iter().all(|r| r.error.as_ref().is_some_and(|e| e.kind == csvlake_contract::errors::TRANSIENT));
+        let failure = if left > 0 {
+            Some(BatchError::Deadline(format!(
+                "{left} of {} files were left at the Lambda deadline; a retry converts them",
+                batch.files.len()
+            )))
+        } else if let Some(e) = partial {
+            Some(BatchError::Engine(Error::Transient(format!("a file was left with only some of its outputs: {e}"))))
+        } else if all_transient {
+            let first = files.iter().find_map(|r| r.error.as_ref()).map(|e| e.message.clone()).unwrap_or_default();
+            Some(BatchError::Engine(Error::Transient(format!("every file of the batch failed transiently: {first}"))))
+        } else {
+            None
+        };
+        match failure {
+            Some(e) => {
+                self.record(batch, &files).await;
+                Err(e)
+            }
+            None => Ok(BatchResult { files }),
+        }
+    }
+
+    /// Records the results of a batch that is about to fail, for the reducer. Best effort: the
+    /// retry records its own, and a file not recorded counts as failed with the batch's error.
+    async fn record(&self, batch: &ConvertBatch, files: &[FileResult]) {
+        let (Some(run_id), Some(n)) = (&batch.job.run_id, batch.batch) else { return };
+        let out = &batch.job.output;
+        let key = run_key(&out.prefix, run_id, &format!("{}/{n}.json", run_names::BATCHES));
+        let body = match serde_json::to_vec(&BatchResult { files: files.to_vec() }) {
+            Ok(b) => b,
+            Err(e) => return tracing::error!(error = %e, "the batch's results do not serialize"),
+        };
+        let put =
+            self.client.put_object().bucket(&out.bucket).key(&key).body(aws_sdk_s3::primitives::ByteStream::from(body));
+        if let Err(e) = put.send().await {
+            tracing::error!(key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not record the batch's results");
+        }
+    }
+
+    /// One file, unless the deadline leaves no time for it: it is not started when the
+    /// throughput measured so far says it cannot finish, and stopped (its uploads aborted) when
+    /// the deadline comes.
+    async fn convert_guarded(
+        &self,
+        job: &Job,
+        file: &FileRef,
+        repeat: bool,
+        stop: Option<tokio::time::Instant>,
+        pace: &Pace,
+    ) -> FileOutcome {
+        let Some(stop) = stop else { return self.convert_within(job, file, repeat, None, pace).await };
+        let work = self.convert_within(job, file, repeat, Some(stop), pace);
+        match tokio::time::timeout_at(stop, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(key = %file.key, "stopped at the deadline");
+                FileOutcome::Unfinished
+            }
+        }
+    }
+
+    /// Converts one file once a file slot is free and its weight fits in the memory budget,
+    /// retrying transient failures from the start. In a batch that may have run before
+    /// (`repeat`), a file whose outputs already carry its provenance is reported from them.
+    async fn convert_within(
+        &self,
+        job: &Job,
+        file: &FileRef,
+        repeat: bool,
+        stop: Option<tokio::time::Instant>,
+        pace: &Pace,
+    ) -> FileOutcome {
+        let started = Instant::now();
+        let failed = |e: &Error| {
+            let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(key = %file.key, error = %e, "file failed");
+            FileResult::failed(&file.key, file.size, millis, e.to_file_error())
+        };
+        if repeat {
+            match self.already_converted(job, file).await {
+                Ok(Some(done)) => {
+                    tracing::info!(key = %file.key, "already converted by an earlier attempt");
+                    self.tell(file, &done, None);
+                    return FileOutcome::Done(done);
+                }
+                Ok(None) => {}
+                // Not known to be done: converted again.
+                Err(e) => {
+                    tracing::warn!(key = %file.key, error = %e, "could not check the outputs of an earlier attempt")
+                }
+            }
         }
         let closed = |e: tokio::sync::AcquireError| Error::Internal(e.to_string());
-        let _slot = self.files.acquire().await.map_err(closed)?;
-        let weight = file_weight_mib(file.size).min(self.memory_budget_mib);
-        let _permit = self.budget.acquire_many(weight).await.map_err(closed)?;
-        let read = Arc::new(AtomicU64::new(0));
-        let r = self.convert_counted(job, file, &read).await;
-        if let (Some(p), Ok(r)) = (&self.progress, &r) {
-            p.read(file.size.saturating_sub(read.load(Ordering::Relaxed)));
-            p.file_done(r);
+        let _slot = match self.files.acquire().await.map_err(closed) {
+            Ok(s) => s,
+            Err(e) => return FileOutcome::Done(failed(&e)),
+        };
+        if let Some(stop) = stop
+            && tokio::time::Instant::now() + pace.estimate(file.size) > stop
+        {
+            tracing::info!(key = %file.key, size = file.size, "not started: it would not finish before the deadline");
+            return FileOutcome::Unfinished;
         }
-        r
+        let weight = file_weight_mib(file.size).min(self.memory_budget_mib);
+        let _permit = match self.budget.acquire_many(weight).await.map_err(closed) {
+            Ok(p) => p,
+            Err(e) => return FileOutcome::Done(failed(&e)),
+        };
+        let read = Arc::new(AtomicU64::new(0));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = self.convert_counted(job, file, &read).await;
+            match r {
+                Ok(r) => {
+                    self.tell(file, &r, Some(&read));
+                    pace.record(r.bytes_in, r.millis);
+                    return FileOutcome::Done(r);
+                }
+                Err(Failure::Partial(e)) => return FileOutcome::Partial(e),
+                Err(Failure::Error(Error::Transient(m))) if attempt < FILE_ATTEMPTS => {
+                    let wait = Duration::from_millis(250u64 << attempt.min(5));
+                    tracing::warn!(key = %file.key, attempt, error = %m, "retrying the file from the start");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(Failure::Error(e)) => {
+                    let r = failed(&e);
+                    self.tell(file, &r, Some(&read));
+                    return FileOutcome::Done(r);
+                }
+            }
+        }
+    }
+
+    fn tell(&self, file: &FileRef, result: &FileResult, read: Option<&Arc<AtomicU64>>) {
+        if let Some(p) = &self.progress {
+            p.read(file.size.saturating_sub(read.map_or(0, |r| r.load(Ordering::Relaxed))));
+            p.file_done(result);
+        }
     }
 
     /// The result of a file whose every output already carries its provenance (the listed ETag
@@ -253,13 +413,22 @@ impl Converter {
         Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or(0))
     }
 
-    /// Converts one file. `Ok` carries a converted or failed result; `Err` is transient or internal.
+    /// Converts one file, once. `Ok` carries a converted or failed (bad input) result; `Err` is
+    /// transient, denied or internal, and nothing of it was committed.
     pub async fn convert_file(&self, job: &Job, file: &FileRef) -> Result<FileResult> {
-        self.convert_counted(job, file, &Arc::new(AtomicU64::new(0))).await
+        match self.convert_counted(job, file, &Arc::new(AtomicU64::new(0))).await {
+            Ok(r) => Ok(r),
+            Err(Failure::Error(e) | Failure::Partial(e)) => Err(e),
+        }
     }
 
     /// [`Converter::convert_file`], counting in `read` the bytes reported to the progress.
-    async fn convert_counted(&self, job: &Job, file: &FileRef, read: &Arc<AtomicU64>) -> Result<FileResult> {
+    async fn convert_counted(
+        &self,
+        job: &Job,
+        file: &FileRef,
+        read: &Arc<AtomicU64>,
+    ) -> std::result::Result<FileResult, Failure> {
         let started = Instant::now();
         let millis = |s: Instant| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX);
         let failed = |e: &Error, bytes_in: u64| {
@@ -282,8 +451,15 @@ impl Converter {
             dialect = seen.or(dialect);
             match pass {
                 Ok(Pass::Done { rows, bytes_in, etag, schema, staged }) => {
+                    // The schema first: it is named by its content, and harmless if the
+                    // outputs then fail.
+                    if let Err(e) = self.store_schema(job, &file.key, &schema).await {
+                        for (_, s) in staged {
+                            s.discard(&self.client).await;
+                        }
+                        return Err(e.into());
+                    }
                     let outputs = self.commit(staged, rows).await?;
-                    self.store_schema(job, &file.key, &schema).await?;
                     return Ok(FileResult {
                         key: file.key.clone(),
                         status: FileStatus::Converted,
@@ -315,14 +491,14 @@ impl Converter {
                             // Everything is detected again in the new encoding.
                             opts = DecodeOptions { encoding: Some(encoding), ..first.clone() };
                         }
-                        Interrupt::Error(e) => return Err(e),
+                        Interrupt::Error(e) => return Err(e.into()),
                     }
                 }
                 Err(e @ Error::BadInput { .. }) => return Ok(FileResult { dialect, ..failed(&e, file.size) }),
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Internal(format!("{}: types did not settle after {MAX_PASSES} passes", file.key)))
+        Err(Error::Internal(format!("{}: types did not settle after {MAX_PASSES} passes", file.key)).into())
     }
 
     async fn convert_pass(
@@ -449,33 +625,86 @@ impl Converter {
         Ok(())
     }
 
-    /// Makes every staged output visible; if one fails, removes the ones already committed.
+    /// Makes every staged output visible. When one cannot be committed, the others are left as
+    /// they are: an output already committed is a good new version (its provenance says of
+    /// what), and deleting it would lose the previous one too. That is a [`Failure::Partial`].
     /// An output sent in one PUT also records its rows.
-    async fn commit(&self, staged: Vec<(Format, Staged)>, rows: u64) -> Result<Vec<OutputRef>> {
+    async fn commit(&self, staged: Vec<(Format, Staged)>, rows: u64) -> std::result::Result<Vec<OutputRef>, Failure> {
         let client = &self.client;
         let results = futures::future::join_all(staged.into_iter().map(|(format, mut s)| async move {
             if let Staged::Single { metadata, .. } = &mut s {
                 metadata.insert(ROWS_METADATA.to_owned(), rows.to_string());
             }
-            let (bucket, key) = (s.location().0.to_owned(), s.location().1.to_owned());
+            let key = s.location().1.to_owned();
             let bytes = match &s {
                 Staged::Single { body, .. } => body.len() as u64,
                 Staged::Multipart { size, .. } => *size,
             };
-            s.commit(client).await.map(|()| (bucket, OutputRef { format, key, bytes }))
+            s.commit(client).await.map(|()| OutputRef { format, key, bytes })
         }))
         .await;
-        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-            let e = match e {
-                Error::Transient(m) => Error::Transient(m.clone()),
-                other => Error::Internal(other.to_string()),
-            };
-            for (bucket, out) in results.into_iter().flatten() {
-                let _ = client.delete_object().bucket(bucket).key(&out.key).send().await;
+        let committed = results.iter().filter(|r| r.is_ok()).count();
+        let mut outputs = Vec::new();
+        let mut error = None;
+        for r in results {
+            match r {
+                Ok(o) => outputs.push(o),
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
             }
-            return Err(e);
         }
-        Ok(results.into_iter().flatten().map(|(_, o)| o).collect())
+        match error {
+            None => Ok(outputs),
+            Some(e) if committed > 0 => Err(Failure::Partial(e)),
+            Some(e) => Err(Failure::Error(e)),
+        }
+    }
+}
+
+/// Why a file's conversion stopped.
+enum Failure {
+    /// Nothing of it was committed.
+    Error(Error),
+    /// Some outputs were committed and others not.
+    Partial(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self::Error(e)
+    }
+}
+
+/// What became of one file of a batch.
+enum FileOutcome {
+    /// Converted, or failed with nothing committed.
+    Done(FileResult),
+    /// Not converted because of the deadline; nothing committed.
+    Unfinished,
+    /// Left with only some of its new outputs.
+    Partial(Error),
+}
+
+/// The throughput of a batch's files so far, to tell whether the next one can finish in time.
+#[derive(Debug, Default)]
+struct Pace {
+    bytes: AtomicU64,
+    millis: AtomicU64,
+}
+
+impl Pace {
+    fn record(&self, bytes: u64, millis: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.millis.fetch_add(millis, Ordering::Relaxed);
+    }
+
+    /// How long a file of `size` bytes is expected to take: at the per-file rate measured in
+    /// this batch (each file's bytes over its own time), or an assumed one before any finished.
+    fn estimate(&self, size: u64) -> Duration {
+        let (bytes, millis) = (self.bytes.load(Ordering::Relaxed), self.millis.load(Ordering::Relaxed));
+        let rate = if bytes > 0 && millis > 0 { bytes as f64 * 1000.0 / millis as f64 } else { ASSUMED_BYTES_PER_SEC };
+        Duration::from_secs_f64(size as f64 / rate.max(1.0))
     }
 }
 

@@ -81,6 +81,10 @@ pub enum Error {
     /// A failure that a retry of the batch may cure (S3 throttling, network, 5xx).
     #[error("transient: {0}")]
     Transient(String),
+    /// The storage refused access to one object (AccessDenied, a KMS key it may not use): the
+    /// file fails with kind `access_denied`, and the others go on.
+    #[error("access denied: {0}")]
+    Denied(String),
     /// Anything else: a bug or a misconfiguration that retrying will not fix.
     #[error("internal: {0}")]
     Internal(String),

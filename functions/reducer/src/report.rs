@@ -18,7 +18,7 @@
 //!   results) counts as failed with `csvlake.NotRun`;
 //! - files the planner rejected count as the planner's results say.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
@@ -100,6 +100,8 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
         totals: totals.clone(),
         failures_by_kind: by_kind.clone(),
         dialects,
+        max_concurrency: plan.max_concurrency,
+        requested_max_concurrency: plan.requested_max_concurrency,
         tables,
         orphaned,
         map_error: request.convert_error.clone(),
@@ -243,6 +245,7 @@ async fn tally_run(client: &Client, request: &ReduceRequest, mut tally: Tally) -
         .await?;
     }
 
+    tally.recorded = read_recorded(client, plan).await?;
     if let Some(manifest_loc) = find_result_manifest(client, request).await? {
         let manifest = read_result_manifest(client, &manifest_loc).await?;
         let bucket = if manifest.destination_bucket.is_empty() {
@@ -285,6 +288,29 @@ async fn tally_run(client: &Client, request: &ReduceRequest, mut tally: Tally) -
         }
     }
     Ok(tally)
+}
+
+/// The per-file results that failed batches recorded before failing (`batches/<n>.json`), by
+/// batch: their converted files count as converted.
+async fn read_recorded(client: &Client, plan: &csvlake_contract::run::Plan) -> Result<HashMap<u64, Vec<FileResult>>> {
+    let out = &plan.job.output;
+    let prefix = format!("{}/", run_key(&out.prefix, &plan.run_id, names::BATCHES));
+    let mut recorded = HashMap::new();
+    let mut pages = client.list_objects_v2().bucket(&out.bucket).prefix(&prefix).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| sdk_error("ListObjectsV2", &out.bucket, &prefix, e))?;
+        for obj in page.contents() {
+            let Some(key) = obj.key() else { continue };
+            let Some(n) = key.strip_prefix(&prefix).and_then(|k| k.strip_suffix(".json")).and_then(|n| n.parse().ok())
+            else {
+                continue;
+            };
+            let result: BatchResult =
+                csvlake_s3::get_json(client, &out.bucket, key, "a batch's recorded results").await?;
+            recorded.insert(n, result.files);
+        }
+    }
+    Ok(recorded)
 }
 
 /// The ResultWriter manifest: from the Map's output, or else (the Map failed, and its Catch
@@ -509,6 +535,8 @@ struct Tally {
     keys: Spool,
     /// The index entries of converted files.
     entries: crate::tables::NewEntries,
+    /// What failed batches recorded, by batch.
+    recorded: HashMap<u64, Vec<FileResult>>,
     line: Vec<u8>,
 }
 
@@ -519,6 +547,7 @@ impl Tally {
             by_kind: BTreeMap::new(),
             by_dialect: BTreeMap::new(),
             entries: crate::tables::NewEntries::new(plan)?,
+            recorded: HashMap::new(),
             seen: Seen::new(plan.batches),
             files,
             failed: Spool::new()?,
@@ -571,6 +600,24 @@ impl Tally {
         Ok(())
     }
 
+    /// Counts the files of a batch that failed (or never finished): as the batch recorded them
+    /// before failing where it did, else as failed with `error`.
+    fn add_unfinished(&mut self, batch: Option<u64>, files: Vec<FileRef>, error: &FileError) -> Result<()> {
+        let recorded: HashMap<String, FileResult> = batch
+            .and_then(|b| self.recorded.remove(&b))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.key.clone(), r))
+            .collect();
+        for f in files {
+            match recorded.get(&f.key) {
+                Some(r) => self.add(r)?,
+                None => self.add(&FileResult::failed(f.key, 0, 0, error.clone()))?,
+            }
+        }
+        Ok(())
+    }
+
     /// Counts the files of one child execution.
     fn add_entry(&mut self, entry: ChildExecution, source: Source) -> Result<()> {
         let input: BatchInput = match serde_json::from_str(&entry.input) {
@@ -592,7 +639,7 @@ impl Tally {
             }
         }
         if source != Source::Succeeded {
-            return self.add_failed(input.files, &batch_error(&entry, source));
+            return self.add_unfinished(input.batch, input.files, &batch_error(&entry, source));
         }
         let output = match entry.output.as_deref().map(serde_json::from_str::<BatchResult>) {
             Some(Ok(output)) => output,
@@ -624,7 +671,7 @@ impl Tally {
             return Ok(());
         }
         let error = FileError { kind: errors::NOT_RUN.into(), message: message.to_owned(), line: None };
-        self.add_failed(batch.files, &error)
+        self.add_unfinished(Some(batch.batch), batch.files, &error)
     }
 }
 

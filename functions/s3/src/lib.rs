@@ -8,10 +8,15 @@
 pub mod tables;
 pub mod upload;
 
+use std::time::Duration;
+
 use aws_config::SdkConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::SharedHttpClient;
+use aws_sdk_s3::config::StalledStreamProtectionConfig;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
@@ -50,6 +55,31 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
     loader.load().await
 }
 
+/// How long to wait for a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for the first byte of a response (an UploadPart sends its part first).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one attempt of a call may take until its response (a body is then streamed).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a body may stall (no byte sent or received) before the request fails.
+pub const STALL_GRACE: Duration = Duration::from_secs(20);
+/// Attempts of one call, the first included, under the SDK's adaptive retry mode.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The retry, timeout and stall settings of every S3 client: adaptive retries (client-side rate
+/// limiting when S3 throttles), and no call that can hang.
+fn resilient(conf: aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder {
+    conf.retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(READ_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        )
+        .stalled_stream_protection(StalledStreamProtectionConfig::enabled().grace_period(STALL_GRACE).build())
+}
+
 /// A client for an explicit endpoint with static credentials, using path-style addressing.
 /// Checksums are computed only where the API requires them: the endpoint is on loopback,
 /// and SigV4 already covers every payload.
@@ -62,22 +92,28 @@ pub fn endpoint_client(ep: &Endpoint) -> Client {
         .force_path_style(true)
         .http_client(http_client())
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .build();
-    Client::from_conf(conf)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    Client::from_conf(resilient(conf).build())
 }
 
 /// A client from the environment (Lambda role, profile…), optionally at another endpoint URL.
 pub async fn env_client(endpoint_url: Option<&str>) -> Client {
     let conf = sdk_config(endpoint_url).await;
-    let s3 = aws_sdk_s3::config::Builder::from(&conf).force_path_style(endpoint_url.is_some()).build();
-    Client::from_conf(s3)
+    // Responses are validated where a checksum covers what was read; a multipart object's
+    // part-level checksums cannot be, and checking them only logs a warning per GET.
+    let s3 = aws_sdk_s3::config::Builder::from(&conf)
+        .force_path_style(endpoint_url.is_some())
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    Client::from_conf(resilient(s3).build())
 }
 
-/// Whether an SDK error is worth retrying at the batch level.
+/// Whether an SDK error is worth retrying: throttling, 5xx, timeouts, a dropped connection.
+/// A configuration error (no region, no credentials) is not, though the SDK reports it as a
+/// dispatch failure too.
 pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
     match e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout() || (d.is_other() && configuration(e).is_none()),
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
             status >= 500
@@ -89,6 +125,7 @@ pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> b
                             | "Throttling"
                             | "ThrottlingException"
                             | "RequestTimeout"
+                            | "RequestTimeTooSkewed"
                             | "InternalError"
                             | "ServiceUnavailable"
                     )
@@ -98,12 +135,53 @@ pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> b
     }
 }
 
-/// The service error code of an SDK error, if it has one.
+/// What to fix when an SDK error comes from the configuration rather than the request: one line.
+pub fn configuration<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> Option<&'static str> {
+    if let Some(code) = error_code(e) {
+        return match code {
+            "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "ExpiredToken"
+            | "InvalidToken"
+            | "TokenRefreshRequired" => Some(
+                "the credentials were refused: check AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, and the region",
+            ),
+            "NoSuchBucket" => Some("the bucket does not exist: check the bucket name and the region"),
+            "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException" => {
+                Some("the bucket is in another region: set AWS_REGION to the bucket's region")
+            }
+            _ => None,
+        };
+    }
+    let SdkError::DispatchFailure(d) = e else { return None };
+    let mut source: Option<&(dyn std::error::Error + 'static)> =
+        d.as_connector_error().map(|c| c as &(dyn std::error::Error + 'static));
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("region must be set") {
+            return Some("no AWS region: set AWS_REGION (or a region in the AWS profile)");
+        }
+        if text.contains("failed to load credentials") || format!("{s:?}").starts_with("CredentialsNotLoaded") {
+            return Some("no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// The error code of an SDK error, if it has one.
 pub fn error_code<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> Option<&str> {
     match e {
         SdkError::ServiceError(ctx) => ctx.err().code(),
         _ => None,
     }
+}
+
+/// Whether an S3 error code refuses access to the object itself (a policy, a KMS key, an
+/// archived object): that object fails, not the run.
+fn is_denied(code: &str) -> bool {
+    matches!(code, "AccessDenied" | "AllAccessDisabled" | "InvalidObjectState" | "AccountProblem")
+        || code.starts_with("KMS.")
 }
 
 /// The HTTP status of a service error, if the error is one.
@@ -114,13 +192,48 @@ pub fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     }
 }
 
-/// Converts an SDK error into a library error, naming the operation and the object.
+/// Converts an SDK error into a library error whose message is one line naming the operation,
+/// the object, and what S3 said (or what to fix); the SDK's full report goes to the debug log.
 pub fn sdk_error<E>(op: &str, bucket: &str, key: &str, e: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = format!("{op} s3://{bucket}/{key}: {}", DisplayErrorContext(&e));
-    if is_transient(&e) { Error::Transient(message) } else { Error::Internal(message) }
+    tracing::debug!(op, bucket, key, error = %DisplayErrorContext(&e), "S3 request failed");
+    let at = format!("{op} s3://{bucket}/{key}");
+    if let Some(fix) = configuration(&e) {
+        return Error::Internal(format!("{at}: {fix}"));
+    }
+    let said = match &e {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            match (ctx.err().code(), ctx.err().message()) {
+                (Some(code), Some(m)) => format!("{code}: {m} (HTTP {status})"),
+                (Some(code), None) => format!("{code} (HTTP {status})"),
+                _ => format!("HTTP {status}"),
+            }
+        }
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(d) => match d.as_connector_error() {
+            Some(c) => innermost(c),
+            None => "the request could not be sent".to_owned(),
+        },
+        _ => "the request could not be built".to_owned(),
+    };
+    let message = format!("{at}: {said}");
+    match error_code(&e) {
+        Some(code) if is_denied(code) => Error::Denied(message),
+        _ if is_transient(&e) => Error::Transient(message),
+        _ => Error::Internal(message),
+    }
+}
+
+/// The innermost cause of an error, which says what happened (a reset, a refused connection).
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    last.to_string()
 }
 
 /// Reads the object `s3://bucket/key` whole.
@@ -145,4 +258,37 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T> {
     let body = get_bytes(client, bucket, key).await?;
     serde_json::from_slice(&body).map_err(|e| Error::Internal(format!("s3://{bucket}/{key} is not {what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::Config::builder().behavior_version(BehaviorVersion::latest()).endpoint_url("http://127.0.0.1:9")
+    }
+
+    #[tokio::test]
+    async fn configuration_errors_are_one_line_that_names_the_fix_and_are_not_retried() {
+        let creds = Credentials::new("a", "b", None, None, "test");
+        let no_region = Client::from_conf(resilient(base().credentials_provider(creds.clone())).build());
+        let e = no_region.list_objects_v2().bucket("b").send().await.unwrap_err();
+        assert!(!is_transient(&e));
+        let e = sdk_error("ListObjectsV2", "b", "p/", e);
+        assert!(
+            matches!(&e, Error::Internal(m) if m == "ListObjectsV2 s3://b/p/: no AWS region: set AWS_REGION (or a region in the AWS profile)"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("internal: internal"));
+
+        let refused =
+            Client::from_conf(resilient(base().region(Region::new("us-east-1")).credentials_provider(creds)).build());
+        let e = refused.list_objects_v2().bucket("b").send().await.unwrap_err();
+        assert!(is_transient(&e), "a refused connection is worth retrying");
+        let e = sdk_error("ListObjectsV2", "b", "", e);
+        assert!(
+            matches!(&e, Error::Transient(m) if m.starts_with("ListObjectsV2 s3://b/: ") && !m.contains('\n') && m.len() < 200),
+            "{e}"
+        );
+    }
 }
