@@ -106,13 +106,23 @@ export class PipelineFunctions extends Construct {
     // creates and takes over lease.json, deletes the leases it took when the run stops at Plan,
     // and writes nothing else of a table. It reads failed-keys.json (mode report) and writes the
     // manifest and rejected files under _runs/.
+    //
+    // Before it plans, it aborts the multipart uploads that runs which died left behind: those
+    // under `<outputPrefix>_runs/`, and under `<outputPrefix>parquet/<table>/` and
+    // `<outputPrefix>avro/<table>/` of each table it leases. It finds them with
+    // ListMultipartUploads, by prefix, which IAM authorizes as s3:ListBucketMultipartUploads on the
+    // bucket. That action has no s3:prefix condition key (IAM sets it only for ListObjects and
+    // ListObjectVersions), so a condition on it would deny every listing; the listing shows only
+    // the keys and ids of uploads in progress, and the aborts are limited to the prefixes below.
     addStatements(this.planner, [
       listBucket(input.bucketArn, [`${storage.inputPrefix}*`]),
       listBucket(output.bucketArn, [...storage.convertedPrefixes(), storage.tablesPrefix()]),
+      new iam.PolicyStatement({ actions: ['s3:ListBucketMultipartUploads'], resources: [output.bucketArn] }),
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
         resources: [storage.runObjects()],
       }),
+      new iam.PolicyStatement({ actions: ['s3:AbortMultipartUpload'], resources: storage.convertedObjects() }),
       new iam.PolicyStatement({
         actions: ['s3:GetObject'],
         resources: [TABLE_CURRENT, TABLE_INDEX, TABLE_LEASE].map((name) => storage.tableObjects(name)),
@@ -170,7 +180,16 @@ export class PipelineFunctions extends Construct {
     const converted =
       'Parquet and Avro outputs under <outputPrefix>parquet/ and <outputPrefix>avro/, whose keys mirror the input keys ' +
       'that each run converts';
-    acknowledgeWildcards(this.planner.role!, [storage.runObjects()], `the planner's role: it writes the manifest and reads failed-keys.json, ${runs}`);
+    acknowledgeWildcards(
+      this.planner.role!,
+      [storage.runObjects()],
+      `the planner's role: it writes the manifest, reads failed-keys.json and aborts the uploads of runs which died, ${runs}`,
+    );
+    acknowledgeWildcards(
+      this.planner.role!,
+      storage.convertedObjects(),
+      `the planner's role: it aborts the multipart uploads that runs which died left among the ${converted}`,
+    );
     acknowledgeWildcards(
       this.planner.role!,
       [TABLE_CURRENT, TABLE_INDEX, TABLE_LEASE].map((name) => storage.tableObjects(name)),

@@ -86,7 +86,7 @@ export interface CsvlakeSettings {
   /**
    * Server access logging of the buckets the stack creates: every request to them, read, write or
    * delete, with its caller. Default true: the stack creates a log bucket, whose objects expire
-   * after `logRetentionDays`, unless `accessLogsBucket` names one. Without new buckets (both
+   * after `logRetentionDays`, unless `serverAccessLogsBucket` names one. Without new buckets (both
    * imported), there is nothing to log.
    */
   readonly serverAccessLogs?: boolean;
@@ -96,7 +96,7 @@ export interface CsvlakeSettings {
    * `logging.s3.amazonaws.com` service principal put objects; the stack cannot change an imported
    * bucket's policy. Default: a new bucket.
    */
-  readonly accessLogsBucket?: string;
+  readonly serverAccessLogsBucket?: string;
   /**
    * Whether the stack sets the account's API Gateway CloudWatch Logs role (one per account and
    * region, `AWS::ApiGateway::Account`), which the reprocess API's access and execution logs need.
@@ -160,7 +160,7 @@ const CONTEXT_NAMES: { [K in keyof CsvlakeSettings]-?: string } = {
   logRetentionDays: 'logRetentionDays',
   runTimeoutHours: 'runTimeoutHours',
   serverAccessLogs: 'serverAccessLogs',
-  accessLogsBucket: 'accessLogsBucket',
+  serverAccessLogsBucket: 'serverAccessLogsBucket',
   apiGatewayCloudWatchRole: 'apiGatewayCloudWatchRole',
 };
 
@@ -246,12 +246,12 @@ export function resolveSettings(settings: CsvlakeSettings): ResolvedSettings {
         `or converterReservedConcurrency to at least ${resolved.maxConcurrency}`,
     );
   }
-  if (resolved.accessLogsBucket !== undefined) {
+  if (resolved.serverAccessLogsBucket !== undefined) {
     if (!resolved.serverAccessLogs) {
-      throw new Error('accessLogsBucket is set but serverAccessLogs is false: leave one of them out');
+      throw new Error('serverAccessLogsBucket is set but serverAccessLogs is false: leave one of them out');
     }
     if (resolved.inputBucketName !== undefined && resolved.outputBucketName !== undefined) {
-      throw new Error('accessLogsBucket: the stack creates no bucket (inputBucket and outputBucket are both given), so it has nothing to log');
+      throw new Error('serverAccessLogsBucket: the stack creates no bucket (inputBucket and outputBucket are both given), so it has nothing to log');
     }
   }
   if (

@@ -31,7 +31,7 @@ export class Storage extends Construct {
   public readonly outputPrefix: string;
   /**
    * Where the new buckets' server access logs go: a log bucket of the stack's, the
-   * `accessLogsBucket` setting, or none (no new bucket, or `serverAccessLogs` false).
+   * `serverAccessLogsBucket` setting, or none (no new bucket, or `serverAccessLogs` false).
    */
   public readonly accessLogsBucket?: s3.IBucket;
 
@@ -63,13 +63,13 @@ export class Storage extends Construct {
   }
 
   /**
-   * The target of the server access logs: the `accessLogsBucket` setting, under the stack's name;
-   * otherwise a new log bucket, whose logs expire with the stack's log retention.
+   * The target of the server access logs: the `serverAccessLogsBucket` setting, under the stack's
+   * name; otherwise a new log bucket, whose logs expire with the stack's log retention.
    */
   private accessLogs(settings: ResolvedSettings): AccessLogs {
-    if (settings.accessLogsBucket) {
+    if (settings.serverAccessLogsBucket) {
       return {
-        bucket: s3.Bucket.fromBucketName(this, 'AccessLogs', settings.accessLogsBucket),
+        bucket: s3.Bucket.fromBucketName(this, 'AccessLogs', settings.serverAccessLogsBucket),
         prefix: `${Stack.of(this).stackName}/`,
       };
     }
@@ -169,7 +169,7 @@ export class Storage extends Construct {
     if (accessLogs && !(accessLogs.bucket instanceof s3.Bucket)) {
       Validations.of(bucket).acknowledge({
         id: '@aws-cdk/aws-s3:accessLogsPolicyNotAdded',
-        reason: "accessLogsBucket is an existing bucket: its owner lets logging.s3.amazonaws.com write through its bucket policy, as the README's settings say",
+        reason: "serverAccessLogsBucket is an existing bucket: its owner lets logging.s3.amazonaws.com write through its bucket policy, as the README's settings say",
       });
     }
     return bucket;

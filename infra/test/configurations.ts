@@ -25,7 +25,7 @@ export const CONFIGURATIONS: Readonly<Record<string, CsvlakeStackProps>> = {
     runTimeoutHours: 6,
   },
   'versioning-and-access-logs-off': { versioned: false, serverAccessLogs: false, logRetentionDays: 9999 },
-  'existing-access-logs-bucket': { accessLogsBucket: 'central-access-logs', outputBucketName: 'lake' },
+  'existing-access-logs-bucket': { serverAccessLogsBucket: 'central-access-logs', outputBucketName: 'lake' },
   'imported-buckets': { inputBucketName: 'raw', outputBucketName: 'lake', inputPrefix: 'in', outputPrefix: '', schedule: 'rate(1 hour)' },
 };
 

@@ -79,7 +79,7 @@ test('no role carries a managed policy', () => {
   for (const role of Object.values(roles)) expect(role.Properties.ManagedPolicyArns).toBeUndefined();
 });
 
-test('the planner lists the input, the converted prefixes and the tables, reads tables\' state, writes only _runs/ and leases', () => {
+test('the planner lists the input, the converted prefixes and the tables, reads tables\' state, writes only _runs/ and leases, aborts stale uploads', () => {
   expect(grants(statementsOfRole(template, roleOf(stack.functions.planner)))).toEqual(grants([
     logWrite(stack.functions.planner),
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn(input), Condition: { StringLike: { 's3:prefix': ['landing/*'] } } },
@@ -89,10 +89,17 @@ test('the planner lists the input, the converted prefixes and the tables, reads 
       Resource: bucketArn(output),
       Condition: { StringLike: { 's3:prefix': ['converted/parquet/*', 'converted/avro/*', 'converted/_tables/*'] } },
     },
+    // ListMultipartUploads has no s3:prefix condition key: a condition would deny every listing.
+    { Effect: 'Allow', Action: 's3:ListBucketMultipartUploads', Resource: bucketArn(output) },
     {
       Effect: 'Allow',
       Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
       Resource: objectsArn(output, 'converted/_runs/*'),
+    },
+    {
+      Effect: 'Allow',
+      Action: 's3:AbortMultipartUpload',
+      Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
     },
     {
       Effect: 'Allow',
@@ -182,10 +189,46 @@ describe('what each function may do with the tables\' state and the outputs', ()
         for (const action of WRITES) expect(allows(s, action, output, key)).toBe(false);
       }
     }
-    for (const key of OUTPUTS) for (const action of WRITES) expect(allows(s, action, output, key)).toBe(false);
+    // Of an output, it may only abort an upload (below).
+    for (const key of OUTPUTS) for (const action of ['s3:PutObject', 's3:DeleteObject']) expect(allows(s, action, output, key)).toBe(false);
     // Nor a listing of the whole output prefix.
     expect(allows(s, 's3:ListBucket', output, 'converted/')).toBe(false);
     expect(allows(s, 's3:ListBucket', output, undefined)).toBe(false);
+  });
+
+  test('the planner lists the output bucket\'s uploads and aborts those under the outputs and _runs/, nothing else', () => {
+    const s = planner();
+    // abort_stale lists `<out>parquet/<table>/`, `<out>avro/<table>/` (`<out>parquet/` and
+    // `<out>avro/` for the root's table) and `<out>_runs/`, then aborts the stale uploads it finds.
+    for (const prefix of ['converted/parquet/sales/', 'converted/avro/sales/eu/', 'converted/parquet/', 'converted/_runs/']) {
+      expect(allows(s, 's3:ListBucketMultipartUploads', output, prefix)).toBe(true);
+    }
+    for (const key of [...OUTPUTS, 'converted/parquet/a.parquet', 'converted/_runs/run-1/manifest.jsonl']) {
+      expect(allows(s, 's3:AbortMultipartUpload', output, key)).toBe(true);
+    }
+    for (const t of TABLES) {
+      for (const key of [current(t), index(t), lease(t), schema(t)]) expect(allows(s, 's3:AbortMultipartUpload', output, key)).toBe(false);
+    }
+    for (const key of ['converted/a.parquet', 'elsewhere/a.parquet']) expect(allows(s, 's3:AbortMultipartUpload', output, key)).toBe(false);
+    expect(allows(s, 's3:ListBucketMultipartUploads', input, 'landing/')).toBe(false);
+    expect(allows(s, 's3:AbortMultipartUpload', input, 'landing/sales/a.csv')).toBe(false);
+    // Aborting is all it may do to an output.
+    for (const key of OUTPUTS) {
+      for (const action of ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']) expect(allows(s, action, output, key)).toBe(false);
+    }
+  });
+
+  test('the converter aborts its own uploads of outputs, and the reducer of _runs/ and the tables\' state; neither lists uploads', () => {
+    const c = converter();
+    for (const key of OUTPUTS) expect(allows(c, 's3:AbortMultipartUpload', output, key)).toBe(true);
+    expect(allows(c, 's3:AbortMultipartUpload', output, 'converted/_runs/run-1/manifest.jsonl')).toBe(false);
+    const r = reducer();
+    expect(allows(r, 's3:AbortMultipartUpload', output, 'converted/_runs/run-1/files.jsonl')).toBe(true);
+    expect(allows(r, 's3:AbortMultipartUpload', output, index('sales'))).toBe(true);
+    for (const key of OUTPUTS) expect(allows(r, 's3:AbortMultipartUpload', output, key)).toBe(false);
+    for (const s of [c, r]) {
+      for (const bucket of [input, output]) expect(allows(s, 's3:ListBucketMultipartUploads', bucket, 'converted/')).toBe(false);
+    }
   });
 
   test('the converter HEADs its outputs, writes schemas, and touches no lease, index or current.json', () => {
@@ -324,7 +367,9 @@ test('imported buckets and other prefixes scope the same statements to them', ()
       Resource: arn('lake'),
       Condition: { StringLike: { 's3:prefix': ['parquet/*', 'avro/*', '_tables/*'] } },
     },
+    { Effect: 'Allow', Action: 's3:ListBucketMultipartUploads', Resource: arn('lake') },
     { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], Resource: arn('lake/_runs/*') },
+    { Effect: 'Allow', Action: 's3:AbortMultipartUpload', Resource: outputs },
     {
       Effect: 'Allow',
       Action: 's3:GetObject',

@@ -17,7 +17,7 @@ test('context values given as strings on the command line become numbers and boo
       runTimeoutHours: '48',
       maxConcurrency: '250',
       serverAccessLogs: 'false',
-      accessLogsBucket: 'central-logs',
+      serverAccessLogsBucket: 'central-logs',
       apiGatewayCloudWatchRole: 'true',
     },
   });
@@ -33,7 +33,7 @@ test('context values given as strings on the command line become numbers and boo
     runTimeoutHours: 48,
     maxConcurrency: 250,
     serverAccessLogs: false,
-    accessLogsBucket: 'central-logs',
+    serverAccessLogsBucket: 'central-logs',
     apiGatewayCloudWatchRole: true,
   });
 });
@@ -94,8 +94,8 @@ test.each([
   [{ maxConcurrency: 10001 }, /maxConcurrency 10001/],
   [{ maxConcurrency: 2.5 }, /maxConcurrency 2.5/],
   [{ converterReservedConcurrency: 99, maxConcurrency: 100 }, /converterReservedConcurrency 99 is below maxConcurrency 100/],
-  [{ accessLogsBucket: 'logs', serverAccessLogs: false }, /accessLogsBucket is set but serverAccessLogs is false/],
-  [{ accessLogsBucket: 'logs', inputBucketName: 'raw', outputBucketName: 'lake' }, /accessLogsBucket: the stack creates no bucket/],
+  [{ serverAccessLogsBucket: 'logs', serverAccessLogs: false }, /serverAccessLogsBucket is set but serverAccessLogs is false/],
+  [{ serverAccessLogsBucket: 'logs', inputBucketName: 'raw', outputBucketName: 'lake' }, /serverAccessLogsBucket: the stack creates no bucket/],
 ])('refuses %p', (settings, message) => {
   expect(() => synth(settings)).toThrow(message);
 });

@@ -224,7 +224,7 @@ describe('server access logs', () => {
   });
 
   test('go to an existing bucket under the stack\'s name, when one is given', () => {
-    const { stack, template } = synth({ accessLogsBucket: 'central-logs' });
+    const { stack, template } = synth({ serverAccessLogsBucket: 'central-logs' });
     const buckets = template.findResources('AWS::S3::Bucket');
     expect(Object.keys(buckets)).toHaveLength(2);
     expect(buckets[logicalId(stack.storage.inputBucket)].Properties.LoggingConfiguration).toEqual({
@@ -251,7 +251,7 @@ describe('server access logs', () => {
 test('no configuration leaves a CDK warning or error', () => {
   for (const props of [
     {},
-    { accessLogsBucket: 'central-logs' },
+    { serverAccessLogsBucket: 'central-logs' },
     { serverAccessLogs: false, versioned: false },
     { inputBucketName: 'raw', outputBucketName: 'lake', tracing: true, schedule: 'rate(1 day)', alarmEmail: 'ops@example.com' },
     { apiGatewayCloudWatchRole: true, converterReservedConcurrency: 50 },

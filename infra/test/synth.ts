@@ -128,12 +128,12 @@ export function resourcesOf(statement: Statement): string[] {
 
 /**
  * Whether the Allow statements grant `action` on the object `key` of bucket `bucketId`, or, for
- * `s3:ListBucket`, a listing of the bucket with `key` as its prefix (undefined: a request that has
- * no prefix, such as the 403-or-404 decision of a GET or HEAD). Conditions other than a
- * `StringLike` on `s3:prefix` are not expected, and fail the test.
+ * `s3:ListBucket` and `s3:ListBucketMultipartUploads`, a listing of the bucket with `key` as its
+ * prefix (undefined: a request that has no prefix, such as the 403-or-404 decision of a GET or
+ * HEAD). Conditions other than a `StringLike` on `s3:prefix` are not expected, and fail the test.
  */
 export function allows(statements: Statement[], action: string, bucketId: string, key?: string): boolean {
-  const list = action === 's3:ListBucket';
+  const list = action === 's3:ListBucket' || action === 's3:ListBucketMultipartUploads';
   const arn = list ? `arn:aws:s3:::${bucketId}` : `arn:aws:s3:::${bucketId}/${key}`;
   return statements.some((statement) => {
     if (statement.Effect !== 'Allow' || !actionsOf(statement).includes(action)) return false;
