@@ -268,7 +268,8 @@ fn configuration_errors_fail_at_once_in_one_line_that_names_the_fix() {
     let home = tempfile::tempdir().expect("home");
 
     // Each case: the environment it sets, the output bucket, and the fix its one line names.
-    let cases: [(&str, &[(&str, &str)], &str, &str); 3] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 3] = [
         (
             "no region",
             &[("AWS_ACCESS_KEY_ID", &ep.access_key), ("AWS_SECRET_ACCESS_KEY", &ep.secret_key)],
