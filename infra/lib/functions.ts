@@ -152,6 +152,9 @@ export class PipelineFunctions extends Construct {
       new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: storage.convertedObjects() }),
       // One object per distinct file schema of a table; nothing else of the tables' state.
       new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [storage.tableObjects(TABLE_SCHEMAS)] }),
+      // A batch about to fail records the per-file results it has in
+      // `_runs/<run id>/batches/<n>.json`, which the reducer merges; nothing else of _runs/.
+      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [storage.batchResultObjects()] }),
     ]);
     // The reducer lists the ResultWriter files, reads them with the manifest, and writes the
     // report. It keeps the tables' state: it reads and writes current.json and the index
@@ -206,6 +209,12 @@ export class PipelineFunctions extends Construct {
       this.converter.role!,
       [storage.tableObjects(TABLE_SCHEMAS)],
       `the converter's role: it writes one object per file schema under each table's schemas/; ${tables}`,
+    );
+    acknowledgeWildcards(
+      this.converter.role!,
+      [storage.batchResultObjects()],
+      "the converter's role: a batch about to fail writes its per-file results to _runs/<run id>/batches/<n>.json, " +
+        'named by the run id and the batch number that each execution makes at run time',
     );
     acknowledgeWildcards(this.reducer.role!, [storage.runObjects()], `the reducer's role: it reads the Map's results and writes the run report, ${runs}`);
     acknowledgeWildcards(

@@ -109,6 +109,14 @@ export class Storage extends Construct {
     return this.outputBucket.arnForObjects(this.runsPrefix());
   }
 
+  /**
+   * The per-file results that a failing batch records, `<outputPrefix>_runs/<run id>/batches/<n>.json`
+   * (functions/contract/src/run.rs, `names::BATCHES`).
+   */
+  public batchResultObjects(): string {
+    return this.outputBucket.arnForObjects(`${this.outputPrefix}_runs/*/batches/*`);
+  }
+
   /** The `s3:prefix` pattern of listings under the run objects. */
   public runsPrefix(): string {
     return `${this.outputPrefix}_runs/*`;

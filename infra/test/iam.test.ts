@@ -118,7 +118,7 @@ test('the planner lists the input, the converted prefixes and the tables, reads 
   ]));
 });
 
-test('the converter reads the input prefix and its own outputs, and writes only the two formats and schemas', () => {
+test('the converter reads the input prefix and its own outputs, and writes only the two formats, schemas and failing batches\' results', () => {
   expect(grants(statementsOfRole(template, roleOf(stack.functions.converter)))).toEqual(grants([
     logWrite(stack.functions.converter),
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn(input) },
@@ -135,6 +135,7 @@ test('the converter reads the input prefix and its own outputs, and writes only 
       Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
     },
     { Effect: 'Allow', Action: 's3:PutObject', Resource: objectsArn(output, 'converted/_tables/*/schemas/*') },
+    { Effect: 'Allow', Action: 's3:PutObject', Resource: objectsArn(output, 'converted/_runs/*/batches/*') },
   ]));
 });
 
@@ -242,7 +243,12 @@ describe('what each function may do with the tables\' state and the outputs', ()
         for (const action of ['s3:GetObject', ...WRITES]) expect(allows(s, action, output, key)).toBe(false);
       }
     }
-    expect(allows(s, 's3:PutObject', output, 'converted/_runs/run-1/report.json')).toBe(false);
+    // Of _runs/, only the results a failing batch records for the reducer.
+    expect(allows(s, 's3:PutObject', output, 'converted/_runs/run-1/batches/7.json')).toBe(true);
+    for (const key of ['converted/_runs/run-1/report.json', 'converted/_runs/run-1/manifest.json', 'converted/_runs/run-1/tables.jsonl']) {
+      expect(allows(s, 's3:PutObject', output, key)).toBe(false);
+    }
+    expect(allows(s, 's3:GetObject', output, 'converted/_runs/run-1/manifest.json')).toBe(false);
   });
 
   test('the reducer keeps the tables\' state and deletes orphaned outputs, but writes no output', () => {
@@ -358,6 +364,7 @@ test('imported buckets and other prefixes scope the same statements to them', ()
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn('lake') },
     { Effect: 'Allow', Action: 's3:GetObject', Resource: outputs },
     { Effect: 'Allow', Action: 's3:PutObject', Resource: arn('lake/_tables/*/schemas/*') },
+    { Effect: 'Allow', Action: 's3:PutObject', Resource: arn('lake/_runs/*/batches/*') },
   ]));
   expect(grants(s3Of(other.stack.functions.planner))).toEqual(grants([
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn('raw'), Condition: { StringLike: { 's3:prefix': ['in/*'] } } },
