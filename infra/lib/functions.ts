@@ -160,9 +160,13 @@ export class PipelineFunctions extends Construct {
     // report. It keeps the tables' state: it reads and writes current.json and the index
     // generations, deletes the generation a new one replaces, and releases the leases (also from
     // ReleaseLeases, when Reduce fails). With delete_orphans, it deletes the outputs of deleted
-    // inputs.
+    // inputs. At the end of a run, which still holds its tables' leases, it aborts the multipart
+    // uploads left in progress under those tables' outputs and its own _runs/ folder (an upload
+    // whose CreateMultipartUpload answer was lost), with the planner's ListMultipartUploads.
     addStatements(this.reducer, [
       listBucket(output.bucketArn, [storage.runsPrefix(), storage.tablesPrefix()]),
+      new iam.PolicyStatement({ actions: ['s3:ListBucketMultipartUploads'], resources: [output.bucketArn] }),
+      new iam.PolicyStatement({ actions: ['s3:AbortMultipartUpload'], resources: storage.convertedObjects() }),
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
         resources: [storage.runObjects()],

@@ -139,7 +139,7 @@ test('the converter reads the input prefix and its own outputs, and writes only 
   ]));
 });
 
-test('the reducer lists, reads and writes _runs/ and the tables\' state, and deletes orphaned outputs', () => {
+test('the reducer lists, reads and writes _runs/ and the tables\' state, aborts leftover uploads, and deletes orphaned outputs', () => {
   expect(grants(statementsOfRole(template, roleOf(stack.functions.reducer)))).toEqual(grants([
     logWrite(stack.functions.reducer),
     {
@@ -147,6 +147,12 @@ test('the reducer lists, reads and writes _runs/ and the tables\' state, and del
       Action: 's3:ListBucket',
       Resource: bucketArn(output),
       Condition: { StringLike: { 's3:prefix': ['converted/_runs/*', 'converted/_tables/*'] } },
+    },
+    { Effect: 'Allow', Action: 's3:ListBucketMultipartUploads', Resource: bucketArn(output) },
+    {
+      Effect: 'Allow',
+      Action: 's3:AbortMultipartUpload',
+      Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
     },
     {
       Effect: 'Allow',
@@ -219,17 +225,19 @@ describe('what each function may do with the tables\' state and the outputs', ()
     }
   });
 
-  test('the converter aborts its own uploads of outputs, and the reducer of _runs/ and the tables\' state; neither lists uploads', () => {
+  test('the converter aborts its own uploads of outputs and lists none; the reducer lists the output bucket\'s and aborts those of outputs, _runs/ and the tables\' state', () => {
     const c = converter();
     for (const key of OUTPUTS) expect(allows(c, 's3:AbortMultipartUpload', output, key)).toBe(true);
     expect(allows(c, 's3:AbortMultipartUpload', output, 'converted/_runs/run-1/manifest.jsonl')).toBe(false);
+    for (const bucket of [input, output]) expect(allows(c, 's3:ListBucketMultipartUploads', bucket, 'converted/')).toBe(false);
     const r = reducer();
     expect(allows(r, 's3:AbortMultipartUpload', output, 'converted/_runs/run-1/files.jsonl')).toBe(true);
     expect(allows(r, 's3:AbortMultipartUpload', output, index('sales'))).toBe(true);
-    for (const key of OUTPUTS) expect(allows(r, 's3:AbortMultipartUpload', output, key)).toBe(false);
-    for (const s of [c, r]) {
-      for (const bucket of [input, output]) expect(allows(s, 's3:ListBucketMultipartUploads', bucket, 'converted/')).toBe(false);
-    }
+    for (const key of OUTPUTS) expect(allows(r, 's3:AbortMultipartUpload', output, key)).toBe(true);
+    for (const key of ['converted/a.parquet', 'elsewhere/a.parquet']) expect(allows(r, 's3:AbortMultipartUpload', output, key)).toBe(false);
+    expect(allows(r, 's3:ListBucketMultipartUploads', output, 'converted/parquet/sales/')).toBe(true);
+    expect(allows(r, 's3:ListBucketMultipartUploads', input, 'landing/')).toBe(false);
+    expect(allows(r, 's3:AbortMultipartUpload', input, 'landing/sales/a.csv')).toBe(false);
   });
 
   test('the converter HEADs its outputs, writes schemas, and touches no lease, index or current.json', () => {
@@ -391,6 +399,8 @@ test('imported buckets and other prefixes scope the same statements to them', ()
       Resource: arn('lake'),
       Condition: { StringLike: { 's3:prefix': ['_runs/*', '_tables/*'] } },
     },
+    { Effect: 'Allow', Action: 's3:ListBucketMultipartUploads', Resource: arn('lake') },
+    { Effect: 'Allow', Action: 's3:AbortMultipartUpload', Resource: outputs },
     { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], Resource: arn('lake/_runs/*') },
     {
       Effect: 'Allow',
