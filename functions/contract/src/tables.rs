@@ -341,6 +341,23 @@ impl Roots {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_schema_is_stored_as_its_columns_and_named_by_their_hash() {
+        use csvlake_engine::schema::ColumnType;
+        let s = TableSchema::new([
+            ("id".to_owned(), ColumnType::Int64),
+            ("amount".to_owned(), ColumnType::Decimal { precision: 12, scale: 2 }),
+        ]);
+        assert_eq!(
+            String::from_utf8(s.to_json()).unwrap(),
+            r#"{"columns":[{"name":"id","type":"int64"},{"name":"amount","type":"decimal(12,2)"}]}"#
+        );
+        assert_eq!(s.id().len(), 32);
+        assert_eq!(serde_json::from_slice::<TableSchema>(&s.to_json()).unwrap(), s);
+        assert_ne!(TableSchema::new([("id".to_owned(), ColumnType::Utf8)]).id(), s.id());
+    }
+
     use super::*;
     use crate::payload::OutputLocation;
 
@@ -430,5 +447,48 @@ mod tests {
         let back = Provenance::from_metadata(&meta.into_iter().collect()).unwrap();
         assert_eq!(back, Provenance { etag: "abc-2".into(), ..p });
         assert!(Provenance::from_metadata(&Default::default()).is_none());
+    }
+}
+
+/// A schema of a file or of a table: its columns in order, each with its type. It is stored as
+/// `_tables/<table>/schemas/<id>.json`, `{"columns": [{"name": "id", "type": "int64"}, …]}`,
+/// where `<id>` is [`TableSchema::id`]. Every column is nullable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSchema {
+    /// The columns, in order.
+    pub columns: Vec<SchemaColumn>,
+}
+
+/// One column of a [`TableSchema`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaColumn {
+    /// The column's name, as the header gives it.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub column_type: csvlake_engine::schema::ColumnType,
+}
+
+impl TableSchema {
+    /// A schema of these columns.
+    pub fn new(columns: impl IntoIterator<Item = (String, csvlake_engine::schema::ColumnType)>) -> Self {
+        Self { columns: columns.into_iter().map(|(name, column_type)| SchemaColumn { name, column_type }).collect() }
+    }
+
+    /// The stored JSON text.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The id of the stored schema: 32 hex digits of the XXH3-128 of [`TableSchema::to_json`].
+    pub fn id(&self) -> String {
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&self.to_json()))
+    }
+
+    /// The column names and types, apart.
+    pub fn parts(&self) -> (Vec<String>, Vec<csvlake_engine::schema::ColumnType>) {
+        self.columns.iter().map(|c| (c.name.clone(), c.column_type)).unzip()
     }
 }

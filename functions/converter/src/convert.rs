@@ -25,7 +25,7 @@ use tokio_util::io::SyncIoBridge;
 use csvlake_contract::keys;
 use csvlake_contract::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus, Job, OutputRef};
 use csvlake_contract::run::{names as run_names, run_key};
-use csvlake_contract::tables::{self, Provenance};
+use csvlake_contract::tables::{self, Provenance, TableSchema};
 use csvlake_contract::{BatchError, ErrorNames};
 use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt};
 use csvlake_engine::options::{AvroOptions, Format, ParquetOptions};
@@ -750,14 +750,10 @@ pub struct FileSchema {
 impl FileSchema {
     fn of(decoder: &CsvDecoder<'_>) -> Self {
         let schema = decoder.schema();
-        let columns: Vec<serde_json::Value> = schema
-            .fields()
-            .iter()
-            .zip(decoder.kinds())
-            .map(|(f, k)| serde_json::json!({"name": f.name(), "type": k.column_type().to_string()}))
-            .collect();
-        let json = serde_json::to_vec(&serde_json::json!({ "columns": columns })).unwrap_or_default();
-        Self { id: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&json)), json }
+        let table = TableSchema::new(
+            schema.fields().iter().zip(decoder.kinds()).map(|(f, k)| (f.name().clone(), k.column_type())),
+        );
+        Self { id: table.id(), json: table.to_json() }
     }
 }
 
