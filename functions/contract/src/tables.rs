@@ -343,6 +343,28 @@ impl Roots {
 mod tests {
 
     #[test]
+    fn schemas_join_by_column_name_in_order_of_first_appearance() {
+        use csvlake_engine::schema::ColumnType::*;
+        let s = |cols: &[(&str, csvlake_engine::schema::ColumnType)]| {
+            TableSchema::new(cols.iter().map(|(n, t)| ((*n).to_owned(), *t)))
+        };
+        let a = s(&[("amount", Int64), ("code", Int64)]);
+        let b = s(&[("amount", Float64), ("code", Null), ("note", Utf8)]);
+        let c = s(&[("when", Date32), ("amount", Int64), ("code", Utf8)]);
+        let j = a.join(&b).join(&c);
+        assert_eq!(j, s(&[("amount", Float64), ("code", Utf8), ("note", Utf8), ("when", Date32)]));
+        for file in [&a, &b, &c, &j] {
+            assert!(j.covers(file));
+        }
+        assert!(!a.covers(&b) && !b.covers(&a));
+        assert!(s(&[("amount", Float64), ("code", Int64)]).covers(&s(&[("code", Null)])), "a missing column is null");
+        assert_eq!(
+            a.widening(&j),
+            ["amount: int64 → float64", "code: int64 → utf8", "note: new column, utf8", "when: new column, date32"]
+        );
+    }
+
+    #[test]
     fn a_schema_is_stored_as_its_columns_and_named_by_their_hash() {
         use csvlake_engine::schema::ColumnType;
         let s = TableSchema::new([
@@ -485,6 +507,44 @@ impl TableSchema {
     /// The id of the stored schema: 32 hex digits of the XXH3-128 of [`TableSchema::to_json`].
     pub fn id(&self) -> String {
         format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&self.to_json()))
+    }
+
+    /// The type of the column `name`, if the schema has it.
+    pub fn column(&self, name: &str) -> Option<csvlake_engine::schema::ColumnType> {
+        self.columns.iter().find(|c| c.name == name).map(|c| c.column_type)
+    }
+
+    /// The least schema that holds both: the union of the columns, `self`'s first in their
+    /// order and then `other`'s new ones in theirs, each with the join of its types.
+    pub fn join(&self, other: &TableSchema) -> TableSchema {
+        let mut joined = self.clone();
+        for c in &other.columns {
+            match joined.columns.iter_mut().find(|j| j.name == c.name) {
+                Some(j) => j.column_type = j.column_type.join(c.column_type),
+                None => joined.columns.push(c.clone()),
+            }
+        }
+        joined
+    }
+
+    /// Whether a file of schema `file` can be written with this one: every column of `file` is
+    /// here, with a type that holds it.
+    pub fn covers(&self, file: &TableSchema) -> bool {
+        file.columns.iter().all(|c| self.column(&c.name).is_some_and(|t| t.join(c.column_type) == t))
+    }
+
+    /// What `wider` adds to this schema, one `name: type → type` (or `name: new type`) per
+    /// column, for messages.
+    pub fn widening(&self, wider: &TableSchema) -> Vec<String> {
+        wider
+            .columns
+            .iter()
+            .filter_map(|c| match self.column(&c.name) {
+                None => Some(format!("{}: new column, {}", c.name, c.column_type)),
+                Some(t) if t != c.column_type => Some(format!("{}: {t} → {}", c.name, c.column_type)),
+                Some(_) => None,
+            })
+            .collect()
     }
 
     /// The column names and types, apart.
