@@ -85,6 +85,8 @@ fn plan(batches: u64, files: u64) -> Plan {
         max_concurrency: 10,
         requested_max_concurrency: None,
         tolerated_failure_percentage: 5.0,
+        conform_limit: csvlake_contract::run::DEFAULT_CONFORM_LIMIT,
+        catalog: None,
     }
 }
 
