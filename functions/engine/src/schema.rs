@@ -120,12 +120,7 @@ impl ColumnType {
         if let (Int64, d @ Decimal { .. }) | (d @ Decimal { .. }, Int64) = (self, other) {
             return Kind::of_explicit(d).shape().join(Shape { int_digits: 19, scale: 0 }).kind().column_type();
         }
-        let kind = |t: ColumnType| match t {
-            ColumnType::Int64 => Kind::Int,
-            ColumnType::Null => Kind::Null,
-            t => Kind::of_explicit(t),
-        };
-        kind(self).join(kind(other)).column_type()
+        Kind::of_type(self).join(Kind::of_type(other)).column_type()
     }
 
     /// The Arrow type this column is written as.
@@ -277,6 +272,16 @@ impl Kind {
             Kind::Timestamp => ColumnType::Timestamp,
             Kind::TimestampUtc => ColumnType::TimestampUtc,
             Kind::Utf8 => ColumnType::Utf8,
+        }
+    }
+
+    /// The narrowest kind of a column of type `t`, as a floor: an int64 is taken to hold
+    /// integers that a float64 holds exactly, and a null column has no value yet.
+    pub fn of_type(t: ColumnType) -> Kind {
+        match t {
+            ColumnType::Int64 => Kind::Int,
+            ColumnType::Null => Kind::Null,
+            t => Kind::of_explicit(t),
         }
     }
 
