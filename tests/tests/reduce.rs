@@ -385,6 +385,7 @@ fn execution(batch: &ManifestBatch, status: &str) -> ChildExecution {
         files: batch.files.clone(),
         retry_count: 0,
         redrive_count: 0,
+        schema: None,
     };
     ChildExecution {
         execution_arn: format!("arn:aws:states:us-east-1:123456789012:execution:csvlake-pipeline/Convert:{name}"),

@@ -177,6 +177,11 @@ pub struct ConvertBatch {
     /// Redrives of the run so far (`$$.Execution.RedriveCount`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redrive_count: u32,
+    /// A batch of the `Conform` Map: the id of the table schema (`schemas/<id>.json` of the
+    /// files' table) to write its files with. Without it, the table's stored schema is read
+    /// from its `current.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -208,6 +208,13 @@ pub struct Current {
     /// The generation before, kept until the next one is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<String>,
+    /// The id of the table's schema (`schemas/<id>.json`), which every file of the table is
+    /// written with under the schema policy `conform`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The table schema's version: 1 for the first, one more at each widening.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub schema_version: u64,
 }
 
 /// `lease.json`: the run that writes a table, until when.

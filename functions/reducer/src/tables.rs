@@ -279,6 +279,8 @@ async fn write_generation(
         entries,
         run_id: plan.run_id.clone(),
         previous: run.current.as_ref().map(|c| c.index.clone()),
+        schema: run.current.as_ref().and_then(|c| c.schema.clone()),
+        schema_version: run.current.as_ref().map_or(0, |c| c.schema_version),
     };
     let key = tables::state_key(&out.prefix, &run.table, tables::names::CURRENT);
     let precondition = match &now {
