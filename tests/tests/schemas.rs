@@ -116,3 +116,71 @@ async fn under_the_policy_fail_a_file_that_would_widen_the_table_fails_and_write
     let names: Vec<&str> = pq.schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, ["amount", "code"]);
 }
+
+/// Runs the whole pipeline over `landing/` into `lake/`, and returns its report.
+async fn run_pipeline(h: &Harness, run_id: &str, extra: serde_json::Value) -> csvlake_contract::run::Report {
+    let mut input = serde_json::json!({
+        "input": {"bucket": csvlake_tests::INPUT_BUCKET, "prefix": "landing/"},
+        "output": {"bucket": csvlake_tests::OUTPUT_BUCKET, "prefix": "lake/"},
+    });
+    if let (Some(i), serde_json::Value::Object(extra)) = (input.as_object_mut(), extra) {
+        i.extend(extra);
+    }
+    let client = h.converter.client().clone();
+    let converter = std::sync::Arc::new(csvlake_converter::Converter::new(client.clone()));
+    let executor = csvlake_cli::local::pipeline::observed_executor(
+        client,
+        converter,
+        csvlake_planner::PlannerConfig::default(),
+        None,
+    )
+    .expect("definition")
+    .with_delay_scale(0.0);
+    let run = executor.execute(run_id, input).await;
+    assert!(matches!(run.status, csvlake_statemachine::ExecutionStatus::Succeeded(_)), "{run_id}: {:?}", run.status);
+    let path = h.output.join("lake/_runs").join(run_id).join("report.json");
+    serde_json::from_slice(&std::fs::read(path).expect("report.json")).expect("a report")
+}
+
+fn types(schema: &TableSchema) -> Vec<(String, String)> {
+    schema.columns.iter().map(|c| (c.name.clone(), c.column_type.to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tables_schema_is_the_join_of_its_files_and_later_files_start_from_it() {
+    let h = Harness::start().await;
+    let pair = |a: &str, b: &str| vec![("amount".to_owned(), a.to_owned()), ("code".to_owned(), b.to_owned())];
+
+    h.put("landing/sales/a.csv", "amount,code\n10,5\n20,6\n");
+    let r = run_pipeline(&h, "one", serde_json::json!({})).await;
+    let t = &r.tables[0];
+    assert_eq!((t.schema.as_ref().map(types), t.schema_version, t.widened), (Some(pair("int64", "int64")), 1, false));
+
+    // b widens amount; its empty code is null, so code stays int64.
+    h.put("landing/sales/b.csv", "amount,code\n1.5,\n");
+    let r = run_pipeline(&h, "two", serde_json::json!({})).await;
+    let t = &r.tables[0];
+    assert_eq!((t.schema.as_ref().map(types), t.schema_version, t.widened), (Some(pair("float64", "int64")), 2, true));
+
+    // c is written with the table's schema: its integer amount is a float64.
+    h.put("landing/sales/c.csv", "amount,code\n3,AB-1\n");
+    let r = run_pipeline(&h, "three", serde_json::json!({})).await;
+    let t = &r.tables[0];
+    assert_eq!((t.schema.as_ref().map(types), t.schema_version, t.widened), (Some(pair("float64", "utf8")), 3, true));
+    let pq = read_parquet(&h.output_path("lake/parquet/sales/c.parquet"));
+    assert_eq!(pq.schema.field(0).data_type(), &DataType::Float64);
+    assert_eq!(pq.rows, [vec![Cell::Float(3.0), Cell::Text("AB-1".into())]]);
+
+    // Nothing new: the schema stays as it is.
+    let r = run_pipeline(&h, "four", serde_json::json!({})).await;
+    let t = &r.tables[0];
+    assert_eq!((t.schema_version, t.widened), (3, false));
+
+    // Under fail, a file that would widen the stored schema fails and the table keeps it.
+    h.put("landing/sales/d.csv", "amount,code,when\n4,X,2026-01-02\n");
+    let input = serde_json::json!({"schema_policy": "fail", "tolerated_failure_percentage": 100});
+    let r = run_pipeline(&h, "five", input).await;
+    assert_eq!(r.failures_by_kind.get("bad_input.schema_drift"), Some(&1));
+    let t = &r.tables[0];
+    assert_eq!((t.schema.as_ref().map(types), t.schema_version), (Some(pair("float64", "utf8")), 3));
+}

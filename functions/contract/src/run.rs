@@ -616,6 +616,15 @@ pub struct TableReport {
     /// Multipart uploads left by dead runs, aborted under the table's outputs.
     #[serde(default)]
     pub aborted_uploads: u64,
+    /// The table's schema after the run: the join of its files' schemas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<crate::tables::TableSchema>,
+    /// Its version: 1 for the first, one more at each widening.
+    #[serde(default)]
+    pub schema_version: u64,
+    /// Whether this run widened it.
+    #[serde(default)]
+    pub widened: bool,
 }
 
 /// `report.json`. `failed` comes last, since it is the one part that grows with the run.
