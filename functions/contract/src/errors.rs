@@ -33,8 +33,8 @@ pub const DEADLINE: &str = "csvlake.Deadline";
 pub const MAP_FAILED: &str = "csvlake.MapFailed";
 
 /// `error_type` of a reducer that could not register a run's tables in the AWS Glue Data
-/// Catalog (the database is missing, access is refused, a table's columns collide once Glue
-/// lowercases them). The run's outputs and report are written; only the catalog lags.
+/// Catalog: the database is missing, Glue refused a call, or two of a table's columns have the
+/// same name once Glue lowercases them.
 pub const CATALOG_ERROR: &str = "csvlake.CatalogError";
 
 /// Error kind of a file the storage refused access to (AccessDenied, a KMS key it may not use).
