@@ -13,8 +13,11 @@
 //! makes no UpdateTable call and adds no table version.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use aws_sdk_glue::Client;
+use aws_sdk_glue::config::retry::RetryConfig;
+use aws_sdk_glue::config::timeout::TimeoutConfig;
 use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_glue::types::{Column, SerDeInfo, StorageDescriptor, Table, TableInput};
 use serde::{Deserialize, Serialize};
@@ -76,11 +79,24 @@ impl From<CatalogError> for BatchError {
 /// Result of the catalog's functions.
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
+/// How long one attempt of a Glue call may take until its response.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A Glue client from the environment: credentials, region and endpoint as the AWS SDK reads
 /// them ([`csvlake_s3::sdk_config`]), so that `AWS_ENDPOINT_URL_GLUE` (or `AWS_ENDPOINT_URL`)
-/// points it elsewhere, with csvlake's HTTPS client.
+/// points it elsewhere, with csvlake's HTTPS client. Throttled and failed calls are retried as
+/// S3 calls are ([`csvlake_s3::MAX_ATTEMPTS`]), and no call can hang the reducer.
 pub async fn client() -> Client {
-    Client::new(&csvlake_s3::sdk_config(None).await)
+    let conf = csvlake_s3::sdk_config(None).await;
+    let glue = aws_sdk_glue::config::Builder::from(&conf)
+        .retry_config(RetryConfig::standard().with_max_attempts(csvlake_s3::MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(csvlake_s3::CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        );
+    Client::from_conf(glue.build())
 }
 
 /// The Hive type of a column, as Glue records it: `boolean`, `bigint`, `double`,
@@ -355,7 +371,13 @@ async fn register_one(
                 tracing::info!(database, table, changed = ?changed, "updated the Glue table");
                 return Ok(outcome(CatalogAction::Updated, changed));
             }
-            Err(e) if code(&e) == Some("ConcurrentModificationException") && race < MAX_RACES => race += 1,
+            // Changed or dropped since it was read: read it again.
+            Err(e)
+                if matches!(code(&e), Some("ConcurrentModificationException" | "EntityNotFoundException"))
+                    && race < MAX_RACES =>
+            {
+                race += 1
+            }
             Err(e) => return Err(glue_error("UpdateTable", database, table, e)),
         }
     }
