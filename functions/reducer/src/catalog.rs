@@ -3,8 +3,9 @@
 //!
 //! Each csvlake table becomes one Glue table per format written: `<name>` over its Parquet
 //! folder and `<name>_avro` over its Avro folder, both external, unpartitioned tables whose
-//! columns are the table's schema ([`TableSchema`]). The definitions follow the ones awswrangler
-//! and Athena's DDL write (Hive's Parquet and Avro SerDes), plus csvlake's own table parameters
+//! columns are the table's schema ([`TableSchema`]). The Parquet definition is the one
+//! awswrangler writes; the Avro one is Hive's AvroSerDe table, with the files' schema as
+//! `avro.schema.literal` as Glue's crawlers record it. Both carry csvlake's own table parameters
 //! ([`parameters`]).
 //!
 //! [`register`] is idempotent: it reads each table first and creates it when it is missing,

@@ -185,7 +185,9 @@ static NAME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| catalog::
 
 #[tokio::test]
 async fn tables_are_created_left_alone_when_current_and_updated_once_when_widened() {
-    let Some(moto) = Moto::start("tables_are_created…") else { return };
+    let Some(moto) = Moto::start("tables_are_created_left_alone_when_current_and_updated_once_when_widened") else {
+        return;
+    };
     let glue = moto.glue();
     create_database(&glue, "lake").await;
     let schema = every_type();
@@ -294,7 +296,7 @@ async fn tables_are_created_left_alone_when_current_and_updated_once_when_widene
 
 #[tokio::test]
 async fn failures_are_catalog_errors_that_name_the_database_and_the_table() {
-    let Some(moto) = Moto::start("failures_are_catalog_errors…") else { return };
+    let Some(moto) = Moto::start("failures_are_catalog_errors_that_name_the_database_and_the_table") else { return };
     let glue = moto.glue();
     let schema = every_type();
     let parquet_only = [Format::Parquet];
