@@ -5,8 +5,8 @@
 //! folder and `<name>_avro` over its Avro folder, both external, unpartitioned tables whose
 //! columns are the table's schema ([`TableSchema`]). The Parquet definition is the one
 //! awswrangler writes; the Avro one is Hive's AvroSerDe table, with the files' schema as
-//! `avro.schema.literal` as Glue's crawlers record it. Both carry csvlake's own table parameters
-//! ([`parameters`]).
+//! `avro.schema.literal` in the SerDe parameters (where Hive reads it) and the table parameters.
+//! Both carry csvlake's own table parameters ([`parameters`]).
 //!
 //! [`register`] is idempotent: it reads each table first and creates it when it is missing,
 //! updates it only when what a reader depends on differs (columns, location, formats, SerDe,
@@ -230,9 +230,8 @@ pub fn table_input(
             let (names, types) = schema.parts();
             let literal = csvlake_engine::avro::avro_schema_json(&arrow_schema(&names, &types))
                 .map_err(|e| format!("the Avro schema: {e}"))?;
-            // Hive reads the files with the SerDe's literal; the table's copy is the one the
-            // crawlers and awswrangler set as well, and what engines that read table
-            // properties only (Athena's DDL, Spark's Hive catalog) see.
+            // Hive reads the files with the SerDe's literal; the table's copy is for the tools
+            // that look at table properties only.
             serde_parameters.insert(parameters::AVRO_SCHEMA_LITERAL.to_owned(), literal.clone());
             table_parameters.insert(parameters::AVRO_SCHEMA_LITERAL.to_owned(), literal);
         }
