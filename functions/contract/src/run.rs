@@ -627,6 +627,33 @@ pub struct TableReport {
     pub widened: bool,
 }
 
+/// What a run registered in the Glue Data Catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogReport {
+    /// The database.
+    pub database: String,
+    /// One entry per Glue table the run wrote or checked.
+    pub tables: Vec<CatalogTable>,
+    /// Why the registration stopped, when it failed (the run then fails with
+    /// `csvlake.CatalogError`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One Glue table of a [`CatalogReport`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogTable {
+    /// The csvlake table (its folder below the root).
+    pub table: String,
+    /// The Glue table's name.
+    pub name: String,
+    /// The format of the files it reads.
+    pub format: Format,
+    /// `created`, `updated` or `unchanged`; `skipped` for the root's table beside other tables
+    /// (its folder holds theirs).
+    pub action: String,
+}
+
 /// `report.json`. `failed` comes last, since it is the one part that grows with the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -660,6 +687,9 @@ pub struct Report {
     /// The Map's own error, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_error: Option<StatesError>,
+    /// What the run registered in the Glue Data Catalog, when it names a database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogReport>,
     /// Every failed file with its error.
     pub failed: Vec<FailedFile>,
 }

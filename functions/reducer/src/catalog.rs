@@ -505,6 +505,57 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     last.to_string()
 }
 
+/// Registers every table of a run that has a schema in the run's catalog database: one Glue table
+/// per format written. The root's own table is skipped when the run has other tables, since its
+/// folder holds theirs. Stops at the first failure, which the report names.
+pub async fn register_run(
+    client: &Client,
+    database: &str,
+    plan: &csvlake_contract::run::Plan,
+    tables: &[csvlake_contract::run::TableReport],
+) -> csvlake_contract::run::CatalogReport {
+    use csvlake_contract::run::{CatalogReport, CatalogTable};
+    let out = &plan.job.output;
+    let mut report = CatalogReport { database: database.to_owned(), ..CatalogReport::default() };
+    let others = tables.iter().any(|t| !t.table.is_empty());
+    for t in tables {
+        let Some(schema) = &t.schema else { continue };
+        let name = if t.table.is_empty() { glue_table_name(&t.name) } else { glue_table_name(&t.table) };
+        if t.table.is_empty() && others {
+            for &format in &plan.job.formats {
+                let name = format_table_name(&name, format);
+                report.tables.push(CatalogTable { table: t.table.clone(), name, format, action: "skipped".into() });
+            }
+            continue;
+        }
+        let parquet_location = table_location(&out.bucket, &out.prefix, Format::Parquet, &t.table);
+        let avro_location = table_location(&out.bucket, &out.prefix, Format::Avro, &t.table);
+        let reg = Registration {
+            database,
+            name: &name,
+            schema,
+            parquet_location: &parquet_location,
+            avro_location: &avro_location,
+            schema_version: t.schema_version,
+            formats: &plan.job.formats,
+        };
+        match register(client, &reg).await {
+            Ok(outcome) => report.tables.extend(outcome.tables.into_iter().map(|o| CatalogTable {
+                table: t.table.clone(),
+                name: o.table,
+                format: o.format,
+                action:
+                    serde_json::to_value(o.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            })),
+            Err(e) => {
+                report.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    report
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

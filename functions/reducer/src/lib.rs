@@ -36,7 +36,11 @@ pub async fn handle(event: LambdaEvent<ReduceRequest>, client: &aws_sdk_s3::Clie
         None => tracing::info!(run_id = %plan.run_id, batches = plan.batches, "reducing run"),
     }
     let summary = match report::reduce(client, &request).await {
-        Ok(s) => s,
+        Ok((_, Some(catalog))) => {
+            tracing::error!(target: csvlake_contract::errors::OUTCOME_LOG_TARGET, run_id = %plan.run_id, error = %catalog, "catalog update failed");
+            return Err(BatchError::Catalog(catalog));
+        }
+        Ok((s, None)) => s,
         Err(e) => {
             tracing::error!(target: csvlake_contract::errors::OUTCOME_LOG_TARGET, run_id = %plan.run_id, error = %e, error_type = e.error_type(), "reduce failed");
             return Err(e.into());

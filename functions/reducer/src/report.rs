@@ -58,7 +58,11 @@ const READ_BUFFER: usize = 256 << 10;
 /// S3 failures are [`Error::Transient`] or [`Error::Internal`] as [`sdk_error`] classifies them;
 /// a results file that does not parse is internal. No object becomes visible unless every result
 /// was read: `files.jsonl` streams into a staged upload that is committed only then.
-pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSummary> {
+///
+/// With a catalog database, the tables are registered after their indexes are written and before
+/// the report, which records the outcome; a registration that failed is returned beside the
+/// summary (the handler then fails with `csvlake.CatalogError`).
+pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSummary, Option<String>)> {
     let plan = &request.plan;
     let out = &plan.job.output;
     let location =
@@ -82,6 +86,14 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
 
     // The tables' indexes before the report: a report names what the index holds.
     let (tables, orphaned) = crate::tables::update(client, plan, entries).await?;
+    // Then the catalog, whose outcome (or failure) the report records.
+    let catalog = match &plan.catalog {
+        Some(c) => {
+            let glue = crate::catalog::client().await;
+            Some(crate::catalog::register_run(&glue, &c.database, plan, &tables).await)
+        }
+        None => None,
+    };
     totals.orphaned = plan.orphaned;
     totals.skipped += plan.skipped;
     totals.files = totals.converted + totals.failed + totals.skipped;
@@ -105,6 +117,7 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
         tables,
         orphaned,
         map_error: request.convert_error.clone(),
+        catalog: catalog.clone(),
         failed: Vec::new(),
     };
     write_report(client, &report_loc, &report, failed).await?;
@@ -139,7 +152,7 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
         exceeded_tolerance,
         "run reduced"
     );
-    Ok(RunSummary {
+    let summary = RunSummary {
         run_id: plan.run_id.clone(),
         status,
         exceeded_tolerance,
@@ -149,7 +162,8 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
         report: report_loc,
         files: files_loc,
         failed_keys,
-    })
+    };
+    Ok((summary, catalog.and_then(|c| c.error)))
 }
 
 /// The summary of a run whose Reduce failed and whose leases were released: nothing was
