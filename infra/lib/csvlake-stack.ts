@@ -1,6 +1,7 @@
 /**
  * The csvlake stack: buckets, the three functions, the state machine loaded from
- * statemachine/pipeline.asl.json, an optional schedule, the reprocess API and alarms.
+ * statemachine/pipeline.asl.json, an optional schedule, the reprocess API, alarms, and, with
+ * `catalogDatabase`, the reducer's Glue database.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -9,6 +10,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as targets from 'aws-cdk-lib/aws-scheduler-targets';
 import { Construct } from 'constructs';
 import { PipelineAlarms } from './alarms';
+import { Catalog } from './catalog';
 import { PipelineFunctions } from './functions';
 import { Pipeline } from './pipeline';
 import { ReprocessApi } from './reprocess-api';
@@ -32,6 +34,8 @@ export class CsvlakeStack extends Stack {
   public readonly api: ReprocessApi;
   public readonly alarms: PipelineAlarms;
   public readonly schedule?: scheduler.Schedule;
+  /** The Glue database the reducer registers the tables in, when `catalogDatabase` is set. */
+  public readonly catalog?: Catalog;
 
   constructor(scope: Construct, id: string, props: CsvlakeStackProps = {}) {
     super(scope, id, props);
@@ -39,6 +43,13 @@ export class CsvlakeStack extends Stack {
     this.storage = new Storage(this, 'Storage', settings);
     this.functions = new PipelineFunctions(this, 'Functions', this.storage, settings);
     this.pipeline = new Pipeline(this, 'Pipeline', this.functions, this.storage, settings);
+    if (settings.catalogDatabase !== undefined) {
+      this.catalog = new Catalog(this, 'Catalog', {
+        databaseName: settings.catalogDatabase,
+        createDatabase: settings.createCatalogDatabase,
+        reducer: this.functions.reducer,
+      });
+    }
     const stateMachine = this.pipeline.stateMachine;
 
     if (settings.schedule) {
@@ -84,7 +95,8 @@ export class CsvlakeStack extends Stack {
 
   /**
    * An example execution input from statemachine/examples with this stack's buckets and prefixes
-   * in place of the example's; every other option is the example's.
+   * in place of the example's, and, with `catalogDatabase`, its database as `catalog.database`
+   * (the only one the reducer may register tables in); every other option is the example's.
    */
   public exampleInput(name: string): Record<string, unknown> {
     const example = JSON.parse(fs.readFileSync(path.join(EXAMPLES_DIR, name), 'utf8'));
@@ -92,6 +104,7 @@ export class CsvlakeStack extends Stack {
       ...example,
       input: { ...example.input, bucket: this.storage.inputBucket.bucketName, prefix: this.storage.inputPrefix },
       output: { ...example.output, bucket: this.storage.outputBucket.bucketName, prefix: this.storage.outputPrefix },
+      ...(this.catalog ? { catalog: { ...example.catalog, database: this.catalog.databaseName } } : {}),
     };
   }
 }

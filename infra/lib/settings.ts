@@ -114,6 +114,19 @@ export interface CsvlakeSettings {
    * then. Default 24; at most 8760 (a year, the longest a Standard execution runs).
    */
   readonly runTimeoutHours?: number;
+  /**
+   * An AWS Glue Data Catalog database that the reducer registers each table in: the scheduled
+   * run's input (and the console example's) names it as `catalog.database`, and the reducer's
+   * role may read, create and update tables in it, and in no other database. 1 to 255 lowercase
+   * letters, digits and underscores. Default: none, and no Glue permission.
+   */
+  readonly catalogDatabase?: string;
+  /**
+   * Whether the stack creates `catalogDatabase` in the account's Data Catalog. Default false: the
+   * database exists. The database is kept when the stack is deleted, since the tables the runs
+   * registered in it outlive the stack.
+   */
+  readonly createCatalogDatabase?: boolean;
 }
 
 /** Default `maxConcurrency`. */
@@ -134,6 +147,7 @@ export type ResolvedSettings = CsvlakeSettings &
       | 'runTimeoutHours'
       | 'serverAccessLogs'
       | 'apiGatewayCloudWatchRole'
+      | 'createCatalogDatabase'
     >
   > & {
     readonly logRetention: logs.RetentionDays;
@@ -162,6 +176,8 @@ const CONTEXT_NAMES: { [K in keyof CsvlakeSettings]-?: string } = {
   serverAccessLogs: 'serverAccessLogs',
   serverAccessLogsBucket: 'serverAccessLogsBucket',
   apiGatewayCloudWatchRole: 'apiGatewayCloudWatchRole',
+  catalogDatabase: 'catalogDatabase',
+  createCatalogDatabase: 'createCatalogDatabase',
 };
 
 const NUMBERS = new Set<keyof CsvlakeSettings>([
@@ -171,7 +187,19 @@ const NUMBERS = new Set<keyof CsvlakeSettings>([
   'logRetentionDays',
   'runTimeoutHours',
 ]);
-const BOOLEANS = new Set<keyof CsvlakeSettings>(['versioned', 'tracing', 'serverAccessLogs', 'apiGatewayCloudWatchRole']);
+const BOOLEANS = new Set<keyof CsvlakeSettings>([
+  'versioned',
+  'tracing',
+  'serverAccessLogs',
+  'apiGatewayCloudWatchRole',
+  'createCatalogDatabase',
+]);
+
+/**
+ * A Glue database name the stack accepts: what Glue stores (it lowercases names, and Athena and
+ * Hive read only lowercase letters, digits and underscores), at most Glue's 255 characters.
+ */
+export const CATALOG_DATABASE_PATTERN = /^[a-z0-9_]{1,255}$/;
 
 /**
  * Reads the settings given as context. Values from `-c name=value` arrive as strings; numbers and
@@ -222,6 +250,7 @@ export function resolveSettings(settings: CsvlakeSettings): ResolvedSettings {
     runTimeoutHours: settings.runTimeoutHours ?? DEFAULT_RUN_TIMEOUT_HOURS,
     serverAccessLogs: settings.serverAccessLogs ?? true,
     apiGatewayCloudWatchRole: settings.apiGatewayCloudWatchRole ?? false,
+    createCatalogDatabase: settings.createCatalogDatabase ?? false,
   };
   if (resolved.converterMemoryMiB < 512 || resolved.converterMemoryMiB > 10240) {
     throw new Error(`converterMemoryMiB ${resolved.converterMemoryMiB}: Lambda allows 512 to 10240 for the converter`);
@@ -266,6 +295,14 @@ export function resolveSettings(settings: CsvlakeSettings): ResolvedSettings {
   }
   if (resolved.schedule !== undefined && !/^(cron|rate)\(.+\)$/.test(resolved.schedule)) {
     throw new Error(`schedule ${JSON.stringify(resolved.schedule)}: expected cron(...) or rate(...)`);
+  }
+  if (resolved.catalogDatabase !== undefined && !CATALOG_DATABASE_PATTERN.test(resolved.catalogDatabase)) {
+    throw new Error(
+      `catalogDatabase ${JSON.stringify(resolved.catalogDatabase)}: expected 1 to 255 lowercase letters, digits and underscores`,
+    );
+  }
+  if (resolved.createCatalogDatabase && resolved.catalogDatabase === undefined) {
+    throw new Error('createCatalogDatabase is true but catalogDatabase is not set: name the database to create');
   }
   if (
     resolved.inputBucketName !== undefined &&

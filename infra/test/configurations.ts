@@ -23,10 +23,13 @@ export const CONFIGURATIONS: Readonly<Record<string, CsvlakeStackProps>> = {
     apiGatewayCloudWatchRole: true,
     logRetentionDays: 365,
     runTimeoutHours: 6,
+    catalogDatabase: 'lake',
+    createCatalogDatabase: true,
   },
   'versioning-and-access-logs-off': { versioned: false, serverAccessLogs: false, logRetentionDays: 9999 },
   'existing-access-logs-bucket': { serverAccessLogsBucket: 'central-access-logs', outputBucketName: 'lake' },
   'imported-buckets': { inputBucketName: 'raw', outputBucketName: 'lake', inputPrefix: 'in', outputPrefix: '', schedule: 'rate(1 hour)' },
+  'existing-catalog-database': { catalogDatabase: 'csvlake_tables', schedule: 'rate(1 day)' },
 };
 
 /**

@@ -8,6 +8,7 @@ import * as path from 'path';
 import Ajv from 'ajv';
 import { EXAMPLES } from '../lib/csvlake-stack';
 import { EXAMPLES_DIR, EXECUTION_INPUT_SCHEMA_FILE } from '../lib/settings';
+import { synth } from './synth';
 
 const schema = JSON.parse(fs.readFileSync(EXECUTION_INPUT_SCHEMA_FILE, 'utf8'));
 // The formats are schemars' names of integer and float widths, which no validator knows; the
@@ -33,4 +34,15 @@ test('the schema refuses what the planner refuses: an unknown field, a table dep
   expect(validate({ ...example, tables: 1 })).toBe(false);
   expect(validate({ ...example, table_depth: 17 })).toBe(false);
   expect(validate({ ...example, table_depth: 2, delete_orphans: true })).toBe(true);
+});
+
+test('the inputs the stack starts runs from are valid too, with its catalog database', () => {
+  const { stack } = synth({ inputBucketName: 'raw', outputBucketName: 'lake', catalogDatabase: 'lake' });
+  for (const name of Object.values(EXAMPLES)) {
+    const input = stack.exampleInput(name);
+    expect(input.catalog).toEqual({ database: 'lake' });
+    const valid = validate(input);
+    expect([name, validate.errors ?? []]).toEqual([name, []]);
+    expect(valid).toBe(true);
+  }
 });

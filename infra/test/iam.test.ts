@@ -7,6 +7,7 @@ import {
   allows,
   bucketArn,
   grants,
+  iamMatch,
   logicalId,
   objectsArn,
   resourcesOf,
@@ -426,4 +427,77 @@ test('imported buckets and other prefixes scope the same statements to them', ()
     CSVLAKE_MAX_CONCURRENCY: '100',
   });
   other.template.resourceCountIs('AWS::S3::Bucket', 0);
+});
+
+describe('the Glue Data Catalog (catalogDatabase)', () => {
+  const glueOf = (synthed: ReturnType<typeof synth>) => {
+    const fn = synthed.stack.functions.reducer;
+    const role = roleIdOf(synthed.template.findResources('AWS::Lambda::Function')[logicalId(fn)].Properties.Role);
+    return statementsOfRole(synthed.template, role).filter((s) => actionsOf(s).some((a) => a.startsWith('glue:')));
+  };
+  const catalog = 'arn:aws:glue:eu-west-1:123456789012:catalog';
+
+  test('the reducer reads the database, and reads, creates and updates its tables, nothing else of Glue', () => {
+    for (const createCatalogDatabase of [false, true]) {
+      const glue = glueOf(synth({ catalogDatabase: 'lake', createCatalogDatabase }));
+      expect(grants(glue)).toEqual(grants([
+        {
+          Effect: 'Allow',
+          Action: 'glue:GetDatabase',
+          Resource: [catalog, 'arn:aws:glue:eu-west-1:123456789012:database/lake'],
+        },
+        {
+          Effect: 'Allow',
+          Action: ['glue:GetTable', 'glue:CreateTable', 'glue:UpdateTable'],
+          Resource: [
+            catalog,
+            'arn:aws:glue:eu-west-1:123456789012:database/lake',
+            'arn:aws:glue:eu-west-1:123456789012:table/lake/*',
+          ],
+        },
+      ]));
+    }
+  });
+
+  test('the tables it may touch are those of its database: <table> and <table>_avro, of any table name', () => {
+    const glue = glueOf(synth({ catalogDatabase: 'lake' }));
+    const may = (action: string, arn: string) =>
+      glue.some((s) => actionsOf(s).includes(action) && resourcesOf(s).some((pattern) => iamMatch(pattern, arn)));
+    const table = (db: string, name: string) => `arn:aws:glue:eu-west-1:123456789012:table/${db}/${name}`;
+    for (const name of ['sales', 'sales_avro', 'sales_eu_2026', '_root', '_root_avro']) {
+      for (const action of ['glue:GetTable', 'glue:CreateTable', 'glue:UpdateTable']) expect(may(action, table('lake', name))).toBe(true);
+    }
+    for (const action of ['glue:GetTable', 'glue:CreateTable', 'glue:UpdateTable', 'glue:DeleteTable']) {
+      expect(may(action, table('other', 'sales'))).toBe(false);
+      expect(may(action, table('lake_2', 'sales'))).toBe(false);
+      expect(may(action, 'arn:aws:glue:eu-west-1:123456789012:database/other')).toBe(false);
+    }
+    expect(may('glue:DeleteTable', table('lake', 'sales'))).toBe(false);
+    expect(may('glue:GetDatabase', 'arn:aws:glue:eu-west-1:123456789012:database/other')).toBe(false);
+  });
+
+  test('without it, no role has any Glue permission', () => {
+    for (const props of [{}, { inputBucketName: 'raw', outputBucketName: 'lake', schedule: 'rate(1 hour)' }]) {
+      const { template: t } = synth(props);
+      const roles = Object.keys(t.findResources('AWS::IAM::Role'));
+      for (const role of roles) {
+        const glue = statementsOfRole(t, role).filter((s) => actionsOf(s).some((a) => a.startsWith('glue:')));
+        expect([role, glue]).toEqual([role, []]);
+      }
+    }
+    for (const statement of allStatements()) for (const action of actionsOf(statement)) expect(action).not.toMatch(/^glue:/);
+    template.resourceCountIs('AWS::Glue::Database', 0);
+  });
+
+  test('no other role gets a Glue permission with it', () => {
+    const synthed = synth({ catalogDatabase: 'lake', createCatalogDatabase: true, schedule: 'rate(1 hour)' });
+    const reducer = roleIdOf(
+      synthed.template.findResources('AWS::Lambda::Function')[logicalId(synthed.stack.functions.reducer)].Properties.Role,
+    );
+    for (const role of Object.keys(synthed.template.findResources('AWS::IAM::Role'))) {
+      if (role === reducer) continue;
+      const glue = statementsOfRole(synthed.template, role).filter((s) => actionsOf(s).some((a) => a.startsWith('glue:')));
+      expect([role, glue]).toEqual([role, []]);
+    }
+  });
 });

@@ -19,6 +19,8 @@ test('context values given as strings on the command line become numbers and boo
       serverAccessLogs: 'false',
       serverAccessLogsBucket: 'central-logs',
       apiGatewayCloudWatchRole: 'true',
+      catalogDatabase: 'lake',
+      createCatalogDatabase: 'true',
     },
   });
   expect(settingsFromContext(app.node)).toEqual({
@@ -35,6 +37,8 @@ test('context values given as strings on the command line become numbers and boo
     serverAccessLogs: false,
     serverAccessLogsBucket: 'central-logs',
     apiGatewayCloudWatchRole: true,
+    catalogDatabase: 'lake',
+    createCatalogDatabase: true,
   });
 });
 
@@ -44,6 +48,7 @@ test.each([
   [{ runTimeoutHours: '1.5' }, /runTimeoutHours: expected an integer/],
   [{ maxConcurrency: 'many' }, /maxConcurrency: expected an integer/],
   [{ serverAccessLogs: 'on' }, /serverAccessLogs: expected true or false/],
+  [{ createCatalogDatabase: 'yes' }, /createCatalogDatabase: expected true or false/],
 ])('a context value that does not parse is named: %p', (context, message) => {
   const app = new App({ context });
   expect(() => settingsFromContext(app.node)).toThrow(message);
@@ -70,7 +75,15 @@ test('defaults', () => {
     runTimeoutHours: 24,
     serverAccessLogs: true,
     apiGatewayCloudWatchRole: false,
+    createCatalogDatabase: false,
   });
+});
+
+test('catalogDatabase: 1 to 255 lowercase letters, digits and underscores', () => {
+  for (const name of ['lake', 'a', 'csvlake_2026', '_raw', 'x'.repeat(255)]) {
+    expect(resolveSettings({ catalogDatabase: name }).catalogDatabase).toBe(name);
+  }
+  expect(resolveSettings({ catalogDatabase: 'lake', createCatalogDatabase: true }).createCatalogDatabase).toBe(true);
 });
 
 test('versioned: unset versions the input bucket only, true both, false neither', () => {
@@ -96,6 +109,13 @@ test.each([
   [{ converterReservedConcurrency: 99, maxConcurrency: 100 }, /converterReservedConcurrency 99 is below maxConcurrency 100/],
   [{ serverAccessLogsBucket: 'logs', serverAccessLogs: false }, /serverAccessLogsBucket is set but serverAccessLogs is false/],
   [{ serverAccessLogsBucket: 'logs', inputBucketName: 'raw', outputBucketName: 'lake' }, /serverAccessLogsBucket: the stack creates no bucket/],
+  [{ catalogDatabase: '' }, /catalogDatabase "": expected 1 to 255 lowercase letters, digits and underscores/],
+  [{ catalogDatabase: 'Lake' }, /catalogDatabase "Lake": expected/],
+  [{ catalogDatabase: 'sales-db' }, /catalogDatabase "sales-db": expected/],
+  [{ catalogDatabase: 'my lake' }, /catalogDatabase "my lake": expected/],
+  [{ catalogDatabase: 'lake/x' }, /catalogDatabase "lake\/x": expected/],
+  [{ catalogDatabase: 'x'.repeat(256) }, /catalogDatabase "x{256}": expected/],
+  [{ createCatalogDatabase: true }, /createCatalogDatabase is true but catalogDatabase is not set/],
 ])('refuses %p', (settings, message) => {
   expect(() => synth(settings)).toThrow(message);
 });

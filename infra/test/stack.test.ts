@@ -24,6 +24,8 @@ describe('by default', () => {
     template.resourceCountIs('AWS::ApiGateway::Account', 0);
     template.resourceCountIs('AWS::Scheduler::Schedule', 0);
     template.resourceCountIs('AWS::SNS::Topic', 0);
+    template.resourceCountIs('AWS::Glue::Database', 0);
+    expect(stack.catalog).toBeUndefined();
   });
 
   test('new buckets block public access, are encrypted, refuse plain HTTP and expire incomplete uploads', () => {
@@ -255,6 +257,8 @@ test('no configuration leaves a CDK warning or error', () => {
     { serverAccessLogs: false, versioned: false },
     { inputBucketName: 'raw', outputBucketName: 'lake', tracing: true, schedule: 'rate(1 day)', alarmEmail: 'ops@example.com' },
     { apiGatewayCloudWatchRole: true, converterReservedConcurrency: 50 },
+    { catalogDatabase: 'lake', createCatalogDatabase: true, schedule: 'rate(1 day)' },
+    { catalogDatabase: 'lake', inputBucketName: 'raw', outputBucketName: 'lake' },
   ]) {
     const { stack } = synth(props);
     const annotations = Annotations.fromStack(stack);
@@ -323,6 +327,62 @@ describe('with a schedule', () => {
       input: { ...example.input, bucket: logicalId(stack.storage.inputBucket), prefix: 'landing/' },
       output: { ...example.output, bucket: logicalId(stack.storage.outputBucket), prefix: 'converted/' },
     });
+  });
+});
+
+describe('with a Glue database (catalogDatabase)', () => {
+  /** The schedule's execution input, its bucket names as the logical ids of the buckets. */
+  const scheduledInput = (template: ReturnType<typeof synth>['template']) => {
+    const schedule = Object.values(template.findResources('AWS::Scheduler::Schedule'))[0];
+    const parts: unknown[] = schedule.Properties.Target.Input['Fn::Join'][1];
+    const text = parts.map((p) => (typeof p === 'string' ? p : `"${(p as { Ref: string }).Ref}"`)).join('');
+    return JSON.parse(text.replace(/""/g, '"'));
+  };
+  const example = JSON.parse(fs.readFileSync(path.join(EXAMPLES_DIR, EXAMPLES.schedule), 'utf8'));
+
+  test('the scheduled run names the database as catalog.database, and the console example too', () => {
+    const { stack, template } = synth({ catalogDatabase: 'lake', schedule: 'rate(1 hour)' });
+    expect(example.catalog).toBeUndefined();
+    expect(scheduledInput(template)).toEqual({
+      ...example,
+      input: { ...example.input, bucket: logicalId(stack.storage.inputBucket), prefix: 'landing/' },
+      output: { ...example.output, bucket: logicalId(stack.storage.outputBucket), prefix: 'converted/' },
+      catalog: { database: 'lake' },
+    });
+    expect(stack.exampleInput(EXAMPLES.backfill).catalog).toEqual({ database: 'lake' });
+    const backfill = JSON.stringify(template.toJSON().Outputs.BackfillInput.Value);
+    expect(backfill).toContain('\\"catalog\\":{\\"database\\":\\"lake\\"}');
+  });
+
+  test('without it, no run input names a catalog', () => {
+    const { stack, template } = synth({ schedule: 'rate(1 hour)' });
+    expect(scheduledInput(template).catalog).toBeUndefined();
+    expect(stack.exampleInput(EXAMPLES.backfill).catalog).toBeUndefined();
+    expect(JSON.stringify(template.toJSON().Outputs.BackfillInput.Value)).not.toContain('catalog');
+  });
+
+  test('the stack creates no database unless createCatalogDatabase is true', () => {
+    const { stack, template } = synth({ catalogDatabase: 'lake' });
+    template.resourceCountIs('AWS::Glue::Database', 0);
+    expect(stack.catalog?.databaseName).toBe('lake');
+    expect(stack.catalog?.database).toBeUndefined();
+  });
+
+  test('with createCatalogDatabase, the stack creates it in the account\'s catalog and keeps it when deleted', () => {
+    const { stack, template } = synth({ catalogDatabase: 'lake', createCatalogDatabase: true });
+    const databases = template.findResources('AWS::Glue::Database');
+    expect(Object.keys(databases)).toEqual([stack.getLogicalId(stack.catalog!.database!)]);
+    expect(Object.values(databases)).toEqual([
+      {
+        Type: 'AWS::Glue::Database',
+        Properties: {
+          CatalogId: '123456789012',
+          DatabaseInput: { Name: 'lake', Description: 'csvlake: the tables of the stack Csvlake, registered by its reducer' },
+        },
+        DeletionPolicy: 'Retain',
+        UpdateReplacePolicy: 'Retain',
+      },
+    ]);
   });
 });
 
