@@ -518,9 +518,17 @@ pub async fn register_run(
     let out = &plan.job.output;
     let mut report = CatalogReport { database: database.to_owned(), ..CatalogReport::default() };
     let others = tables.iter().any(|t| !t.table.is_empty());
+    let mut named: HashMap<String, &str> = HashMap::new();
     for t in tables {
         let Some(schema) = &t.schema else { continue };
         let name = if t.table.is_empty() { glue_table_name(&t.name) } else { glue_table_name(&t.table) };
+        if let Some(first) = named.insert(name.clone(), &t.table) {
+            report.error = Some(format!(
+                "catalog {database}.{name}: the tables {first:?} and {:?} map to the same Glue name; rename a folder",
+                t.table
+            ));
+            break;
+        }
         if t.table.is_empty() && others {
             for &format in &plan.job.formats {
                 let name = format_table_name(&name, format);
