@@ -1,0 +1,583 @@
+//! A fault-injecting HTTP/1.1 proxy, to put in front of an S3 server, and a guard around moto's
+//! server (an S3 implementation independent of this repository's code).
+//!
+//! The proxy listens on `127.0.0.1:0` and forwards every request to one upstream address. At a
+//! configurable rate it injects, instead of or around the upstream's answer, one of the
+//! [`Fault`]s, chosen by a seeded generator so that a failure can be replayed (the decisions
+//! are a function of the seed and of the order in which requests arrive). Every injected fault
+//! is counted by kind. In [stall mode](FaultProxy::stall_gets_of) it accepts the GETs of one
+//! key and never answers them.
+//!
+//! Request and response bodies are read whole before they are passed on, so that "the upstream
+//! handled it" means it got, and answered, the whole request.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::{Rng, operation_of};
+
+/// A fault the proxy injects into one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    /// `503 SlowDown` with an S3 XML error body; the request does not reach the upstream.
+    SlowDown,
+    /// `500 InternalError` with an S3 XML error body; the request does not reach the upstream.
+    InternalError,
+    /// The connection is reset as soon as the request's head arrives: the upstream never sees it.
+    ResetBefore,
+    /// The request is passed on and answered by the upstream, then the connection is reset: the
+    /// answer is lost.
+    ResetAfter,
+    /// The answer is held back 0.5 to 2 s before the request is passed on.
+    Delay,
+    /// A GET answered `200` with a body: the status, the headers and the full `Content-Length`
+    /// are sent, then only part of the body, then the connection is closed. Other requests are
+    /// passed on untouched when this fault is drawn for them.
+    TruncatedBody,
+}
+
+impl Fault {
+    /// Every kind, in order.
+    pub const ALL: [Fault; 6] =
+        [Fault::SlowDown, Fault::InternalError, Fault::ResetBefore, Fault::ResetAfter, Fault::Delay, Fault::TruncatedBody];
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|f| *f == self).unwrap_or(0)
+    }
+
+    /// Whether this fault can be injected into a request of operation `op` (see
+    /// [`operation_of`]): a truncated body needs a GetObject; the rest fit any request.
+    pub fn applies_to(self, op: &str) -> bool {
+        self != Fault::TruncatedBody || op == "GetObject"
+    }
+}
+
+/// What the proxy does to the requests it forwards.
+#[derive(Clone, Debug, Default)]
+struct Plan {
+    /// Probability that a request gets a fault.
+    rate: f64,
+    /// The kinds drawn from (uniformly, among those that apply to the request).
+    kinds: Vec<Fault>,
+    /// A path (`/bucket/key`) whose GETs are accepted and never answered.
+    stall: Option<String>,
+}
+
+struct Inner {
+    upstream: SocketAddr,
+    seed: u64,
+    plan: Mutex<Plan>,
+    rng: Mutex<Rng>,
+    injected: [AtomicU64; 6],
+    stalled: AtomicU64,
+    requests: Mutex<BTreeMap<&'static str, u64>>,
+    upstream_errors: AtomicU64,
+}
+
+impl Inner {
+    /// Draws the fault of one request of operation `op`, if any.
+    fn draw(&self, op: &str) -> Option<Fault> {
+        let plan = self.plan.lock().map(|p| p.clone()).unwrap_or_default();
+        let kinds: Vec<Fault> = plan.kinds.iter().copied().filter(|k| k.applies_to(op)).collect();
+        if kinds.is_empty() || plan.rate <= 0.0 {
+            return None;
+        }
+        let mut rng = self.rng.lock().ok()?;
+        let hit = (rng.below(1_000_000) as f64) < plan.rate * 1e6;
+        hit.then(|| kinds[rng.below(kinds.len() as u64) as usize])
+    }
+
+    fn below(&self, n: u64) -> u64 {
+        self.rng.lock().map(|mut r| r.below(n.max(1))).unwrap_or(0)
+    }
+
+    fn count(&self, fault: Fault) {
+        self.injected[fault.index()].fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn stalls(&self, method: &Method, path: &str) -> bool {
+        *method == Method::GET
+            && self.plan.lock().ok().and_then(|p| p.stall.clone()).is_some_and(|stalled| stalled == path)
+    }
+}
+
+/// A running proxy; it stops (and drops every connection) when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    shutdown: watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultProxy").field("addr", &self.addr).field("upstream", &self.inner.upstream).finish()
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy on `127.0.0.1:0` in front of `upstream`, injecting nothing until
+    /// [`FaultProxy::inject`] says so. Faults are drawn from a generator seeded with `seed`.
+    pub async fn start(upstream: SocketAddr, seed: u64) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            upstream,
+            seed,
+            plan: Mutex::new(Plan::default()),
+            rng: Mutex::new(Rng::new(seed)),
+            injected: Default::default(),
+            stalled: AtomicU64::new(0),
+            requests: Mutex::default(),
+            upstream_errors: AtomicU64::new(0),
+        });
+        let (shutdown, stop) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(listener, inner.clone(), stop));
+        Ok(Self { addr, inner, shutdown, accept })
+    }
+
+    /// The proxy's URL, `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The seed of the fault generator.
+    pub fn seed(&self) -> u64 {
+        self.inner.seed
+    }
+
+    /// From now on, each request gets a fault with probability `rate`, of a kind drawn
+    /// uniformly from those of `kinds` that apply to it. The generator is seeded again with the
+    /// proxy's seed, so that each phase of a test replays on its own.
+    pub fn inject(&self, rate: f64, kinds: &[Fault]) {
+        if let Ok(mut plan) = self.inner.plan.lock() {
+            plan.rate = rate;
+            plan.kinds = kinds.to_vec();
+        }
+        if let Ok(mut rng) = self.inner.rng.lock() {
+            *rng = Rng::new(self.inner.seed);
+        }
+    }
+
+    /// Stall mode: GETs of `path` (`/bucket/key`) are accepted and never answered (until the
+    /// proxy is dropped); `None` ends it.
+    pub fn stall_gets_of(&self, path: Option<&str>) {
+        if let Ok(mut plan) = self.inner.plan.lock() {
+            plan.stall = path.map(str::to_owned);
+        }
+    }
+
+    /// How many faults of each kind were injected since the last [`FaultProxy::reset_counts`];
+    /// every kind is present.
+    pub fn injected(&self) -> BTreeMap<Fault, u64> {
+        Fault::ALL.iter().map(|f| (*f, self.inner.injected[f.index()].load(Ordering::SeqCst))).collect()
+    }
+
+    /// How many requests were stalled.
+    pub fn stalled(&self) -> u64 {
+        self.inner.stalled.load(Ordering::SeqCst)
+    }
+
+    /// Requests received, by S3 operation (see [`operation_of`]).
+    pub fn requests(&self) -> BTreeMap<&'static str, u64> {
+        self.inner.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Requests that could not be passed on because the upstream failed (answered `502`).
+    pub fn upstream_errors(&self) -> u64 {
+        self.inner.upstream_errors.load(Ordering::SeqCst)
+    }
+
+    /// Forgets every count.
+    pub fn reset_counts(&self) {
+        for c in &self.inner.injected {
+            c.store(0, Ordering::SeqCst);
+        }
+        self.inner.stalled.store(0, Ordering::SeqCst);
+        self.inner.upstream_errors.store(0, Ordering::SeqCst);
+        if let Ok(mut r) = self.inner.requests.lock() {
+            r.clear();
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.accept.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(serve_connection(stream, inner.clone(), stop.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Serves one client connection until it ends, the proxy stops, or a request asks for a reset:
+/// then the socket is closed with `SO_LINGER` 0, which sends an RST.
+async fn serve_connection(stream: TcpStream, inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    // A second handle on the socket, to reset it once hyper's handle is dropped.
+    let Ok(std_stream) = stream.into_std() else { return };
+    let Ok(spare) = std_stream.try_clone() else { return };
+    let Ok(stream) = TcpStream::from_std(std_stream) else { return };
+    let reset = Arc::new(Notify::new());
+    let service = {
+        let reset = reset.clone();
+        hyper::service::service_fn(move |req| handle(inner.clone(), reset.clone(), req))
+    };
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let reset_now = tokio::select! {
+        _ = conn.as_mut() => false,
+        () = reset.notified() => true,
+        _ = stop.changed() => false,
+    };
+    if reset_now && let Ok(spare) = TcpStream::from_std(spare) {
+        // The option belongs to the socket: whichever handle closes last sends the RST.
+        let _ = spare.set_zero_linger();
+    }
+}
+
+/// The proxy's answer to one request.
+async fn handle(inner: Arc<Inner>, reset: Arc<Notify>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let uri = req.uri().to_string();
+    let op = operation_of(req.method().as_str(), &uri);
+    if let Ok(mut r) = inner.requests.lock() {
+        *r.entry(op).or_default() += 1;
+    }
+    if inner.stalls(req.method(), req.uri().path()) {
+        inner.stalled.fetch_add(1, Ordering::SeqCst);
+        return std::future::pending().await;
+    }
+    let fault = inner.draw(op);
+    if fault == Some(Fault::ResetBefore) {
+        inner.count(Fault::ResetBefore);
+        reset.notify_one();
+        return std::future::pending().await;
+    }
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        // The client went away while sending its body.
+        Err(_) => {
+            reset.notify_one();
+            return std::future::pending().await;
+        }
+    };
+    match fault {
+        Some(Fault::SlowDown) => {
+            inner.count(Fault::SlowDown);
+            return Ok(s3_error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "Please reduce your request rate."));
+        }
+        Some(Fault::InternalError) => {
+            inner.count(Fault::InternalError);
+            return Ok(s3_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "We encountered an internal error. Please try again.",
+            ));
+        }
+        Some(Fault::Delay) => {
+            inner.count(Fault::Delay);
+            tokio::time::sleep(Duration::from_millis(500 + inner.below(1501))).await;
+        }
+        _ => {}
+    }
+    let head = parts.method == Method::HEAD;
+    let (status, headers, answer) = match forward(inner.upstream, parts, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            inner.upstream_errors.fetch_add(1, Ordering::SeqCst);
+            let mut resp = Response::new(ProxyBody::full(Bytes::from(format!("fault proxy: upstream: {e}"))));
+            *resp.status_mut() = StatusCode::BAD_GATEWAY;
+            return Ok(resp);
+        }
+    };
+    match fault {
+        Some(Fault::ResetAfter) => {
+            inner.count(Fault::ResetAfter);
+            reset.notify_one();
+            std::future::pending().await
+        }
+        Some(Fault::TruncatedBody) if status == StatusCode::OK && !head && !answer.is_empty() => {
+            inner.count(Fault::TruncatedBody);
+            let sent = usize::try_from(inner.below(answer.len() as u64)).unwrap_or(0);
+            let mut resp = Response::new(ProxyBody::Truncated {
+                part: Some(answer.slice(..sent)),
+                // Long enough for hyper to flush the part before the body fails.
+                fail: Box::pin(tokio::time::sleep(Duration::from_millis(50))),
+            });
+            *resp.status_mut() = status;
+            *resp.headers_mut() = headers;
+            resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(answer.len()));
+            Ok(resp)
+        }
+        _ => {
+            let len = answer.len();
+            let mut resp = Response::new(ProxyBody::full(answer));
+            *resp.status_mut() = status;
+            *resp.headers_mut() = headers;
+            if !head && !resp.headers().contains_key(header::CONTENT_LENGTH) {
+                resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            Ok(resp)
+        }
+    }
+}
+
+/// Headers that belong to one connection, not to the request.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+}
+
+/// Sends the request to the upstream on a connection of its own and reads the whole answer.
+async fn forward(
+    upstream: SocketAddr,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<(StatusCode, HeaderMap, Bytes), Box<dyn std::error::Error + Send + Sync>> {
+    let stream = TcpStream::connect(upstream).await?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let driver = tokio::spawn(conn);
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    if !body.is_empty() || headers.contains_key(header::CONTENT_LENGTH) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let mut req = Request::new(ProxyBody::full(body));
+    *req.method_mut() = parts.method;
+    *req.uri_mut() = path.parse()?;
+    *req.headers_mut() = headers;
+    let resp = sender.send_request(req).await?;
+    let (parts, body) = resp.into_parts();
+    let answer = body.collect().await?.to_bytes();
+    driver.abort();
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    Ok((parts.status, headers, answer))
+}
+
+/// An S3 error answer.
+fn s3_error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    static ID: AtomicU64 = AtomicU64::new(0);
+    let id = ID.fetch_add(1, Ordering::SeqCst);
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message>\
+         <RequestId>FAULT{id:012}</RequestId><HostId>fault-proxy</HostId></Error>"
+    );
+    let len = xml.len();
+    let mut resp = Response::new(ProxyBody::full(Bytes::from(xml)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// A body the proxy sends: whole, or cut short and then failed (which makes hyper close the
+/// connection without completing the message).
+pub enum ProxyBody {
+    /// The whole body (taken when sent).
+    Full(Option<Bytes>),
+    /// Part of a body; after it, once `fail` fires, an error.
+    Truncated {
+        /// The part that is sent.
+        part: Option<Bytes>,
+        /// When the body fails.
+        fail: Pin<Box<tokio::time::Sleep>>,
+    },
+}
+
+impl ProxyBody {
+    fn full(bytes: Bytes) -> Self {
+        Self::Full(Some(bytes))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Self::Full(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            Self::Truncated { part, fail } => {
+                if let Some(p) = part.take().filter(|p| !p.is_empty()) {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
+                match fail.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "body truncated by the fault proxy",
+                    )))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Self::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Self::Full(None) => SizeHint::with_exact(0),
+            Self::Truncated { .. } => SizeHint::default(),
+        }
+    }
+}
+
+/// The seed of a test's fault generator: `CSVLAKE_FAULT_SEED` when set (to replay a failure),
+/// else one from the clock.
+pub fn fault_seed() -> u64 {
+    match std::env::var("CSVLAKE_FAULT_SEED") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|e| panic!("CSVLAKE_FAULT_SEED={s:?}: {e}")),
+        Err(_) => {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            (nanos.as_nanos() as u64) ^ u64::from(std::process::id()).rotate_left(32)
+        }
+    }
+}
+
+/// moto's S3 server (`moto_server`), run as a child process on a free loopback port. Dropping
+/// the guard kills it, so that a failing test leaves no server behind.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// Starts `moto_server` (the path of its executable) and waits until it answers.
+    pub fn start(bin: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("moto.log");
+        let out = std::fs::File::create(&log).expect("moto log");
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("moto log"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let mut moto = Self { child, addr, log, _dir: dir };
+        moto.wait_until_up(Duration::from_secs(60));
+        moto
+    }
+
+    fn wait_until_up(&mut self, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("moto_server exited with {status} before answering:\n{}", self.log_tail());
+            }
+            if Self::answers(self.addr) {
+                return;
+            }
+            assert!(started.elapsed() < limit, "moto_server did not answer within {limit:?}:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether an HTTP request to `/` gets an answer.
+    fn answers(addr: SocketAddr) -> bool {
+        use std::io::Read;
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        if s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's URL, `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The last lines the server logged.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// A client that talks to the server directly (path-style, static credentials, the SDK's
+    /// standard retries), to set up and inspect what a run did without any proxy between.
+    pub fn client(&self) -> Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.url())
+            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+            .force_path_style(true)
+            .http_client(csvlake_s3::http_client())
+            .retry_config(RetryConfig::standard())
+            .build();
+        Client::from_conf(conf)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
