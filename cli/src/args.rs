@@ -64,6 +64,9 @@ pub struct ConvertArgs {
     /// Rows per Parquet row group [default: 131072].
     #[arg(long)]
     pub row_group_rows: Option<usize>,
+    /// Encoded bytes per Parquet row group at most [default: 67108864].
+    #[arg(long)]
+    pub row_group_bytes: Option<usize>,
     /// Avro codec: snappy, deflate, zstd or null [default: snappy].
     #[arg(long)]
     pub avro_codec: Option<AvroCodec>,
@@ -160,13 +163,16 @@ impl ConvertArgs {
             }
             base.csv = Some(csv);
         }
-        if self.parquet_compression.is_some() || self.row_group_rows.is_some() {
+        if self.parquet_compression.is_some() || self.row_group_rows.is_some() || self.row_group_bytes.is_some() {
             let mut p = base.parquet.take().unwrap_or_default();
             if let Some(c) = self.parquet_compression {
                 p.compression = c;
             }
             if let Some(r) = self.row_group_rows {
                 p.row_group_rows = r;
+            }
+            if let Some(b) = self.row_group_bytes {
+                p.row_group_bytes = b;
             }
             base.parquet = Some(p);
         }

@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use csvlake_cli::local::pipeline::{PlanObserver, observed_executor};
 use csvlake_cli::local::{LocalBucket, LocalS3};
-use csvlake_contract::errors::TOLERANCE_EXCEEDED;
+use csvlake_contract::errors::{MAP_FAILED, TOLERANCE_EXCEEDED};
 use csvlake_contract::payload::OutputLocation;
 use csvlake_contract::run::{Mode, ObjectLocation, RunInput, names, run_key};
 use csvlake_converter::Converter;
@@ -252,8 +252,11 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
         ObjectLocation { bucket: output.bucket.clone(), key: run_key(&output.prefix, &run_id, names::REPORT) };
     // A run that exceeded its tolerance fails after reporting; any other failure means that no
     // report of this run can be trusted (one found may be an earlier run's, or partly written).
+    // A Map that failed on its own is reported too, and exits 1 after the summary.
+    let map_failed = matches!(&execution.status, ExecutionStatus::Failed(e) if e.error == MAP_FAILED);
     if let ExecutionStatus::Failed(e) = &execution.status
         && e.error != TOLERANCE_EXCEEDED
+        && e.error != MAP_FAILED
     {
         eprintln!("csvlake: run {run_id} failed: {}: {}", e.error, e.cause);
         return Ok(ExitCode::from(1));
@@ -272,7 +275,8 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
             (report.totals.failed > 0).then(|| (store.show(&at), reprocess_hint(&at)))
         },
     };
-    Ok(summary::print(&report, &shown, started.elapsed().as_secs_f64()))
+    let code = summary::print(&report, &shown, started.elapsed().as_secs_f64());
+    Ok(if map_failed { ExitCode::from(1) } else { code })
 }
 
 #[cfg(test)]

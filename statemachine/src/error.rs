@@ -12,7 +12,7 @@ pub(crate) mod names {
     pub(crate) const TIMEOUT: &str = "States.Timeout";
     /// The generic name of a task failure; in ErrorEquals it matches everything but a timeout.
     pub(crate) const TASK_FAILED: &str = "States.TaskFailed";
-    /// Matches every error name but [`RUNTIME`].
+    /// Matches every error name but [`RUNTIME`] and [`DATA_LIMIT_EXCEEDED`].
     pub(crate) const ALL: &str = "States.ALL";
     /// A Choice state where no rule matched and there is no Default.
     pub(crate) const NO_CHOICE_MATCHED: &str = "States.NoChoiceMatched";
@@ -24,7 +24,8 @@ pub(crate) mod names {
     pub(crate) const RESULT_WRITER_FAILED: &str = "States.ResultWriterFailed";
     /// A Task named a function that is not registered.
     pub(crate) const RESOURCE_NOT_FOUND: &str = "Lambda.ResourceNotFoundException";
-    /// A task's input or result over the 256 KiB payload limit.
+    /// A task's input or result over the 256 KiB payload limit: a terminal error that
+    /// `States.ALL` does not match (only its own name in ErrorEquals does).
     pub(crate) const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::context::{ExecutionContext, now};
 use crate::definition::{Definition, Handlers, Io, State, StateMachine, Task, Transition};
 use crate::error::{TaskError, names};
-use crate::function::Function;
+use crate::function::{Function, Invocation, timed_out};
 use crate::path::Path;
 use crate::retry::{is_recoverable, matches};
 
@@ -27,6 +27,7 @@ pub struct Executor {
     definition: Arc<Definition>,
     pub(crate) s3: aws_sdk_s3::Client,
     functions: Arc<BTreeMap<String, Arc<dyn Function>>>,
+    timeouts: Arc<BTreeMap<String, Duration>>,
     delay_scale: f64,
     pub(crate) results_per_file: usize,
 }
@@ -36,6 +37,7 @@ impl std::fmt::Debug for Executor {
         f.debug_struct("Executor")
             .field("definition", &self.definition.start_at())
             .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .field("timeouts", &self.timeouts)
             .field("delay_scale", &self.delay_scale)
             .field("results_per_file", &self.results_per_file)
             .finish()
@@ -152,6 +154,14 @@ pub enum HistoryEvent {
         /// The child's error name.
         error: String,
     },
+    /// A child execution of a Map Run was still running when the Map Run failed: it was
+    /// stopped (its future dropped) and is written to the results as `ABORTED`.
+    MapItemAborted {
+        /// The Map state.
+        state: String,
+        /// The item.
+        index: u64,
+    },
     /// A Map Run ended; items not started are neither run nor written to the results.
     MapRunEnded {
         /// The Map state.
@@ -160,6 +170,8 @@ pub enum HistoryEvent {
         succeeded: u64,
         /// Children that failed.
         failed: u64,
+        /// Children stopped while running because the tolerated failures were exceeded.
+        aborted: u64,
         /// Items never started because the tolerated failures were exceeded.
         not_started: u64,
     },
@@ -217,6 +229,7 @@ impl Executor {
             definition: Arc::new(definition),
             s3,
             functions: Arc::new(BTreeMap::new()),
+            timeouts: Arc::new(BTreeMap::new()),
             delay_scale: 1.0,
             results_per_file: DEFAULT_RESULTS_PER_FILE,
         }
@@ -226,6 +239,17 @@ impl Executor {
     /// that is an ARN also finds a function registered under its bare name, and the reverse.
     pub fn with_function(mut self, arn: impl Into<String>, f: Arc<dyn Function>) -> Self {
         Arc::make_mut(&mut self.functions).insert(arn.into(), f);
+        self
+    }
+
+    /// Gives the function registered under `arn` (before or after this call) a timeout, as a
+    /// Lambda function has one ([`crate::LAMBDA_TIMEOUT`] for the deployed ones; default: none).
+    /// Each invocation then has the deadline now + `timeout` (the deadline in a [`crate::lambda`]
+    /// handler's context), and one still running at its deadline is dropped and fails its Task
+    /// with `Sandbox.Timedout`, as Lambda reports it. A Task's own TimeoutSeconds still applies,
+    /// as `States.Timeout`. `arn` resolves like a FunctionName: by ARN or bare name.
+    pub fn with_function_timeout(mut self, arn: impl Into<String>, timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.timeouts).insert(arn.into(), timeout);
         self
     }
 
@@ -436,7 +460,7 @@ impl Executor {
         };
         let payload = parameters.get("Payload").cloned().unwrap_or_else(|| json!({}));
         within_payload_limit(name, "input", &payload)?;
-        let function = self.function(function_name).ok_or_else(|| {
+        let function = resolve(&self.functions, function_name).ok_or_else(|| {
             TaskError::new(
                 names::RESOURCE_NOT_FOUND,
                 format!(
@@ -445,26 +469,35 @@ impl Executor {
                 ),
             )
         })?;
-        // A panicking function fails its task, as the Lambda runtime reports a panic.
-        let call = AssertUnwindSafe(function.invoke(payload)).catch_unwind();
+        let function_timeout = resolve(&self.timeouts, function_name).copied();
+        let invocation = Invocation::new(function_timeout.and_then(|t| SystemTime::now().checked_add(t)));
+        // A panicking function fails its task, as the Lambda runtime reports a panic; one that
+        // runs past its function's timeout is dropped, as Lambda stops it.
+        let call = AssertUnwindSafe(function.invoke_with(payload, &invocation)).catch_unwind();
+        let call = async {
+            match function_timeout {
+                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| timed_out(&invocation, limit)),
+                None => Ok(call.await),
+            }
+        };
         let outcome = match task.timeout {
             Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
                 TaskError::new(names::TIMEOUT, format!("{function_name} ran longer than {}s", limit.as_secs()))
-            })?,
-            None => call.await,
+            })??,
+            None => call.await?,
         };
         let output = outcome.map_err(|panic| TaskError::new(names::TASK_FAILED, panic_message(&panic)))??;
         within_payload_limit(name, "result", &output)?;
         Ok(json!({"ExecutedVersion": "$LATEST", "Payload": output, "StatusCode": 200}))
     }
+}
 
-    /// The function registered under `name`, or under its bare name (or ARN).
-    fn function(&self, name: &str) -> Option<&Arc<dyn Function>> {
-        self.functions.get(name).or_else(|| {
-            let bare = bare_function_name(name);
-            self.functions.iter().find(|(k, _)| bare_function_name(k) == bare).map(|(_, f)| f)
-        })
-    }
+/// What is registered under the function `name`, or under its bare name (or ARN).
+fn resolve<'a, T>(registered: &'a BTreeMap<String, T>, name: &str) -> Option<&'a T> {
+    registered.get(name).or_else(|| {
+        let bare = bare_function_name(name);
+        registered.iter().find(|(k, _)| bare_function_name(k) == bare).map(|(_, v)| v)
+    })
 }
 
 /// `my-function` of `arn:aws:lambda:region:account:function:my-function[:qualifier]`.

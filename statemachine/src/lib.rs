@@ -15,7 +15,9 @@
 //!
 //! The interpreter knows nothing of the functions it runs: a Task's resource resolves to a
 //! [`Function`] that the caller registers under the ARN the definition names ([`lambda`] adapts
-//! a Lambda handler). It writes the Step Functions shapes of [`shapes`] as AWS does.
+//! a Lambda handler), optionally with a timeout as a Lambda function has
+//! ([`Executor::with_function_timeout`], [`LAMBDA_TIMEOUT`]). It writes the Step Functions shapes
+//! of [`shapes`] as AWS does.
 //!
 //! ```no_run
 //! # async fn run(s3: aws_sdk_s3::Client, planner: std::sync::Arc<dyn csvlake_statemachine::Function>) {
@@ -48,7 +50,7 @@ use std::collections::BTreeMap;
 pub use definition::Definition;
 pub use error::{AslError, TaskError};
 pub use executor::{DEFAULT_RESULTS_PER_FILE, Execution, ExecutionStatus, Executor, HistoryEvent, PAYLOAD_LIMIT_BYTES};
-pub use function::{DESERIALIZE_ERROR_TYPE, Function, lambda};
+pub use function::{DESERIALIZE_ERROR_TYPE, Function, Invocation, LAMBDA_TIMEOUT, TIMED_OUT_ERROR_TYPE, lambda};
 
 /// The state machine definition infra deploys, with its `${...}` placeholders.
 pub const DEFINITION: &str = include_str!("../pipeline.asl.json");

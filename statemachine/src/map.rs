@@ -1,10 +1,16 @@
 //! The Distributed Map: a Map Run reads its items from S3 (ItemReader), runs one child
 //! execution of the ItemProcessor per item as a tokio task (at most MaxConcurrency at once),
-//! stops starting items once more failed than tolerated, and writes the children's results to
-//! S3 as Step Functions' ResultWriter does:
+//! and writes the children's results to S3 as Step Functions' ResultWriter does:
 //!
 //! `<Prefix>/<map-run-id>/SUCCEEDED_n.json`, `FAILED_n.json` (JSON arrays of
 //! [`ChildExecution`]) and `manifest.json` ([`ResultManifest`]).
+//!
+//! Once more children failed than tolerated, the Map Run fails with
+//! `States.ExceededToleratedFailureThreshold`, as in Step Functions: the children still running
+//! are aborted (their tasks cancelled, their futures dropped) and the items not started never
+//! start. The results then hold the succeeded and failed children, and the aborted ones with
+//! status `ABORTED` and no error among the `FAILED_n.json` entries (the manifest has only the
+//! keys `SUCCEEDED`, `FAILED` and `PENDING`); items never started have no entry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +30,13 @@ use crate::definition::{ExecutionType, Map, Setting, StateMachine};
 use crate::error::{TaskError, names};
 use crate::executor::{Executor, HistoryEvent};
 use crate::path::{Template, kind};
+
+/// The status of a child execution that succeeded, in its results entry.
+const SUCCEEDED: &str = "SUCCEEDED";
+/// The status of a child execution that failed.
+const FAILED: &str = "FAILED";
+/// The status of a child execution stopped because its Map Run failed.
+const ABORTED: &str = "ABORTED";
 
 /// When the Map Run fails for its failed children.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,14 +61,22 @@ impl Tolerance {
     }
 }
 
-/// One finished child execution.
+/// How a child execution ended.
+enum Ended {
+    /// It ran to its end: its output or its error.
+    Finished(Result<Value, TaskError>),
+    /// It was running when the Map Run failed, and was stopped.
+    Aborted,
+}
+
+/// One child execution that started and ended.
 struct Child {
     index: usize,
     name: String,
     input: Value,
     start: String,
     stop: String,
-    result: Result<Value, TaskError>,
+    ended: Ended,
     history: Vec<HistoryEvent>,
 }
 
@@ -133,26 +154,30 @@ pub(crate) async fn run(
     let (mut finished, exceeded) = children.run_all(inputs, limit, tolerance).await;
     finished.sort_by_key(|c| c.index);
 
-    let failed = finished.iter().filter(|c| c.result.is_err()).count() as u64;
-    let succeeded = finished.len() as u64 - failed;
+    let (mut succeeded, mut failed, mut aborted) = (0, 0, 0);
     for child in &mut finished {
         let index = child.index as u64;
         for event in child.history.drain(..) {
             history.push(HistoryEvent::MapItem { state: name.to_owned(), index, event: Box::new(event) });
         }
-        if let Err(e) = &child.result {
-            history.push(HistoryEvent::MapItemFailed { state: name.to_owned(), index, error: e.error.clone() });
+        match &child.ended {
+            Ended::Finished(Ok(_)) => succeeded += 1,
+            Ended::Finished(Err(e)) => {
+                failed += 1;
+                history.push(HistoryEvent::MapItemFailed { state: name.to_owned(), index, error: e.error.clone() });
+            }
+            Ended::Aborted => {
+                aborted += 1;
+                history.push(HistoryEvent::MapItemAborted { state: name.to_owned(), index });
+            }
         }
     }
-    history.push(HistoryEvent::MapRunEnded {
-        state: name.to_owned(),
-        succeeded,
-        failed,
-        not_started: total - finished.len() as u64,
-    });
+    let not_started = total - finished.len() as u64;
+    history.push(HistoryEvent::MapRunEnded { state: name.to_owned(), succeeded, failed, aborted, not_started });
 
+    // Aborted children are written among the failed ones, with their own status.
     let entries = finished.into_iter().map(|c| children.entry(c));
-    let (succeeded_entries, failed_entries): (Vec<_>, Vec<_>) = entries.partition(|e| e.status == "SUCCEEDED");
+    let (succeeded_entries, failed_entries): (Vec<_>, Vec<_>) = entries.partition(|e| e.status == SUCCEEDED);
     let writer = ResultWriter {
         s3: &executor.s3,
         bucket: &results_bucket,
@@ -166,8 +191,8 @@ pub(crate) async fn run(
             names::EXCEEDED_TOLERATED_FAILURE_THRESHOLD,
             format!(
                 "The specified tolerated failure threshold was exceeded: {failed} of {total} items failed \
-                 (ToleratedFailurePercentage {}, ToleratedFailureCount {}); Map Run {map_run_arn}, results in \
-                 s3://{results_bucket}/{manifest_key}",
+                 (ToleratedFailurePercentage {}, ToleratedFailureCount {}); {aborted} running were aborted and \
+                 {not_started} never started; Map Run {map_run_arn}, results in s3://{results_bucket}/{manifest_key}",
                 tolerance.percentage.map_or("not set".into(), |p| p.to_string()),
                 tolerance.count.map_or("not set".into(), |c| c.to_string()),
             ),
@@ -239,8 +264,9 @@ struct Children {
 }
 
 impl Children {
-    /// Runs the children, at most `limit` at once, and starts no more once the tolerance is
-    /// exceeded (running ones finish). Returns the finished children and whether it was.
+    /// Runs the children, at most `limit` at once. Once the tolerance is exceeded it starts no
+    /// more and aborts the running ones (a child that ends before its abort takes effect keeps
+    /// its outcome). Returns the children that started, and whether the tolerance was exceeded.
     async fn run_all(&self, inputs: Vec<Value>, limit: usize, tolerance: Tolerance) -> (Vec<Child>, bool) {
         let total = inputs.len() as u64;
         let mut pending = inputs.into_iter().enumerate();
@@ -267,19 +293,24 @@ impl Children {
                 started.insert(handle.id(), (index, name, input, start));
             }
             let Some(joined) = running.join_next_with_id().await else { break };
-            let (id, result, history) = match joined {
-                Ok((id, (result, history))) => (id, result, history),
+            let (id, ended, history) = match joined {
+                Ok((id, (result, history))) => (id, Ended::Finished(result), history),
+                Err(e) if e.is_cancelled() => (e.id(), Ended::Aborted, Vec::new()),
                 Err(e) => {
                     let panic = TaskError::new(names::RUNTIME, format!("the child execution stopped: {e}"));
-                    (e.id(), Err(panic), Vec::new())
+                    (e.id(), Ended::Finished(Err(panic)), Vec::new())
                 }
             };
             let Some((index, name, input, start)) = started.remove(&id) else { continue };
-            if result.is_err() {
+            if matches!(ended, Ended::Finished(Err(_))) {
                 failed += 1;
-                exceeded = exceeded || tolerance.exceeded(failed, total);
+                if !exceeded && tolerance.exceeded(failed, total) {
+                    exceeded = true;
+                    // The Map Run fails now: the children still running are stopped.
+                    running.abort_all();
+                }
             }
-            finished.push(Child { index, name, input, start, stop: now(), result, history });
+            finished.push(Child { index, name, input, start, stop: now(), ended, history });
         }
         (finished, exceeded)
     }
@@ -291,11 +322,12 @@ impl Children {
         }
     }
 
-    /// The ResultWriter entry of a finished child.
+    /// The ResultWriter entry of a child that ended.
     fn entry(&self, child: Child) -> ChildExecution {
-        let (status, output, error, cause) = match child.result {
-            Ok(output) => ("SUCCEEDED", Some(output.to_string()), None, None),
-            Err(e) => ("FAILED", None, Some(e.error), Some(e.cause)),
+        let (status, output, error, cause) = match child.ended {
+            Ended::Finished(Ok(output)) => (SUCCEEDED, Some(output.to_string()), None, None),
+            Ended::Finished(Err(e)) => (FAILED, None, Some(e.error), Some(e.cause)),
+            Ended::Aborted => (ABORTED, None, None, None),
         };
         ChildExecution {
             execution_arn: self.execution_arn(&child.name),
@@ -345,8 +377,8 @@ struct ResultWriter<'a> {
 }
 
 impl ResultWriter<'_> {
-    /// Writes `SUCCEEDED_n.json`, `FAILED_n.json` and then `manifest.json`; returns the
-    /// manifest's key.
+    /// Writes `SUCCEEDED_n.json`, `FAILED_n.json` (failed and aborted children) and then
+    /// `manifest.json`; returns the manifest's key.
     async fn write(
         &self,
         map_run_arn: &str,
@@ -354,9 +386,9 @@ impl ResultWriter<'_> {
         failed: &[ChildExecution],
     ) -> Result<String, TaskError> {
         let files = ResultFiles {
-            failed: self.write_files("FAILED", failed).await?,
+            failed: self.write_files(FAILED, failed).await?,
             pending: Vec::new(),
-            succeeded: self.write_files("SUCCEEDED", succeeded).await?,
+            succeeded: self.write_files(SUCCEEDED, succeeded).await?,
         };
         let manifest = ResultManifest {
             destination_bucket: self.bucket.to_owned(),
@@ -405,6 +437,11 @@ fn serialize<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, TaskErr
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -424,6 +461,70 @@ mod tests {
         assert!(count.exceeded(3, 3));
         let both = Tolerance { percentage: Some(50.0), count: Some(1) };
         assert!(both.exceeded(2, 100));
+    }
+
+    /// Counts how many of its kind were dropped.
+    struct Guard(Arc<AtomicUsize>);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn exceeding_the_tolerance_aborts_the_running_children_and_starts_no_more() {
+        let definition = crate::tests::parse(json!({"StartAt": "Work", "States": {"Work": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "work", "Payload.$": "$"},
+            "End": true
+        }}}));
+        let processor = Arc::clone(&definition.machine);
+        let (started, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let work = {
+            let (started, dropped) = (Arc::clone(&started), Arc::clone(&dropped));
+            crate::tests::function(move |payload| {
+                started.fetch_add(1, Ordering::SeqCst);
+                let guard = Guard(Arc::clone(&dropped));
+                async move {
+                    if payload["fail"] == json!(true) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return Err(TaskError::new("csvlake.Internal", "broken"));
+                    }
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    drop(guard);
+                    Ok(payload)
+                }
+            })
+        };
+        let executor = Executor::new(definition, crate::tests::unused_s3()).with_function("work", work);
+        let children = Children {
+            executor,
+            processor,
+            state_machine_arn: states_arn("stateMachine:csvlake-pipeline/Map"),
+            label: "csvlake-pipeline/Map".into(),
+            run_id: "run".into(),
+            execution_type: ExecutionType::Standard,
+        };
+        let inputs = vec![json!({"fail": true}), json!({}), json!({}), json!({}), json!({})];
+        let tolerance = Tolerance { percentage: Some(0.0), count: None };
+        let run = children.run_all(inputs, 3, tolerance);
+        let (mut ended, exceeded) =
+            tokio::time::timeout(Duration::from_secs(10), run).await.expect("the running children were not aborted");
+        assert!(exceeded);
+        assert_eq!(started.load(Ordering::SeqCst), 3, "items 3 and 4 never start");
+        assert_eq!(dropped.load(Ordering::SeqCst), 3, "every started call was dropped, the running ones early");
+        ended.sort_by_key(|c| c.index);
+        assert_eq!(ended.iter().map(|c| c.index).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(matches!(&ended[0].ended, Ended::Finished(Err(e)) if e.error == "csvlake.Internal"));
+        assert!(ended[1..].iter().all(|c| matches!(c.ended, Ended::Aborted)));
+
+        let entries: Vec<ChildExecution> = ended.into_iter().map(|c| children.entry(c)).collect();
+        assert_eq!(entries.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), [FAILED, ABORTED, ABORTED]);
+        let aborted = &entries[1];
+        assert!(aborted.error.is_none() && aborted.cause.is_none() && aborted.output.is_none());
+        assert!(aborted.stop_date.is_some() && aborted.input == "{}", "{aborted:?}");
     }
 
     #[test]

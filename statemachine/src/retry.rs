@@ -60,12 +60,15 @@ pub(crate) fn is_recoverable(error: &str) -> bool {
     error != names::RUNTIME
 }
 
-/// Whether an ErrorEquals list matches `error`: by exact name, `States.ALL`, or
-/// `States.TaskFailed` (everything but `States.Timeout`).
+/// Whether an ErrorEquals list matches `error`: by exact name, `States.ALL` (everything but the
+/// terminal `States.DataLimitExceeded`, which only its own name matches), or `States.TaskFailed`
+/// (everything but `States.Timeout`).
 pub(crate) fn matches(error_equals: &[String], error: &str) -> bool {
-    error_equals
-        .iter()
-        .any(|name| name == error || name == names::ALL || (name == names::TASK_FAILED && error != names::TIMEOUT))
+    error_equals.iter().any(|name| {
+        name == error
+            || (name == names::ALL && error != names::DATA_LIMIT_EXCEEDED)
+            || (name == names::TASK_FAILED && error != names::TIMEOUT)
+    })
 }
 
 /// The Retry field of a state (absent: none).
@@ -183,6 +186,10 @@ mod tests {
         assert!(matches(&names(&["csvlake.Transient"]), "csvlake.Transient"));
         assert!(!matches(&names(&["csvlake.Transient"]), "csvlake.Internal"));
         assert!(matches(&names(&["States.ALL"]), "States.Timeout"));
+        assert!(matches(&names(&["States.ALL"]), "Sandbox.Timedout"));
+        assert!(!matches(&names(&["States.ALL"]), "States.DataLimitExceeded"));
+        assert!(matches(&names(&["States.DataLimitExceeded"]), "States.DataLimitExceeded"));
+        assert!(matches(&names(&["csvlake.Transient", "States.DataLimitExceeded"]), "States.DataLimitExceeded"));
         assert!(matches(&names(&["States.TaskFailed"]), "csvlake.Internal"));
         assert!(!matches(&names(&["States.TaskFailed"]), "States.Timeout"));
         assert!(!is_recoverable("States.Runtime"));

@@ -42,10 +42,12 @@ pub struct ResultFile {
 /// The results files of a Map Run, by child execution status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultFiles {
-    /// `FAILED_n.json` files.
+    /// `FAILED_n.json` files: children that failed, and children stopped (`ABORTED`) when the
+    /// Map Run failed.
     #[serde(rename = "FAILED", default)]
     pub failed: Vec<ResultFile>,
-    /// `PENDING_n.json` files: children that had not finished when the Map Run ended.
+    /// `PENDING_n.json` files. The interpreter writes none: a child still running when its Map
+    /// Run failed is stopped and written to `FAILED_n.json` with the status `ABORTED`.
     #[serde(rename = "PENDING", default)]
     pub pending: Vec<ResultFile>,
     /// `SUCCEEDED_n.json` files.

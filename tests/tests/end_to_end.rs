@@ -524,6 +524,36 @@ async fn large_file_uses_multipart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_two_thousand_columns_is_written_in_bounded_row_groups() {
+    let h = Harness::start().await;
+    const COLUMNS: usize = 2_000;
+    const ROWS: usize = 1_500;
+    let mut text = (0..COLUMNS).map(|c| format!("c{c}")).collect::<Vec<_>>().join(",");
+    text.push('\n');
+    for r in 0..ROWS {
+        text.push_str(&(0..COLUMNS).map(|c| ((r * 7 + c * 13) % 100_000).to_string()).collect::<Vec<_>>().join(","));
+        text.push('\n');
+    }
+    h.put("wide/w.csv", &text);
+    let mut job = h.job("wide/", "");
+    job.parquet.row_group_bytes = 1 << 20;
+    let result = h.run(&job).await;
+    let r = result_for(&result, "wide/w.csv");
+    assert_eq!((r.status, r.rows), (FileStatus::Converted, ROWS as u64), "{:?}", r.error);
+    let pq = read_parquet(&h.output_path("parquet/w.parquet"));
+    let meta = pq.metadata;
+    assert_eq!(meta.file_metadata().schema_descr().num_columns(), COLUMNS);
+    assert!(meta.num_row_groups() > 1, "the byte cap cut the rows into several row groups");
+    // A row group is cut after the batch that passes the cap; batches hold at most 4 MiB of
+    // input, here 7 MB of int64 values.
+    for g in meta.row_groups() {
+        assert!(g.total_byte_size() <= 16 << 20, "a row group of {} bytes", g.total_byte_size());
+    }
+    assert_eq!(meta.row_groups().iter().map(|g| g.num_rows()).sum::<i64>(), ROWS as i64);
+    assert_eq!(pq.rows[ROWS - 1][COLUMNS - 1], Cell::Int((((ROWS - 1) * 7 + (COLUMNS - 1) * 13) % 100_000) as i64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusual_keys_names_and_header_only_files() {
     let h = Harness::start().await;
     let text = "first name,1col,a-b,a_b,when\nann,1,2,3,2024-01-01 10:00:00.5\nbob,4,,6,2024-01-02\n";

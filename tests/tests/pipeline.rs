@@ -341,22 +341,38 @@ async fn five_thousand_keys_page_the_listing_and_split_into_batches() {
 
 #[test]
 fn the_error_names_of_the_definition_are_the_handlers_error_types() {
+    use csvlake_contract::errors;
+
     let definition: Value = serde_json::from_str(csvlake_statemachine::DEFINITION).expect("JSON");
-    let mut named = BTreeSet::new();
-    collect_error_names(&definition, &mut named);
+    let (mut matched, mut raised) = (BTreeSet::new(), BTreeSet::new());
+    collect_error_names(&definition, &mut matched, &mut raised);
     let handlers: BTreeSet<String> =
         [csvlake_engine::Error::Transient(String::new()), csvlake_engine::Error::Internal(String::new())]
             .into_iter()
             .map(|e| lambda_runtime::Diagnostic::from(csvlake_contract::BatchError::Engine(e)).error_type)
             .collect();
-    let ours: BTreeSet<&String> = named.iter().filter(|n| n.starts_with("csvlake.")).collect();
-    assert!(ours.contains(&"csvlake.Transient".to_string()), "the definition retries csvlake.Transient: {named:?}");
+    // The csvlake names that Retry and Catch match are the handlers' error types, or the
+    // converter's csvlake.Deadline (a batch stopped before the Lambda deadline with files left).
+    let ours: BTreeSet<&String> = matched.iter().filter(|n| n.starts_with("csvlake.")).collect();
+    assert!(ours.contains(&errors::TRANSIENT.to_string()), "the definition retries csvlake.Transient: {matched:?}");
+    assert!(ours.contains(&errors::DEADLINE.to_string()), "the definition retries csvlake.Deadline: {matched:?}");
     for name in &ours {
         assert!(
-            handlers.contains(*name) || *name == csvlake_contract::errors::TOLERANCE_EXCEEDED,
-            "{name} is named in pipeline.asl.json but no handler raises it ({handlers:?})"
+            handlers.contains(*name) || *name == errors::DEADLINE,
+            "{name} is matched in pipeline.asl.json but no handler raises it ({handlers:?})"
         );
     }
+    // The other names matched are Step Functions' and Lambda's own, as they spell them.
+    for name in matched.iter().filter(|n| !n.starts_with("csvlake.")) {
+        assert!(
+            name.starts_with("States.") || name.starts_with("Lambda.") || name == "Sandbox.Timedout",
+            "{name} is matched in pipeline.asl.json but neither Step Functions nor Lambda raises it"
+        );
+    }
+    // The Fail states raise the contract's names (ReduceFailed passes Reduce's own on).
+    let expected: BTreeSet<String> =
+        [errors::TOLERANCE_EXCEEDED, errors::MAP_FAILED].into_iter().map(String::from).collect();
+    assert_eq!(raised, expected);
     // Every Task retries the transient error type its handler raises.
     let mut tasks = 0;
     for_each_state(&definition, &mut |name, state| {
@@ -369,28 +385,29 @@ fn the_error_names_of_the_definition_are_the_handlers_error_types() {
                 .flat_map(|r| r["ErrorEquals"].as_array().into_iter().flatten())
                 .filter_map(Value::as_str)
                 .collect();
-            assert!(retried.contains(&csvlake_contract::errors::TRANSIENT), "{name} does not retry: {retried:?}");
+            assert!(retried.contains(&errors::TRANSIENT), "{name} does not retry: {retried:?}");
         }
     });
     assert_eq!(tasks, 4, "Plan, ConvertBatch, Reduce and ReleaseLeases");
 }
 
-fn collect_error_names(v: &Value, out: &mut BTreeSet<String>) {
+/// The error names of ErrorEquals (`matched`) and of the Fail states' Error (`raised`).
+fn collect_error_names(v: &Value, matched: &mut BTreeSet<String>, raised: &mut BTreeSet<String>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
                 match (k.as_str(), v) {
                     ("ErrorEquals", Value::Array(names)) => {
-                        out.extend(names.iter().filter_map(Value::as_str).map(String::from));
+                        matched.extend(names.iter().filter_map(Value::as_str).map(String::from));
                     }
                     ("Error", Value::String(name)) => {
-                        out.insert(name.clone());
+                        raised.insert(name.clone());
                     }
-                    _ => collect_error_names(v, out),
+                    _ => collect_error_names(v, matched, raised),
                 }
             }
         }
-        Value::Array(a) => a.iter().for_each(|v| collect_error_names(v, out)),
+        Value::Array(a) => a.iter().for_each(|v| collect_error_names(v, matched, raised)),
         _ => {}
     }
 }

@@ -83,6 +83,7 @@ fn plan(batches: u64, files: u64) -> Plan {
         results: ResultsLocation { bucket: BUCKET.into(), prefix: RESULTS.into() },
         batch: csvlake_contract::run::BatchLimits::default(),
         max_concurrency: 10,
+        requested_max_concurrency: None,
         tolerated_failure_percentage: 5.0,
     }
 }

@@ -14,7 +14,7 @@ use csvlake_contract::run::{
     ChildExecution, ManifestBatch, Mode, ObjectLocation, Plan, PlanRequest, ReduceRequest, ResultManifest,
     ResultsLocation, names, run_key,
 };
-use lambda_runtime::LambdaEvent;
+use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 
 use csvlake_cli::local::pipeline::VARIABLES;
@@ -22,8 +22,8 @@ use csvlake_contract::deployment::{
     CONVERTER_SUBSTITUTION as CONVERTER, PLANNER_SUBSTITUTION as PLANNER, REDUCER_SUBSTITUTION as REDUCER,
 };
 use csvlake_statemachine::{
-    DEFINITION, Definition, ExecutionStatus, Executor, Function, HistoryEvent, TaskError, lambda, local_function_arn,
-    local_substitutions,
+    DEFINITION, Definition, ExecutionStatus, Executor, Function, HistoryEvent, Invocation, TaskError, lambda,
+    local_function_arn, local_substitutions,
 };
 
 const LAKE: &str = "lake";
@@ -34,6 +34,13 @@ struct Options {
     failing: Vec<u64>,
     /// Batches whose conversion fails with `csvlake.Transient` this many times first.
     transient: Vec<(u64, u32)>,
+    /// Batches whose conversion fails with this error type (`csvlake.Deadline`,
+    /// `Lambda.TooManyRequestsException`…) this many times first.
+    raising: Vec<(u64, &'static str, u32)>,
+    /// Batches whose conversion takes a minute.
+    slow: Vec<u64>,
+    /// The converter function's timeout.
+    converter_timeout: Option<Duration>,
     /// Whether the planner writes the manifest.
     write_manifest: bool,
     /// What the reducer answers for `exceeded_tolerance`.
@@ -46,6 +53,9 @@ impl Default for Options {
         Self {
             failing: Vec::new(),
             transient: Vec::new(),
+            raising: Vec::new(),
+            slow: Vec::new(),
+            converter_timeout: None,
             write_manifest: true,
             exceeded: false,
             results_per_file: 1000,
@@ -57,19 +67,50 @@ impl Default for Options {
 #[derive(Default)]
 struct Converter {
     calls: Mutex<Vec<Value>>,
+    /// The deadline of each call's Lambda context, in milliseconds since the epoch.
+    deadlines: Mutex<Vec<u64>>,
     running: AtomicUsize,
     peak: AtomicUsize,
+    /// Calls whose future was dropped before they finished.
+    dropped: AtomicUsize,
     failing: Vec<u64>,
     transient: Mutex<BTreeMap<u64, u32>>,
+    raising: Mutex<BTreeMap<u64, (&'static str, u32)>>,
+    slow: Vec<u64>,
+}
+
+/// Counts a call as dropped unless it finished.
+struct Unfinished<'a>(&'a AtomicUsize, bool);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Converter {
-    async fn convert(&self, batch: ConvertBatch) -> csvlake_engine::Result<BatchResult> {
+    async fn convert(&self, batch: ConvertBatch) -> Result<BatchResult, Diagnostic> {
+        let mut unfinished = Unfinished(&self.dropped, false);
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        let slow = batch.batch.is_some_and(|b| self.slow.contains(&b));
+        tokio::time::sleep(Duration::from_millis(if slow { 60_000 } else { 30 })).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
-        let index = batch.batch.ok_or_else(|| csvlake_engine::Error::Internal("no batch index".into()))?;
+        unfinished.1 = true;
+        let index = batch.batch.ok_or_else(|| engine(csvlake_engine::Error::Internal("no batch index".into())))?;
+        if let Some((error_type, left)) = self.raising.lock().unwrap().get_mut(&index)
+            && *left > 0
+        {
+            *left -= 1;
+            let error_message = format!("batch {index}: {error_type}");
+            return Err(Diagnostic { error_type: (*error_type).into(), error_message });
+        }
+        self.convert_batch(index, batch).map_err(engine)
+    }
+
+    fn convert_batch(&self, index: u64, batch: ConvertBatch) -> csvlake_engine::Result<BatchResult> {
         if let Some(left) = self.transient.lock().unwrap().get_mut(&index)
             && *left > 0
         {
@@ -99,6 +140,11 @@ impl Converter {
     }
 }
 
+/// How the Lambda runtime reports an engine error of the converter.
+fn engine(e: csvlake_engine::Error) -> Diagnostic {
+    Diagnostic::from(csvlake_contract::BatchError::Engine(e))
+}
+
 /// Records each raw payload, then calls the Lambda handler.
 struct Recording {
     converter: Arc<Converter>,
@@ -108,8 +154,12 @@ struct Recording {
 #[async_trait::async_trait]
 impl Function for Recording {
     async fn invoke(&self, payload: Value) -> Result<Value, TaskError> {
+        self.invoke_with(payload, &Invocation::new(None)).await
+    }
+
+    async fn invoke_with(&self, payload: Value, invocation: &Invocation) -> Result<Value, TaskError> {
         self.converter.calls.lock().unwrap().push(payload.clone());
-        self.handler.invoke(payload).await
+        self.handler.invoke_with(payload, invocation).await
     }
 }
 
@@ -167,6 +217,7 @@ async fn plan(s3: &aws_sdk_s3::Client, request: PlanRequest, write_manifest: boo
         },
         batch: input.batch_limits()?,
         max_concurrency: input.max_concurrency()?,
+        requested_max_concurrency: None,
         tolerated_failure_percentage: input.tolerated_failure_percentage()?,
         job,
     })
@@ -194,13 +245,16 @@ async fn harness(options: Options) -> Harness {
     let converter = Arc::new(Converter {
         failing: options.failing,
         transient: Mutex::new(options.transient.into_iter().collect()),
+        raising: Mutex::new(options.raising.into_iter().map(|(batch, error, n)| (batch, (error, n))).collect()),
+        slow: options.slow,
         ..Converter::default()
     });
     let handler = {
         let converter = Arc::clone(&converter);
         lambda(move |event: LambdaEvent<ConvertBatch>| {
             let converter = Arc::clone(&converter);
-            async move { Ok::<_, csvlake_contract::BatchError>(converter.convert(event.payload).await?) }
+            converter.deadlines.lock().unwrap().push(event.context.deadline);
+            async move { converter.convert(event.payload).await }
         })
     };
     let reduced = Arc::new(Mutex::new(Vec::new()));
@@ -210,15 +264,20 @@ async fn harness(options: Options) -> Harness {
         lambda(move |event: LambdaEvent<ReduceRequest>| {
             let reduced = Arc::clone(&reduced);
             async move {
-                let run_id = event.payload.plan.run_id.clone();
+                // The summary's fields the definition reads, as the reducer fills them.
+                let exceeded = exceeded || event.payload.convert_error.is_some();
+                let mut summary = json!({"run_id": event.payload.plan.run_id, "exceeded_tolerance": exceeded});
+                if let Some(e) = &event.payload.convert_error {
+                    summary["map_error"] = serde_json::to_value(e).map_err(csvlake_engine::Error::from)?;
+                }
                 reduced.lock().unwrap().push(event.payload);
-                Ok::<_, csvlake_contract::BatchError>(json!({"run_id": run_id, "exceeded_tolerance": exceeded}))
+                Ok::<_, csvlake_contract::BatchError>(summary)
             }
         })
     };
 
     let definition = Definition::parse(DEFINITION, &local_substitutions(&VARIABLES)).unwrap();
-    let executor = Executor::new(definition, client)
+    let mut executor = Executor::new(definition, client)
         .with_delay_scale(0.0)
         .with_results_per_file(options.results_per_file)
         .with_function(local_function_arn(PLANNER), planner)
@@ -227,6 +286,9 @@ async fn harness(options: Options) -> Harness {
             Arc::new(Recording { converter: Arc::clone(&converter), handler }),
         )
         .with_function(local_function_arn(REDUCER), reducer);
+    if let Some(timeout) = options.converter_timeout {
+        executor = executor.with_function_timeout(local_function_arn(CONVERTER), timeout);
+    }
     Harness { _dir: dir, _s3: s3, lake, executor, converter, plans, reduced }
 }
 
@@ -429,7 +491,11 @@ async fn exceeding_the_tolerance_is_caught_reduced_and_the_results_are_still_wri
     let h = harness(Options { failing: vec![1], ..Options::default() }).await;
     // One at a time: batch 1 fails, so batches 2..5 never start.
     let execution = h.executor.execute("exceeded", input(6, 1, 0.0)).await;
-    assert!(execution.output().is_some(), "{:?}", execution.status);
+    // Reported, then failed as a tolerance matter (not a Map failure), with the Map's cause in
+    // the reducer's input.
+    let ended = execution.error().unwrap_or_else(|| panic!("{:?}", execution.status)).clone();
+    assert_eq!(ended.error, "csvlake.ToleranceExceeded");
+    assert!(entered(&execution.history, "ToleranceExceeded") && !entered(&execution.history, "MapFailed"));
     assert_eq!(h.converter_calls().len(), 2, "csvlake.Internal is not retried and nothing starts after it");
     assert!(execution.history.contains(&HistoryEvent::Caught {
         state: "Convert".into(),
@@ -442,16 +508,17 @@ async fn exceeding_the_tolerance_is_caught_reduced_and_the_results_are_still_wri
         error: "csvlake.Internal".into()
     }));
     assert!(
-        execution
-            .history
-            .iter()
-            .any(|e| matches!(e, HistoryEvent::MapRunEnded { succeeded: 1, failed: 1, not_started: 4, .. }))
+        execution.history.iter().any(|e| matches!(
+            e,
+            HistoryEvent::MapRunEnded { succeeded: 1, failed: 1, aborted: 0, not_started: 4, .. }
+        ))
     );
 
     let reduced = h.reduced();
     assert!(reduced.convert.is_none());
     let error = reduced.convert_error.unwrap();
     assert_eq!(error.error, "States.ExceededToleratedFailureThreshold");
+    assert!(error.cause.starts_with("The specified tolerated failure threshold was exceeded"), "{}", error.cause);
 
     let results = h.results(&h.only_manifest("exceeded"));
     assert!(error.cause.contains(&results.manifest.map_run_arn), "{}", error.cause);
@@ -499,12 +566,117 @@ async fn no_batches_go_straight_to_reduce() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreadable_manifest_is_caught_as_item_reader_failed() {
-    let h = harness(Options { write_manifest: false, ..Options::default() }).await;
+async fn an_unreadable_manifest_is_caught_as_item_reader_failed_and_ends_in_map_failed() {
+    // The reducer's verdict on the tolerance does not decide a run whose Map failed.
+    let h = harness(Options { write_manifest: false, exceeded: true, ..Options::default() }).await;
     let execution = h.executor.execute("unreadable", input(3, 2, 5.0)).await;
-    assert!(execution.output().is_some(), "{:?}", execution.status);
     assert!(h.converter_calls().is_empty());
     let error = h.reduced().convert_error.unwrap();
     assert_eq!(error.error, "States.ItemReaderFailed");
     assert!(error.cause.contains("out/_runs/unreadable/manifest.json"), "{}", error.cause);
+    assert_eq!(execution.status, ExecutionStatus::Failed(TaskError::new("csvlake.MapFailed", error.cause)));
+    assert!(entered(&execution.history, "Reduce") && entered(&execution.history, "MapFailed"));
+    assert!(!entered(&execution.history, "WithinTolerance"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceeding_the_tolerance_aborts_the_running_batches_and_writes_them_as_aborted() {
+    // Three at a time: batch 0 fails at once while 1 and 2 take a minute; 3..5 never start.
+    let h = harness(Options { failing: vec![0], slow: vec![1, 2], ..Options::default() }).await;
+    let started = std::time::Instant::now();
+    let execution = h.executor.execute("aborted", input(6, 3, 0.0)).await;
+    assert!(started.elapsed() < Duration::from_secs(20), "the running batches were not aborted");
+    assert_eq!(
+        execution.error().map(|e| e.error.as_str()),
+        Some("csvlake.ToleranceExceeded"),
+        "{:?}",
+        execution.status
+    );
+    assert_eq!(h.converter_calls().len(), 3, "no batch starts after the Map Run failed");
+    assert_eq!(h.converter.dropped.load(Ordering::SeqCst), 2, "the running calls were dropped");
+    let h_ = &execution.history;
+    assert!(
+        h_.iter().any(|e| matches!(
+            e,
+            HistoryEvent::MapRunEnded { succeeded: 0, failed: 1, aborted: 2, not_started: 3, .. }
+        ))
+    );
+    for index in [1, 2] {
+        assert!(h_.contains(&HistoryEvent::MapItemAborted { state: "Convert".into(), index }));
+    }
+
+    let error = h.reduced().convert_error.unwrap();
+    assert_eq!(error.error, "States.ExceededToleratedFailureThreshold");
+    assert!(error.cause.contains("2 running were aborted and 3 never started"), "{}", error.cause);
+    // FAILED_n.json holds the failed batch and the aborted ones (status ABORTED, no error);
+    // the batches never started have no entry.
+    let results = h.results(&h.only_manifest("aborted"));
+    assert!(results.succeeded.is_empty());
+    let failed = results.failed.concat();
+    let statuses: Vec<(u64, &str)> = failed.iter().map(|e| (batch_of(e), e.status.as_str())).collect();
+    assert_eq!(statuses, [(0, "FAILED"), (1, "ABORTED"), (2, "ABORTED")]);
+    for aborted in &failed[1..] {
+        assert!(aborted.error.is_none() && aborted.cause.is_none() && aborted.output.is_none(), "{aborted:?}");
+        assert!(aborted.stop_date.is_some() && aborted.execution_arn.ends_with(&aborted.name));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_and_lambda_throttling_are_retried_within_the_child() {
+    let raising = vec![(0, "csvlake.Deadline", 3), (1, "Lambda.TooManyRequestsException", 5)];
+    let h = harness(Options { raising, ..Options::default() }).await;
+    let execution = h.executor.execute("retried", input(2, 2, 0.0)).await;
+    assert!(execution.output().is_some(), "{:?}", execution.status);
+    let mut retries: Vec<(u64, u32)> = execution
+        .history
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEvent::MapItem { index, event, .. } => match event.as_ref() {
+                HistoryEvent::RetryScheduled { state, attempt, .. } if state == "ConvertBatch" => {
+                    Some((*index, *attempt))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    retries.sort_unstable();
+    assert_eq!(retries, [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3), (1, 4), (1, 5)]);
+    // Each retry tells the converter its count, so that it converts only the files left.
+    let counts: Vec<(u64, u64)> = h
+        .converter_calls()
+        .iter()
+        .map(|c| (c["batch"].as_u64().unwrap(), c["retry_count"].as_u64().unwrap()))
+        .collect();
+    for batch in [0, 1] {
+        let mine: Vec<u64> = counts.iter().filter(|(b, _)| *b == batch).map(|(_, n)| *n).collect();
+        let expected: Vec<u64> = (0..=[3, 5][batch as usize]).collect();
+        assert_eq!(mine, expected, "batch {batch}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_converter_past_its_timeout_is_stopped_and_fails_its_batch_as_sandbox_timedout() {
+    let timeout = Duration::from_millis(800);
+    let options = Options { slow: vec![1], converter_timeout: Some(timeout), ..Options::default() };
+    let h = harness(options).await;
+    let before = std::time::SystemTime::now();
+    let execution = h.executor.execute("timeout", input(2, 2, 50.0)).await;
+    assert!(execution.output().is_some(), "within the tolerance: {:?}", execution.status);
+    assert_eq!(h.converter.dropped.load(Ordering::SeqCst), 1, "the slow call was dropped");
+    // The handlers were told the deadline: the invocation's start plus the timeout.
+    let since = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    for deadline in h.converter.deadlines.lock().unwrap().iter() {
+        let (low, high) = (since(before) + 800, since(std::time::SystemTime::now()) + 800);
+        assert!((low..=high).contains(deadline), "{low} <= {deadline} <= {high}");
+    }
+    let results = h.results(&h.reduced().convert.unwrap().result_writer_details.key);
+    assert_eq!(results.succeeded.concat().iter().map(batch_of).collect::<Vec<_>>(), [0]);
+    let failed = results.failed.concat();
+    assert_eq!((batch_of(&failed[0]), failed[0].status.as_str()), (1, "FAILED"));
+    assert_eq!(failed[0].error.as_deref(), Some("Sandbox.Timedout"));
+    let cause: Value = serde_json::from_str(failed[0].cause.as_deref().unwrap()).unwrap();
+    assert_eq!(cause["errorType"], "Sandbox.Timedout");
+    let message = cause["errorMessage"].as_str().unwrap();
+    assert!(message.starts_with("RequestId: ") && message.ends_with(" Error: Task timed out after 0.80 seconds"));
 }

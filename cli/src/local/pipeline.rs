@@ -10,7 +10,7 @@ use csvlake_contract::run::Plan;
 use csvlake_converter::Converter;
 use csvlake_planner::PlannerConfig;
 use csvlake_statemachine::{
-    AslError, DEFINITION, Definition, Executor, lambda, local_function_arn, local_substitutions,
+    AslError, DEFINITION, Definition, Executor, LAMBDA_TIMEOUT, lambda, local_function_arn, local_substitutions,
 };
 
 /// The definition's substitution variables, one per function.
@@ -54,8 +54,14 @@ pub fn observed_executor(
         let client = reducer_client.clone();
         async move { csvlake_reducer::handle(event, &client).await }
     });
-    Ok(Executor::new(definition, client)
+    // Each function has the deployed Lambdas' timeout: the converter reads the deadline from
+    // its context, and a call that runs past it fails with Sandbox.Timedout, as in AWS.
+    let mut executor = Executor::new(definition, client)
         .with_function(local_function_arn(PLANNER_SUBSTITUTION), planner)
         .with_function(local_function_arn(CONVERTER_SUBSTITUTION), converter)
-        .with_function(local_function_arn(REDUCER_SUBSTITUTION), reducer))
+        .with_function(local_function_arn(REDUCER_SUBSTITUTION), reducer);
+    for variable in VARIABLES {
+        executor = executor.with_function_timeout(local_function_arn(variable), LAMBDA_TIMEOUT);
+    }
+    Ok(executor)
 }

@@ -114,8 +114,10 @@ impl Job {
         if self.formats.is_empty() {
             return Err(csvlake_engine::Error::Internal("formats is empty: name parquet, avro or both".into()));
         }
-        if self.parquet.row_group_rows == 0 {
-            return Err(csvlake_engine::Error::Internal("parquet.row_group_rows must be positive".into()));
+        if self.parquet.row_group_rows == 0 || self.parquet.row_group_bytes == 0 {
+            return Err(csvlake_engine::Error::Internal(
+                "parquet.row_group_rows and parquet.row_group_bytes must be positive".into(),
+            ));
         }
         self.csv.validate()
     }

@@ -290,6 +290,9 @@ pub struct Plan {
     pub batch: BatchLimits,
     /// The Map's MaxConcurrency.
     pub max_concurrency: u32,
+    /// The `max_concurrency` the run asked for, when the deployment's ceiling lowered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_max_concurrency: Option<u32>,
     /// The Map's ToleratedFailurePercentage, also applied to files by the reducer.
     pub tolerated_failure_percentage: f64,
 }
@@ -559,6 +562,9 @@ pub struct TableReport {
     /// The run whose expired lease this run took over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_over_from: Option<String>,
+    /// Multipart uploads left by dead runs, aborted under the table's outputs.
+    #[serde(default)]
+    pub aborted_uploads: u64,
 }
 
 /// `report.json`. `failed` comes last, since it is the one part that grows with the run.
@@ -579,6 +585,12 @@ pub struct Report {
     /// Files by the dialect they were read with, most frequent first.
     #[serde(default)]
     pub dialects: Vec<DialectCount>,
+    /// The Map's MaxConcurrency.
+    #[serde(default)]
+    pub max_concurrency: u32,
+    /// The `max_concurrency` the run asked for, when the deployment's ceiling lowered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_max_concurrency: Option<u32>,
     /// The tables the run wrote.
     #[serde(default)]
     pub tables: Vec<TableReport>,

@@ -233,6 +233,13 @@ pub struct TableRun {
     /// The run whose expired lease this run took over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_over_from: Option<String>,
+    /// Multipart uploads of dead runs aborted under the table's outputs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub aborted_uploads: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// An input whose outputs exist (in the index) but that is gone from the listing

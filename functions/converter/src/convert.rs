@@ -94,12 +94,17 @@ impl std::fmt::Debug for Converter {
     }
 }
 
-/// Memory a file's conversion may use, in MiB, from its size: a small file is held whole,
-/// a large one needs per format one part being filled, one queued and two in flight.
+/// Memory a file's conversion may use, in MiB, from its size: a small file is held whole; a
+/// large one needs per format one part being filled, one queued and two in flight (64 MiB for
+/// two formats), plus the Parquet row group being built (`parquet.row_group_bytes`, 64 MiB by
+/// default), plus the decoder's batches.
 pub fn file_weight_mib(size: u64) -> u32 {
     let mib = u32::try_from(size >> 20).unwrap_or(u32::MAX);
-    mib.saturating_mul(2).saturating_add(4).min(96)
+    mib.saturating_mul(2).saturating_add(4).min(MAX_FILE_WEIGHT_MIB)
 }
+
+/// The weight of the largest files.
+pub const MAX_FILE_WEIGHT_MIB: u32 = 160;
 
 impl Converter {
     /// A converter with a 1 GiB memory budget and at most 64 files at once.
@@ -117,7 +122,7 @@ impl Converter {
 
     /// Sets the memory budget that bounds how many files convert at once.
     pub fn with_memory_budget_mib(mut self, mib: u32) -> Self {
-        self.memory_budget_mib = mib.max(96);
+        self.memory_budget_mib = mib.max(MAX_FILE_WEIGHT_MIB);
         self.budget = Arc::new(Semaphore::new(self.memory_budget_mib as usize));
         self
     }

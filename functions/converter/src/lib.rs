@@ -19,7 +19,7 @@ const RESERVED_MIB: u32 = 160;
 
 /// The conversion memory budget for a function of `memory_mib` MiB.
 pub fn memory_budget_mib(memory_mib: u32) -> u32 {
-    memory_mib.saturating_sub(RESERVED_MIB).max(96)
+    memory_mib.saturating_sub(RESERVED_MIB).max(convert::MAX_FILE_WEIGHT_MIB)
 }
 
 /// The budget from the Lambda environment (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), 1 GiB elsewhere.
@@ -49,16 +49,16 @@ mod tests {
     #[test]
     fn the_budget_leaves_room_for_the_runtime() {
         assert_eq!(memory_budget_mib(1769), 1609);
-        assert_eq!(memory_budget_mib(128), 96, "never below one large file");
+        assert_eq!(memory_budget_mib(128), 160, "never below one large file");
     }
 
     #[test]
     fn large_files_weigh_more_so_fewer_run_at_once() {
         assert_eq!(file_weight_mib(10_000), 4);
         assert_eq!(file_weight_mib(20 << 20), 44);
-        assert_eq!(file_weight_mib(5 << 30), 96);
-        // A 1,769 MB function converts up to 16 large files at once, or hundreds of small ones.
-        assert_eq!(memory_budget_mib(1769) / file_weight_mib(5 << 30), 16);
+        assert_eq!(file_weight_mib(5 << 30), 160);
+        // A 1,769 MB function converts up to 10 large files at once, or hundreds of small ones.
+        assert_eq!(memory_budget_mib(1769) / file_weight_mib(5 << 30), 10);
         assert!(memory_budget_mib(1769) / file_weight_mib(50_000) >= 400);
     }
 }

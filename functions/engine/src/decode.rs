@@ -34,6 +34,9 @@ pub const DEFAULT_SAMPLE_ROWS: usize = 16_384;
 pub const MAX_SAMPLE_BYTES: usize = 8 << 20;
 /// Rows per `RecordBatch`.
 pub const DEFAULT_BATCH_ROWS: usize = 8_192;
+/// Input bytes of one batch at most, whatever its rows: a wide file's batches stay small, and
+/// the Parquet writer can cut row groups by bytes between them.
+pub const BATCH_BYTES: usize = 4 << 20;
 
 /// Which field values mean null.
 #[derive(Clone, Debug)]
@@ -406,13 +409,14 @@ impl<'a> CsvDecoder<'a> {
             return Ok(None);
         }
         let ncols = self.names.len();
-        let mut n = 0;
-        while n < self.batch_rows {
+        let (mut n, mut bytes) = (0, 0);
+        while n < self.batch_rows && bytes < BATCH_BYTES {
             if !self.next_record()? {
                 self.finished = true;
                 break;
             }
             check_width(&self.record, ncols)?;
+            bytes += self.record.byte_len();
             for (i, v) in self.record.iter().enumerate() {
                 let col = &mut self.columns[i];
                 if self.nulls.is_null(v) {

@@ -289,11 +289,21 @@ pub struct ParquetOptions {
     pub compression: ParquetCompression,
     /// Rows per row group. Default 131072.
     pub row_group_rows: usize,
+    /// Encoded bytes per row group at most, whatever the rows: a row group is held in memory
+    /// until it is written, so this bounds a wide file's memory. Default 64 MiB.
+    pub row_group_bytes: usize,
 }
+
+/// Default `parquet.row_group_bytes`.
+pub const DEFAULT_ROW_GROUP_BYTES: usize = 64 << 20;
 
 impl Default for ParquetOptions {
     fn default() -> Self {
-        Self { compression: ParquetCompression::Snappy, row_group_rows: 131_072 }
+        Self {
+            compression: ParquetCompression::Snappy,
+            row_group_rows: 131_072,
+            row_group_bytes: DEFAULT_ROW_GROUP_BYTES,
+        }
     }
 }
 

@@ -45,7 +45,8 @@ pub fn parquet_properties(opts: &ParquetOptions, schema: &Schema, plain: &[bool]
     };
     let mut b = WriterProperties::builder()
         .set_compression(compression)
-        .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)));
+        .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
+        .set_max_row_group_bytes(Some(opts.row_group_bytes.max(1)));
     for (field, plain) in schema.fields().iter().zip(plain) {
         if *plain {
             b = b.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use aws_sdk_s3::Client;
 use futures::{StreamExt, TryStreamExt};
 
-use csvlake_contract::deployment::{DEFAULT_LEASE_SECONDS, LEASE_SECONDS_ENV};
+use csvlake_contract::deployment::{DEFAULT_LEASE_SECONDS, LEASE_SECONDS_ENV, MAX_CONCURRENCY_ENV};
 use csvlake_contract::errors::MAX_FILE_MESSAGE_BYTES;
 use csvlake_contract::payload::{FileRef, FileResult, InputLocation, Job};
 use csvlake_contract::run::{
@@ -27,10 +27,10 @@ use csvlake_contract::run::{
 use csvlake_contract::run::{names, run_key};
 use csvlake_contract::tables::{self, IndexEntry, Orphan, Roots, TableRun};
 use csvlake_contract::{BatchError, ErrorNames, keys};
-use csvlake_engine::{BadInputKind, Error, Result};
+use csvlake_engine::{BadInputKind, Error, Format, Result};
 use csvlake_s3::sdk_error;
 use csvlake_s3::tables::{IndexReader, LeaseRefused, acquire_lease, read_current, read_index, release_lease};
-use csvlake_s3::upload::ObjectWriter;
+use csvlake_s3::upload::{ObjectWriter, abort_stale};
 
 /// Batches being filled at once. More open batches pack tighter; each holds up to
 /// `max_files` keys in memory.
@@ -384,11 +384,13 @@ pub struct PlannerConfig {
     pub roots: Roots,
     /// How long a table lease lasts: the longest a run may take.
     pub lease_seconds: u64,
+    /// The deployment's ceiling on a run's `max_concurrency`, if any.
+    pub max_concurrency: Option<u32>,
 }
 
 impl Default for PlannerConfig {
     fn default() -> Self {
-        Self { roots: Roots::default(), lease_seconds: DEFAULT_LEASE_SECONDS }
+        Self { roots: Roots::default(), lease_seconds: DEFAULT_LEASE_SECONDS, max_concurrency: None }
     }
 }
 
@@ -400,7 +402,20 @@ impl PlannerConfig {
             Ok(v) => v.parse().map_err(|e| Error::Internal(format!("{LEASE_SECONDS_ENV}={v:?}: {e}")))?,
             Err(_) => DEFAULT_LEASE_SECONDS,
         };
-        Ok(Self { roots, lease_seconds })
+        let max_concurrency = match std::env::var(MAX_CONCURRENCY_ENV) {
+            Ok(v) => Some(v.parse().map_err(|e| Error::Internal(format!("{MAX_CONCURRENCY_ENV}={v:?}: {e}")))?),
+            Err(_) => None,
+        };
+        Ok(Self { roots, lease_seconds, max_concurrency })
+    }
+
+    /// A run's `max_concurrency` within the ceiling (0, no limit, counts as above any ceiling),
+    /// and the value asked for when it was lowered.
+    pub fn clamp_concurrency(&self, asked: u32) -> (u32, Option<u32>) {
+        match self.max_concurrency {
+            Some(ceiling) if asked == 0 || asked > ceiling => (ceiling, Some(asked)),
+            _ => (asked, None),
+        }
     }
 }
 
@@ -528,13 +543,30 @@ impl<'a> Tables<'a> {
             Err(LeaseRefused::Failed(e)) => return Err(e.into()),
         };
         leases.held.push(table.to_owned());
+        // Uploads under the table's outputs started before this lease belong to runs that died.
+        let now = std::time::SystemTime::now();
+        let mut aborted_uploads = 0;
+        for format in Format::ALL {
+            let (prefix, delimiter) = if table.is_empty() {
+                (keys::join(&out.prefix, &format!("{}/", format.as_str())), Some("/"))
+            } else {
+                (keys::join(&out.prefix, &format!("{}/{table}/", format.as_str())), None)
+            };
+            aborted_uploads += abort_stale(self.client, &out.bucket, &prefix, delimiter, now).await?;
+        }
         let current = read_current(self.client, &out.bucket, &out.prefix, table).await?.map(|(c, _)| c);
         let reader = match &current {
             Some(c) => Some(read_index(self.client, &out.bucket, &c.index).await?),
             None => None,
         };
         tracing::info!(table, generation = current.as_ref().map(|c| c.generation), taken_over_from = ?held.taken_over_from, "table leased");
-        self.runs.push(TableRun { table: table.to_owned(), name, current, taken_over_from: held.taken_over_from });
+        self.runs.push(TableRun {
+            table: table.to_owned(),
+            name,
+            current,
+            taken_over_from: held.taken_over_from,
+            aborted_uploads,
+        });
         Ok(TableIndex::new(reader)?)
     }
 
@@ -607,13 +639,22 @@ async fn plan_job(
     leases: &mut Leases<'_>,
 ) -> Result<Plan, BatchError> {
     let limits = input.batch_limits()?;
+    // Run objects (manifests, reports) of runs that died: no live run is older than a lease.
+    let out = &job.output;
+    let runs_prefix = keys::join(&out.prefix, "_runs/");
+    let long_ago = std::time::SystemTime::now()
+        .checked_sub(std::time::Duration::from_secs(config.lease_seconds))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    abort_stale(client, &out.bucket, &runs_prefix, None, long_ago).await?;
     let tolerated_failure_percentage = input.tolerated_failure_percentage()?;
-    let max_concurrency = input.max_concurrency()?;
+    let (max_concurrency, requested_max_concurrency) = config.clamp_concurrency(input.max_concurrency()?);
+    if let Some(asked) = requested_max_concurrency {
+        tracing::warn!(asked, max_concurrency, "max_concurrency lowered to the deployment's ceiling");
+    }
     let incremental = input.incremental.unwrap_or(true);
     let delete_orphans = input.delete_orphans.unwrap_or(false);
     let fingerprint = job.fingerprint();
 
-    let out = &job.output;
     let at = |name: &str| ObjectLocation { bucket: out.bucket.clone(), key: run_key(&out.prefix, run_id, name) };
     let manifest = at(names::MANIFEST);
     let rejected_at = at(names::REJECTED);
@@ -736,6 +777,7 @@ async fn plan_job(
         rejected_results,
         batch: limits,
         max_concurrency,
+        requested_max_concurrency,
         tolerated_failure_percentage,
         job: job.clone(),
     })
@@ -1042,6 +1084,15 @@ mod tests {
             let size = serde_json::to_vec(&worst).unwrap().len();
             assert!(size < 256 << 10, "{size} bytes in a result of {} files", batch.files.len());
         }
+    }
+
+    #[test]
+    fn the_deployment_ceiling_lowers_max_concurrency_and_says_from_what() {
+        let config = PlannerConfig { max_concurrency: Some(100), ..PlannerConfig::default() };
+        assert_eq!(config.clamp_concurrency(50), (50, None));
+        assert_eq!(config.clamp_concurrency(500), (100, Some(500)));
+        assert_eq!(config.clamp_concurrency(0), (100, Some(0)), "0 means no limit, which is above any ceiling");
+        assert_eq!(PlannerConfig::default().clamp_concurrency(0), (0, None));
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<RunSumma
         totals: totals.clone(),
         failures_by_kind: by_kind.clone(),
         dialects,
+        max_concurrency: plan.max_concurrency,
+        requested_max_concurrency: plan.requested_max_concurrency,
         tables,
         orphaned,
         map_error: request.convert_error.clone(),

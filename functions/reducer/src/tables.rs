@@ -176,6 +176,7 @@ pub async fn update(
             generation: None,
             entries: run.current.as_ref().map_or(0, |c| c.entries),
             taken_over_from: run.taken_over_from.clone(),
+            aborted_uploads: run.aborted_uploads,
         };
         if !unchanged {
             let written = match read_current(client, &out.bucket, &out.prefix, &run.table).await? {

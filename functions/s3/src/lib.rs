@@ -99,7 +99,11 @@ pub fn endpoint_client(ep: &Endpoint) -> Client {
 /// A client from the environment (Lambda role, profile…), optionally at another endpoint URL.
 pub async fn env_client(endpoint_url: Option<&str>) -> Client {
     let conf = sdk_config(endpoint_url).await;
-    let s3 = aws_sdk_s3::config::Builder::from(&conf).force_path_style(endpoint_url.is_some());
+    // Responses are validated where a checksum covers what was read; a multipart object's
+    // part-level checksums cannot be, and checking them only logs a warning per GET.
+    let s3 = aws_sdk_s3::config::Builder::from(&conf)
+        .force_path_style(endpoint_url.is_some())
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     Client::from_conf(resilient(s3).build())
 }
 

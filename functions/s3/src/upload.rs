@@ -14,7 +14,7 @@ use std::io::{self, Write};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -53,6 +53,34 @@ pub struct Part {
     bytes: Bytes,
     last: bool,
     metadata: Option<Metadata>,
+    /// The CRC64NVME of the whole object, on the last part.
+    crc64: Option<u64>,
+}
+
+/// The CRC64NVME of some bytes.
+fn crc64(bytes: &[u8]) -> u64 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, bytes)
+}
+
+/// A checksum as S3 headers carry it: base64 of its big-endian bytes.
+fn checksum_header(crc: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+/// The largest part S3 accepts.
+pub const MAX_PART_SIZE: usize = 5 << 30;
+/// The largest object S3 accepts.
+pub const MAX_OBJECT_SIZE: u64 = 5 << 40;
+/// Parts cut at one size before the size doubles.
+const PARTS_PER_SIZE: u64 = 1_000;
+
+/// The size of part `number` (from 1) of an upload that starts with parts of `base` bytes: it
+/// doubles every 1,000 parts, up to 5 GiB, so that 10,000 parts hold any object S3 accepts
+/// (5 TiB) whatever the first estimate was.
+pub fn part_size_at(base: usize, number: u64) -> usize {
+    let doublings = u32::try_from((number.saturating_sub(1) / PARTS_PER_SIZE).min(20)).unwrap_or(20);
+    base.saturating_mul(1 << doublings).min(MAX_PART_SIZE)
 }
 
 /// Part size for an object expected to reach `estimate` bytes, staying under 10,000 parts.
@@ -66,9 +94,16 @@ pub fn part_size_for(estimate: u64) -> usize {
 pub struct PartSink {
     tx: mpsc::Sender<Part>,
     buf: Vec<u8>,
+    /// The first parts' size.
+    base: usize,
+    /// The size of the part being filled.
     part_size: usize,
+    /// Parts sent.
+    parts: u64,
     written: u64,
     metadata: Option<Metadata>,
+    /// The CRC64NVME of every byte written.
+    crc: crc_fast::Digest,
 }
 
 impl PartSink {
@@ -76,7 +111,17 @@ impl PartSink {
     pub fn new(part_size: usize) -> (Self, mpsc::Receiver<Part>) {
         let part_size = part_size.max(MIN_PART_SIZE);
         let (tx, rx) = mpsc::channel(1);
-        (Self { tx, buf: Vec::new(), part_size, written: 0, metadata: Some(Metadata::new()) }, rx)
+        let sink = Self {
+            tx,
+            buf: Vec::new(),
+            base: part_size,
+            part_size,
+            parts: 0,
+            written: 0,
+            metadata: Some(Metadata::new()),
+            crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme),
+        };
+        (sink, rx)
     }
 
     /// Sets the object's user metadata. It travels with the first part, so it can be set until
@@ -91,11 +136,29 @@ impl PartSink {
         }
     }
 
+    /// Counts a part about to be sent, and sizes the next one.
+    fn next_part(&mut self) {
+        self.parts += 1;
+        self.part_size = part_size_at(self.base, self.parts + 1);
+    }
+
+    /// Refuses bytes beyond what one S3 object may hold, before they are uploaded.
+    fn check_size(&self) -> io::Result<()> {
+        if self.written > MAX_OBJECT_SIZE {
+            return Err(io::Error::other(format!(
+                "the output would exceed {MAX_OBJECT_SIZE} bytes, the largest object S3 accepts"
+            )));
+        }
+        Ok(())
+    }
+
     fn send(&mut self, last: bool) -> io::Result<()> {
+        self.next_part();
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
         let metadata = self.metadata.take();
+        let crc64 = last.then(|| self.crc.finalize());
         self.tx
-            .blocking_send(Part { bytes, last, metadata })
+            .blocking_send(Part { bytes, last, metadata, crc64 })
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
 
@@ -108,8 +171,10 @@ impl PartSink {
 
     /// [`Write::write_all`] for async callers, which must not block their thread.
     pub async fn write_async(&mut self, data: &[u8]) -> io::Result<()> {
+        self.crc.update(data);
         self.buf.extend_from_slice(data);
         self.written += data.len() as u64;
+        self.check_size()?;
         if self.buf.len() >= self.part_size {
             self.send_async(false).await?;
         }
@@ -123,10 +188,12 @@ impl PartSink {
     }
 
     async fn send_async(&mut self, last: bool) -> io::Result<()> {
+        self.next_part();
         let bytes = Bytes::from(std::mem::take(&mut self.buf));
         let metadata = self.metadata.take();
+        let crc64 = last.then(|| self.crc.finalize());
         self.tx
-            .send(Part { bytes, last, metadata })
+            .send(Part { bytes, last, metadata, crc64 })
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
@@ -183,8 +250,10 @@ impl Write for PartSink {
         if self.buf.capacity() == 0 {
             self.buf.reserve_exact(self.part_size + (self.part_size >> 3));
         }
+        self.crc.update(data);
         self.buf.extend_from_slice(data);
         self.written += data.len() as u64;
+        self.check_size()?;
         if self.buf.len() >= self.part_size {
             self.send(false)?;
         }
@@ -211,6 +280,7 @@ pub enum Staged {
         /// Its user metadata.
         metadata: Metadata,
     },
+    // (The CRC64NVME of a single object is computed at commit, from its body.)
     /// A multipart upload with every part uploaded.
     Multipart {
         /// Bucket.
@@ -225,6 +295,8 @@ pub enum Staged {
         size: u64,
         /// The user metadata it was created with.
         metadata: Metadata,
+        /// The CRC64NVME of the whole object.
+        crc64: u64,
     },
 }
 
@@ -249,13 +321,17 @@ pub async fn stage(
         .set_metadata(
             Some(metadata.clone().into_iter().collect()).filter(|m: &std::collections::HashMap<_, _>| !m.is_empty()),
         )
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .checksum_type(ChecksumType::FullObject)
         .send()
         .await
         .map_err(|e| sdk_error("CreateMultipartUpload", &bucket, &key, e))?;
     let upload_id = created.upload_id().unwrap_or_default().to_owned();
     let result = upload_parts(&client, &bucket, &key, &upload_id, first, &mut rx).await;
     match result {
-        Ok(Some((parts, size))) => Ok(Some(Staged::Multipart { bucket, key, upload_id, parts, size, metadata })),
+        Ok(Some((parts, size, crc64))) => {
+            Ok(Some(Staged::Multipart { bucket, key, upload_id, parts, size, metadata, crc64 }))
+        }
         Ok(None) => {
             abort(&client, &bucket, &key, &upload_id).await;
             Ok(None)
@@ -274,14 +350,17 @@ async fn upload_parts(
     upload_id: &str,
     first: Part,
     rx: &mut mpsc::Receiver<Part>,
-) -> Result<Option<(Vec<CompletedPart>, u64)>> {
+) -> Result<Option<(Vec<CompletedPart>, u64, u64)>> {
     // Spawned, so that parts progress while this task waits for the writer's next part.
     let mut in_flight = tokio::task::JoinSet::new();
     let mut done = Vec::new();
     let mut size = 0u64;
     let mut number = 0i32;
     let mut next = Some(first);
+    let mut full = None;
     while let Some(part) = next.take() {
+        full = part.crc64.or(full);
+        let part_crc = checksum_header(crc64(&part.bytes));
         while in_flight.len() >= PARTS_IN_FLIGHT {
             done.push(joined(in_flight.join_next().await)?);
         }
@@ -293,13 +372,16 @@ async fn upload_parts(
             .key(key)
             .upload_id(upload_id)
             .part_number(number)
+            .checksum_crc64_nvme(&part_crc)
             .body(ByteStream::from(part.bytes))
             .customize()
             .disable_payload_signing();
         let (n, b, k) = (number, bucket.to_owned(), key.to_owned());
         in_flight.spawn(async move {
             let out = req.send().await.map_err(|e| sdk_error("UploadPart", &b, &k, e))?;
-            Ok::<_, Error>(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).build())
+            Ok::<_, Error>(
+                CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).checksum_crc64_nvme(part_crc).build(),
+            )
         });
         if !part.last {
             match rx.recv().await {
@@ -312,7 +394,8 @@ async fn upload_parts(
         done.push(joined(in_flight.join_next().await)?);
     }
     done.sort_by_key(|p| p.part_number());
-    Ok(Some((done, size)))
+    let full = full.ok_or_else(|| Error::Internal("the last part carried no checksum".into()))?;
+    Ok(Some((done, size, full)))
 }
 
 fn joined(r: Option<std::result::Result<Result<CompletedPart>, tokio::task::JoinError>>) -> Result<CompletedPart> {
@@ -349,6 +432,7 @@ impl Staged {
                         Some(metadata.into_iter().collect())
                             .filter(|m: &std::collections::HashMap<_, _>| !m.is_empty()),
                     )
+                    .checksum_crc64_nvme(checksum_header(crc64(&body)))
                     .body(ByteStream::from(body))
                     .customize()
                     .disable_payload_signing()
@@ -356,7 +440,7 @@ impl Staged {
                     .await
                     .map_err(|e| sdk_error("PutObject", &bucket, &key, e))?;
             }
-            Self::Multipart { bucket, key, upload_id, parts, size, metadata } => {
+            Self::Multipart { bucket, key, upload_id, parts, size, metadata, crc64 } => {
                 let upload = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
                 let mut last = None;
                 // The upload id stays valid until the upload is completed or aborted, so a
@@ -371,6 +455,8 @@ impl Staged {
                         .key(&key)
                         .upload_id(&upload_id)
                         .multipart_upload(upload.clone())
+                        .checksum_crc64_nvme(checksum_header(crc64))
+                        .checksum_type(ChecksumType::FullObject)
                         .send()
                         .await;
                     match r {
@@ -404,5 +490,108 @@ impl Staged {
         if let Self::Multipart { bucket, key, upload_id, .. } = self {
             abort(client, &bucket, &key, &upload_id).await;
         }
+    }
+}
+
+/// Aborts the multipart uploads under `prefix` (with `delimiter`, only those directly under it)
+/// that were started before `before`: uploads of runs that died, which nothing else would ever
+/// complete or abort. Returns how many. An endpoint that cannot list uploads aborts none.
+pub async fn abort_stale(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    before: std::time::SystemTime,
+) -> Result<u64> {
+    let mut aborted = 0;
+    let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let page = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_owned))
+            .set_key_marker(key_marker.take())
+            .set_upload_id_marker(id_marker.take())
+            .send()
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) if matches!(crate::error_code(&e), Some("NotImplemented")) || crate::status(&e) == Some(501) => {
+                tracing::debug!(bucket, prefix, "the endpoint does not list multipart uploads");
+                return Ok(0);
+            }
+            Err(e) => return Err(sdk_error("ListMultipartUploads", bucket, prefix, e)),
+        };
+        for u in page.uploads() {
+            let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
+            let started = u.initiated().and_then(|t| std::time::SystemTime::try_from(*t).ok());
+            if started.is_some_and(|t| t < before) {
+                abort(client, bucket, key, id).await;
+                tracing::info!(bucket, key, "aborted a stale multipart upload");
+                aborted += 1;
+            }
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(aborted);
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        id_marker = page.next_upload_id_marker().map(str::to_owned);
+        if key_marker.is_none() {
+            return Ok(aborted);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_grow_so_that_ten_thousand_hold_the_largest_object() {
+        assert_eq!(part_size_at(DEFAULT_PART_SIZE, 1), DEFAULT_PART_SIZE);
+        assert_eq!(part_size_at(DEFAULT_PART_SIZE, 1_000), DEFAULT_PART_SIZE);
+        assert_eq!(part_size_at(DEFAULT_PART_SIZE, 1_001), 2 * DEFAULT_PART_SIZE);
+        let total: u64 = (1..=MAX_PARTS).map(|n| part_size_at(DEFAULT_PART_SIZE, n) as u64).sum();
+        assert!(total >= MAX_OBJECT_SIZE, "{total}");
+        assert!((1..=MAX_PARTS).all(|n| part_size_at(MIN_PART_SIZE, n) <= MAX_PART_SIZE));
+    }
+
+    #[tokio::test]
+    async fn the_last_part_carries_the_crc64nvme_of_the_whole_object() {
+        // The check value of CRC-64/NVME.
+        assert_eq!(crc64(b"123456789"), 0xae8b_1486_0a79_9888);
+        assert_eq!(checksum_header(0xae8b_1486_0a79_9888), "rosUhgp5mIg=");
+        let (mut sink, mut rx) = PartSink::new(MIN_PART_SIZE);
+        let data: Vec<u8> = (0..(MIN_PART_SIZE + 1000)).map(|i| (i % 251) as u8).collect();
+        let expected = crc64(&data);
+        let writer = tokio::task::spawn_blocking(move || {
+            sink.write_all(&data).unwrap();
+            sink.finish().unwrap()
+        });
+        let first = rx.recv().await.unwrap();
+        let last = rx.recv().await.unwrap();
+        assert_eq!((first.crc64, last.last, last.crc64), (None, true, Some(expected)));
+        assert_eq!(writer.await.unwrap(), (MIN_PART_SIZE + 1000) as u64);
+    }
+
+    #[tokio::test]
+    async fn a_sink_cuts_growing_parts_and_refuses_an_object_s3_cannot_hold() {
+        let (mut sink, mut rx) = PartSink::new(MIN_PART_SIZE);
+        sink.parts = 999;
+        sink.part_size = part_size_at(sink.base, 1_000);
+        let chunk = vec![0u8; 1 << 20];
+        let writer = tokio::task::spawn_blocking(move || {
+            for _ in 0..(5 + 10) {
+                sink.write_all(&chunk).unwrap();
+            }
+            sink.written = MAX_OBJECT_SIZE;
+            sink.write(&[0]).unwrap_err()
+        });
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        assert_eq!((first.bytes.len(), second.bytes.len()), (MIN_PART_SIZE, 2 * MIN_PART_SIZE));
+        let e = writer.await.unwrap();
+        assert!(e.to_string().contains("largest object S3 accepts"), "{e}");
     }
 }

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use crate::definition::{State, StateMachine, Task};
+use crate::retry::{Jitter, Retrier};
 use crate::{AslError, DEFINITION, Definition, local_function_arn, local_substitutions};
 
 /// The definition's substitution variables.
@@ -54,6 +56,8 @@ fn the_pipeline_parses_with_the_three_substitutions() {
             "AnythingToConvert",
             "Convert",
             "Done",
+            "MapCompleted",
+            "MapFailed",
             "Plan",
             "Reduce",
             "ReduceFailed",
@@ -217,5 +221,67 @@ fn unknown_fields_and_broken_structure_are_named() {
     match Definition::parse("{\"StartAt\": ", &BTreeMap::new()).unwrap_err() {
         AslError::Json(_) => {}
         other => panic!("{other:?}"),
+    }
+}
+
+/// The Task states of `machine` and of its Maps' processors, by name.
+fn tasks<'m>(machine: &'m StateMachine, out: &mut Vec<(&'m str, &'m Task)>) {
+    for (name, state) in &machine.states {
+        match state {
+            State::Task(task) => out.push((name, task)),
+            State::Map(map) => tasks(&map.processor, out),
+            _ => {}
+        }
+    }
+}
+
+/// The waits of every retry a retrier allows, in seconds, before jitter.
+fn waits(retrier: &Retrier) -> Vec<f64> {
+    (1..=retrier.max_attempts)
+        .map(|n| {
+            let wait = retrier.interval_seconds * retrier.backoff_rate.powi(n as i32 - 1);
+            retrier.max_delay_seconds.map_or(wait, |max| wait.min(max))
+        })
+        .collect()
+}
+
+/// The retrier whose ErrorEquals names `error` (the first, as Step Functions picks it).
+fn retrier<'t>(task: &'t Task, error: &str) -> Option<&'t Retrier> {
+    task.handlers.retry.iter().find(|r| r.error_equals.iter().any(|e| e == error))
+}
+
+#[test]
+fn every_task_retries_lambda_throttling_on_its_own_for_about_ten_minutes() {
+    let definition = Definition::parse(DEFINITION, &local_substitutions(&VARIABLES)).unwrap();
+    let mut all = Vec::new();
+    tasks(&definition.machine, &mut all);
+    let mut names: Vec<&str> = all.iter().map(|(name, _)| *name).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ConvertBatch", "Plan", "Reduce", "ReleaseLeases"]);
+    for (name, task) in all {
+        let throttling = retrier(task, "Lambda.TooManyRequestsException").unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(throttling.error_equals, ["Lambda.TooManyRequestsException"], "{name}: a retrier of its own");
+        assert_eq!(throttling.jitter, Jitter::Full, "{name}");
+        let delays = waits(throttling);
+        let total: f64 = delays.iter().sum();
+        // 2 + 4 + 8 + 16 + 32 + 9 × 60 = 602 seconds before jitter.
+        assert!((600.0..=720.0).contains(&total), "{name}: {total} s in {delays:?}");
+        assert!(delays.iter().all(|w| *w <= 60.0), "{name}: {delays:?}");
+        // The other Lambda service errors keep a short retry.
+        for error in ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"] {
+            let short = retrier(task, error).unwrap_or_else(|| panic!("{name} retries {error}"));
+            assert!(!short.error_equals.iter().any(|e| e == "Lambda.TooManyRequestsException"), "{name}");
+            assert!(waits(short).iter().sum::<f64>() <= 60.0, "{name}: {error}");
+        }
+        assert!(retrier(task, "csvlake.Transient").is_some(), "{name}");
+        let deadline = retrier(task, "csvlake.Deadline");
+        if name == "ConvertBatch" {
+            // A batch that stopped at its deadline goes on at once with the files left.
+            let deadline = deadline.expect("ConvertBatch retries csvlake.Deadline");
+            assert_eq!(deadline.error_equals, ["csvlake.Deadline"]);
+            assert_eq!((deadline.interval_seconds, deadline.backoff_rate, deadline.max_attempts), (1.0, 1.0, 10));
+        } else {
+            assert!(deadline.is_none(), "{name}: only the converter stops at its deadline");
+        }
     }
 }

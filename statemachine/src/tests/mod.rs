@@ -26,7 +26,7 @@ where
     }
 }
 
-fn function<F, Fut>(f: F) -> Arc<dyn Function>
+pub(crate) fn function<F, Fut>(f: F) -> Arc<dyn Function>
 where
     F: Fn(Value) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Value, TaskError>> + Send + 'static,
@@ -35,12 +35,12 @@ where
 }
 
 /// Parses a definition without substitutions.
-fn parse(definition: Value) -> Definition {
+pub(crate) fn parse(definition: Value) -> Definition {
     Definition::parse(&definition.to_string(), &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A client for an endpoint nobody listens on, for definitions without a Map.
-fn unused_s3() -> aws_sdk_s3::Client {
+pub(crate) fn unused_s3() -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))

@@ -486,3 +486,196 @@ async fn a_result_over_256_kib_fails_like_step_functions() {
     assert_eq!(e.error, "States.DataLimitExceeded", "{e:?}");
     assert!(e.cause.contains("Big"), "{}", e.cause);
 }
+
+#[tokio::test]
+async fn states_all_neither_retries_nor_catches_a_data_limit_exceeded() {
+    let big = || {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = Arc::clone(&calls);
+        let f = function(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { Ok(json!({"text": "x".repeat(300_000)})) }
+        });
+        (f, calls)
+    };
+    let definition = |error_equals: Value| {
+        json!({
+            "StartAt": "Big",
+            "States": {
+                "Big": task("big", json!({
+                    "Retry": [{"ErrorEquals": error_equals.clone(), "MaxAttempts": 2}],
+                    "Catch": [{"ErrorEquals": error_equals, "ResultPath": "$.error", "Next": "Caught"}],
+                    "End": true
+                })),
+                "Caught": {"Type": "Succeed", "OutputPath": "$.error.Error"}
+            }
+        })
+    };
+    // States.ALL: the error is terminal, tried once, and fails the execution.
+    let (f, calls) = big();
+    let execution = executor(definition(json!(["States.ALL"]))).with_function("big", f).execute("all", json!({})).await;
+    assert_eq!(failed(&execution.status).error, "States.DataLimitExceeded");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(retries(&execution.history, "Big").is_empty());
+    assert!(!execution.history.iter().any(|e| matches!(e, HistoryEvent::Caught { .. })));
+
+    // Its own name in ErrorEquals retries and catches it.
+    let (f, calls) = big();
+    let named = definition(json!(["States.DataLimitExceeded"]));
+    let execution = executor(named).with_function("big", f).execute("named", json!({})).await;
+    assert_eq!(execution.status, ExecutionStatus::Succeeded(json!("States.DataLimitExceeded")));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(retries(&execution.history, "Big"), [1, 2]);
+}
+
+/// Milliseconds since the epoch, as a Lambda context's deadline.
+fn epoch_millis(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[tokio::test]
+async fn a_function_timeout_sets_the_handler_deadline_and_drops_a_handler_that_runs_past_it() {
+    use lambda_runtime::{Diagnostic, LambdaEvent};
+
+    // Records each context's deadline and request id; sleeps `sleep_ms` of the payload, and
+    // counts the calls whose future was dropped before they finished.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let dropped = Arc::new(AtomicU32::new(0));
+    struct Guard(Arc<AtomicU32>, bool);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if !self.1 {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    let handler = {
+        let (seen, dropped) = (Arc::clone(&seen), Arc::clone(&dropped));
+        crate::lambda(move |event: LambdaEvent<Value>| {
+            let (seen, dropped) = (Arc::clone(&seen), Arc::clone(&dropped));
+            async move {
+                seen.lock().unwrap().push((event.context.deadline, event.context.request_id.clone()));
+                let mut guard = Guard(dropped, false);
+                let ms = event.payload["sleep_ms"].as_u64().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                guard.1 = true;
+                Ok::<_, Diagnostic>(json!({"slept": ms}))
+            }
+        })
+    };
+    let definition = json!({
+        "StartAt": "Call",
+        "States": {
+            "Call": task("arn:aws:lambda:local:000000000000:function:sleeper", json!({
+                "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 0}],
+                "OutputPath": "$.Payload",
+                "End": true
+            }))
+        }
+    });
+    let timeout = Duration::from_millis(1500);
+    let exec = executor(definition).with_function("sleeper", handler).with_function_timeout("sleeper", timeout);
+
+    // Within the timeout: the handler's deadline is the invocation's start plus the timeout.
+    let before = epoch_millis(std::time::SystemTime::now());
+    let fast = exec.execute("fast", json!({"sleep_ms": 10})).await;
+    assert_eq!(fast.status, ExecutionStatus::Succeeded(json!({"slept": 10})));
+    let (deadline, _) = seen.lock().unwrap()[0].clone();
+    let after = epoch_millis(std::time::SystemTime::now());
+    assert!(deadline >= before + 1500 && deadline <= after + 1500, "{before} {deadline} {after}");
+
+    // Past it: the call is dropped at the deadline and the Task fails as Lambda reports it.
+    let started = std::time::Instant::now();
+    let slow = exec.execute("slow", json!({"sleep_ms": 30_000})).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed >= timeout && elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert_eq!(dropped.load(Ordering::SeqCst), 1, "the handler's future was dropped");
+    let e = failed(&slow.status);
+    assert_eq!(e.error, "Sandbox.Timedout");
+    let (_, request_id) = seen.lock().unwrap()[1].clone();
+    let cause: Value = serde_json::from_str(&e.cause).unwrap();
+    assert_eq!(
+        cause,
+        json!({
+            "errorType": "Sandbox.Timedout",
+            "errorMessage": format!("RequestId: {request_id} Error: Task timed out after 1.50 seconds")
+        })
+    );
+    assert!(
+        slow.history.contains(&HistoryEvent::TaskFailed { state: "Call".into(), error: "Sandbox.Timedout".into() })
+    );
+
+    // Without a timeout, the handler is told the Lambda maximum and is not cut off.
+    let definition = json!({"StartAt": "Call", "States": {"Call": task("sleeper", json!({"End": true}))}});
+    let handler = {
+        let seen = Arc::clone(&seen);
+        crate::lambda(move |event: LambdaEvent<Value>| {
+            seen.lock().unwrap().push((event.context.deadline, event.context.request_id.clone()));
+            async { Ok::<_, Diagnostic>(json!(null)) }
+        })
+    };
+    let before = epoch_millis(std::time::SystemTime::now());
+    let execution = executor(definition).with_function("sleeper", handler).execute("default", json!({})).await;
+    assert!(execution.output().is_some(), "{:?}", execution.status);
+    let (deadline, _) = seen.lock().unwrap()[2].clone();
+    assert!(deadline >= before + crate::LAMBDA_TIMEOUT.as_millis() as u64, "{deadline}");
+    assert_eq!(crate::LAMBDA_TIMEOUT, Duration::from_secs(15 * 60));
+}
+
+#[tokio::test]
+async fn a_task_timeout_shorter_than_the_function_timeout_still_wins() {
+    let definition = json!({
+        "StartAt": "Call",
+        "States": {"Call": task("slow", json!({"TimeoutSeconds": 1, "End": true}))}
+    });
+    let slow = function(|_| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(json!(null))
+    });
+    let execution = executor(definition)
+        .with_function("slow", slow)
+        .with_function_timeout("arn:aws:lambda:local:000000000000:function:slow", Duration::from_secs(5))
+        .execute("t", json!({}))
+        .await;
+    assert_eq!(failed(&execution.status).error, "States.Timeout");
+}
+
+#[tokio::test]
+async fn the_pipeline_ends_in_map_failed_when_the_run_summary_holds_the_maps_error() {
+    let variables = ["PlannerFunctionArn", "ConverterFunctionArn", "ReducerFunctionArn"];
+    let definition = crate::Definition::parse(crate::DEFINITION, &crate::local_substitutions(&variables)).unwrap();
+    // No batch: the Map does not run, and the summary is whatever the reducer answers.
+    let planner = function(|_| async { Ok(json!({"batches": 0})) });
+    let run = |summary: Value| {
+        let reducer = function(move |_| {
+            let summary = summary.clone();
+            async move { Ok(summary) }
+        });
+        Executor::new(definition.clone(), unused_s3())
+            .with_delay_scale(0.0)
+            .with_function(crate::local_function_arn(variables[0]), Arc::clone(&planner))
+            .with_function(crate::local_function_arn(variables[2]), reducer)
+    };
+    let map_error = json!({"Error": "States.ItemReaderFailed", "Cause": "s3://lake/m.json is not JSON"});
+    let execution = run(json!({"exceeded_tolerance": true, "map_error": map_error})).execute("failed", json!({})).await;
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Failed(TaskError::new("csvlake.MapFailed", "s3://lake/m.json is not JSON"))
+    );
+    let entered: Vec<&str> = execution
+        .history
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEvent::StateEntered { state } => Some(state.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(entered, ["Plan", "AnythingToConvert", "Reduce", "MapCompleted", "MapFailed"]);
+
+    // Without a Map error, the reducer's verdict on the tolerance decides, as before.
+    let execution = run(json!({"exceeded_tolerance": true})).execute("exceeded", json!({})).await;
+    assert_eq!(failed(&execution.status).error, "csvlake.ToleranceExceeded");
+    let summary = json!({"exceeded_tolerance": false});
+    let execution = run(summary.clone()).execute("ok", json!({})).await;
+    assert_eq!(execution.status, ExecutionStatus::Succeeded(summary));
+}
