@@ -51,7 +51,8 @@ fn put_long(buf: &mut Vec<u8>, v: i64) {
 /// conversion writes an identical object. The marker stays as unlikely to occur in the data as
 /// a random one.
 fn sync_marker(header: &mut [u8]) -> Result<[u8; 16]> {
-    let at = header.len().checked_sub(16).ok_or_else(|| Error::Internal("avro: a header without sync marker".into()))?;
+    let at =
+        header.len().checked_sub(16).ok_or_else(|| Error::Internal("avro: a header without sync marker".into()))?;
     let sync = xxhash_rust::xxh3::xxh3_128(&header[..at]).to_be_bytes();
     header[at..].copy_from_slice(&sync);
     Ok(sync)
