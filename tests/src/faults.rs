@@ -59,8 +59,14 @@ pub enum Fault {
 
 impl Fault {
     /// Every kind, in order.
-    pub const ALL: [Fault; 6] =
-        [Fault::SlowDown, Fault::InternalError, Fault::ResetBefore, Fault::ResetAfter, Fault::Delay, Fault::TruncatedBody];
+    pub const ALL: [Fault; 6] = [
+        Fault::SlowDown,
+        Fault::InternalError,
+        Fault::ResetBefore,
+        Fault::ResetAfter,
+        Fault::Delay,
+        Fault::TruncatedBody,
+    ];
 
     fn index(self) -> usize {
         Self::ALL.iter().position(|f| *f == self).unwrap_or(0)
@@ -269,7 +275,11 @@ async fn serve_connection(stream: TcpStream, inner: Arc<Inner>, mut stop: watch:
 }
 
 /// The proxy's answer to one request.
-async fn handle(inner: Arc<Inner>, reset: Arc<Notify>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+async fn handle(
+    inner: Arc<Inner>,
+    reset: Arc<Notify>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let uri = req.uri().to_string();
     let op = operation_of(req.method().as_str(), &uri);
     if let Ok(mut r) = inner.requests.lock() {

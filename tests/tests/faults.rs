@@ -373,7 +373,8 @@ impl Table {
             }
         })
         .map_err(|e| {
-            let message = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()));
+            let message =
+                e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()));
             format!("unreadable: {}", message.unwrap_or_default())
         })
     }
@@ -418,7 +419,11 @@ impl Reference {
         let got: BTreeSet<String> = output_rels(s3, prefix).await.into_iter().collect();
         let want: BTreeSet<String> = self.outputs.keys().cloned().collect();
         checks.check(got == want, &format!("{label}: the same output objects as the clean run"), || {
-            format!("missing {:?}; extra {:?}", want.difference(&got).collect::<Vec<_>>(), got.difference(&want).collect::<Vec<_>>())
+            format!(
+                "missing {:?}; extra {:?}",
+                want.difference(&got).collect::<Vec<_>>(),
+                got.difference(&want).collect::<Vec<_>>()
+            )
         });
         let mut differ = Vec::new();
         for rel in want.intersection(&got) {
@@ -464,7 +469,8 @@ async fn check_clean_run(checks: &mut Checks, s3: &Client, run: &Run, prefix: &s
             &format!("{label}: the report says all {files} files converted, 0 failed"),
             || failures(&r),
         ),
-        None => checks.check(false, &format!("{label}: report.json exists"), || format!("no {prefix}_runs/{run_id}/report.json")),
+        None => checks
+            .check(false, &format!("{label}: report.json exists"), || format!("no {prefix}_runs/{run_id}/report.json")),
     }
     let left = uploads_in_progress(s3, prefix).await;
     checks.check(left.is_empty(), &format!("{label}: no multipart upload left in progress under {prefix}"), || {
@@ -486,7 +492,11 @@ async fn faults_and_kills_leave_the_outputs_of_a_clean_run() {
     let inputs = corpus();
     let files = inputs.len() as u64;
     set_up(&s3, &inputs).await;
-    eprintln!("corpus: {files} files, {} bytes, uploaded in {:.1?}", inputs.iter().map(|f| f.1.len()).sum::<usize>(), started.elapsed());
+    eprintln!(
+        "corpus: {files} files, {} bytes, uploaded in {:.1?}",
+        inputs.iter().map(|f| f.1.len()).sum::<usize>(),
+        started.elapsed()
+    );
     let mut checks = Checks::default();
 
     // a. The reference: a fault-free run straight to moto.
@@ -498,7 +508,11 @@ async fn faults_and_kills_leave_the_outputs_of_a_clean_run() {
     for rel in ["parquet/big/a.parquet", "avro/big/b.avro"] {
         let head = s3.head_object().bucket(LAKE).key(format!("clean/{rel}")).send().await.expect("a large output");
         let etag = head.e_tag().unwrap_or_default();
-        assert!(etag.contains('-'), "clean/{rel} ({:?} bytes) was written by multipart upload: ETag {etag}", head.content_length());
+        assert!(
+            etag.contains('-'),
+            "clean/{rel} ({:?} bytes) was written by multipart upload: ETag {etag}",
+            head.content_length()
+        );
     }
     let reference = Reference::load(&s3, "clean/").await;
     assert_eq!(reference.outputs.len(), 2 * inputs.len(), "two outputs per input");
@@ -574,7 +588,8 @@ async fn a_stalled_get_does_not_hang_the_run() {
     let started = Instant::now();
     let moto = Moto::start(&bin);
     let s3 = moto.client();
-    let mut inputs: Vec<(String, Vec<u8>)> = corpus().into_iter().filter(|(k, _)| k.contains("/sales/")).take(20).collect();
+    let mut inputs: Vec<(String, Vec<u8>)> =
+        corpus().into_iter().filter(|(k, _)| k.contains("/sales/")).take(20).collect();
     let stuck = format!("{LANDING}sales/stuck.csv");
     inputs.push((stuck.clone(), b"id,name\n1,stuck\n2,still stuck\n".to_vec()));
     set_up(&s3, &inputs).await;
@@ -633,7 +648,10 @@ async fn a_stalled_get_does_not_hang_the_run() {
                     }
                     let is_failed = failed.contains_key(key.as_str());
                     if (is_failed && !present.is_empty()) || (!is_failed && present.len() != 2) {
-                        untrue.push(format!("{key}: reported {}, outputs {present:?}", if is_failed { "failed" } else { "converted" }));
+                        untrue.push(format!(
+                            "{key}: reported {}, outputs {present:?}",
+                            if is_failed { "failed" } else { "converted" }
+                        ));
                     }
                 }
                 checks.check(untrue.is_empty(), &format!("{label}: failed ⇔ no output, for every file"), || {
