@@ -1,15 +1,22 @@
 //! A fault-injecting HTTP/1.1 proxy, to put in front of an S3 server, and a guard around moto's
 //! server (an S3 implementation independent of this repository's code).
 //!
-//! The proxy listens on `127.0.0.1:0` and forwards every request to one upstream address. At a
-//! configurable rate it injects, instead of or around the upstream's answer, one of the
-//! [`Fault`]s, chosen by a seeded generator so that a failure can be replayed (the decisions
-//! are a function of the seed and of the order in which requests arrive). Every injected fault
-//! is counted by kind. In [stall mode](FaultProxy::stall_gets_of) it accepts the GETs of one
-//! key and never answers them.
+//! The proxy listens on `127.0.0.1:0` and forwards every request to one upstream address. It
+//! injects, instead of or around the upstream's answer, one of the [`Fault`]s:
 //!
-//! Request and response bodies are read whole before they are passed on, so that "the upstream
-//! handled it" means it got, and answered, the whole request.
+//! - [at a rate](FaultProxy::inject), into every kind of request alike: of the requests of each
+//!   S3 operation (see [`operation`]), one in `1 / rate` gets a fault, the first of them among
+//!   the operation's first three requests, so that every operation that occurs at least three
+//!   times gets one. The kind of each fault is drawn by a seeded generator, so that a failure
+//!   can be replayed (the requests that get a fault also depend on the order in which requests
+//!   of one operation arrive);
+//! - [targeted](FaultProxy::target): the next requests of one operation get one fault;
+//! - [stalled](FaultProxy::stall): the next GETs of one object are accepted and never answered,
+//!   or answered with part of their body and then nothing.
+//!
+//! Every injected fault is counted by operation and kind. Request and response bodies are read
+//! whole before they are passed on, so that "the upstream handled it" means it got, and
+//! answered, the whole request.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -25,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, ResponseChecksumValidation};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -36,6 +43,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
 use crate::{Rng, operation_of};
+
+/// The S3 operation of a request, as [`operation_of`] names it, with ListMultipartUploads and
+/// the PUTs of table state told apart from the requests they resemble.
+pub fn operation(method: &str, uri: &str) -> &'static str {
+    let query = uri.split_once('?').map_or("", |(_, q)| q);
+    let listing_uploads = query.split('&').any(|p| p == "uploads" || p.starts_with("uploads="));
+    match operation_of(method, uri) {
+        "GetObject" if listing_uploads => "ListMultipartUploads",
+        "PutObject:_tables" => "PutObject",
+        op => op,
+    }
+}
 
 /// A fault the proxy injects into one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,9 +70,9 @@ pub enum Fault {
     ResetAfter,
     /// The answer is held back 0.5 to 2 s before the request is passed on.
     Delay,
-    /// A GET answered `200` with a body: the status, the headers and the full `Content-Length`
-    /// are sent, then only part of the body, then the connection is closed. Other requests are
-    /// passed on untouched when this fault is drawn for them.
+    /// A GET answered `200` with a body (an object or a listing): the status, the headers and
+    /// the full `Content-Length` are sent, then only part of the body, then the connection is
+    /// closed.
     TruncatedBody,
 }
 
@@ -68,26 +87,36 @@ impl Fault {
         Fault::TruncatedBody,
     ];
 
-    fn index(self) -> usize {
-        Self::ALL.iter().position(|f| *f == self).unwrap_or(0)
-    }
-
     /// Whether this fault can be injected into a request of operation `op` (see
-    /// [`operation_of`]): a truncated body needs a GetObject; the rest fit any request.
+    /// [`operation`]): a truncated body needs a GET; the rest fit any request.
     pub fn applies_to(self, op: &str) -> bool {
-        self != Fault::TruncatedBody || op == "GetObject"
+        self != Fault::TruncatedBody || matches!(op, "GetObject" | "ListObjectsV2" | "ListMultipartUploads")
     }
 }
 
+/// How the proxy stalls a GET.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stall {
+    /// The request is accepted and never answered.
+    NoAnswer,
+    /// The status, the headers and part of the body are sent, then nothing more.
+    MidBody,
+}
+
 /// What the proxy does to the requests it forwards.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct Plan {
-    /// Probability that a request gets a fault.
-    rate: f64,
+    /// One request in `period` of each operation gets a fault (0: none).
+    period: u64,
     /// The kinds drawn from (uniformly, among those that apply to the request).
     kinds: Vec<Fault>,
-    /// A path (`/bucket/key`) whose GETs are accepted and never answered.
-    stall: Option<String>,
+    /// Per operation: the requests seen since the rate was set, and the index (below `period`)
+    /// of the faulted ones.
+    seen: BTreeMap<&'static str, (u64, u64)>,
+    /// Targeted faults: the next `n` requests of an operation get a fault.
+    targets: Vec<(&'static str, Fault, u64)>,
+    /// Stalled GETs: the next `n` GETs of a path (`/bucket/key`) stall.
+    stalls: Vec<(String, Stall, u64)>,
 }
 
 struct Inner {
@@ -95,36 +124,52 @@ struct Inner {
     seed: u64,
     plan: Mutex<Plan>,
     rng: Mutex<Rng>,
-    injected: [AtomicU64; 6],
+    injected: Mutex<BTreeMap<(&'static str, Fault), u64>>,
     stalled: AtomicU64,
     requests: Mutex<BTreeMap<&'static str, u64>>,
+    answers: Mutex<BTreeMap<(&'static str, u16), u64>>,
     upstream_errors: AtomicU64,
 }
 
 impl Inner {
-    /// Draws the fault of one request of operation `op`, if any.
-    fn draw(&self, op: &str) -> Option<Fault> {
-        let plan = self.plan.lock().map(|p| p.clone()).unwrap_or_default();
+    /// Decides the fault of one request of operation `op`, if any: a targeted one first, else
+    /// one at the rate.
+    fn draw(&self, op: &'static str) -> Option<Fault> {
+        let mut plan = self.plan.lock().ok()?;
+        if let Some(t) = plan.targets.iter_mut().find(|t| t.0 == op && t.2 > 0) {
+            t.2 -= 1;
+            return Some(t.1);
+        }
         let kinds: Vec<Fault> = plan.kinds.iter().copied().filter(|k| k.applies_to(op)).collect();
-        if kinds.is_empty() || plan.rate <= 0.0 {
+        let period = plan.period;
+        if kinds.is_empty() || period == 0 {
             return None;
         }
         let mut rng = self.rng.lock().ok()?;
-        let hit = (rng.below(1_000_000) as f64) < plan.rate * 1e6;
-        hit.then(|| kinds[rng.below(kinds.len() as u64) as usize])
+        let (n, at) = *plan.seen.entry(op).or_insert_with(|| (0, rng.below(period.min(3))));
+        plan.seen.insert(op, (n + 1, at));
+        (n % period == at).then(|| kinds[rng.below(kinds.len() as u64) as usize])
     }
 
     fn below(&self, n: u64) -> u64 {
         self.rng.lock().map(|mut r| r.below(n.max(1))).unwrap_or(0)
     }
 
-    fn count(&self, fault: Fault) {
-        self.injected[fault.index()].fetch_add(1, Ordering::SeqCst);
+    fn count(&self, op: &'static str, fault: Fault) {
+        if let Ok(mut m) = self.injected.lock() {
+            *m.entry((op, fault)).or_default() += 1;
+        }
     }
 
-    fn stalls(&self, method: &Method, path: &str) -> bool {
-        *method == Method::GET
-            && self.plan.lock().ok().and_then(|p| p.stall.clone()).is_some_and(|stalled| stalled == path)
+    /// How a GET of `path` stalls, if it does.
+    fn stalls(&self, method: &Method, path: &str) -> Option<Stall> {
+        if *method != Method::GET {
+            return None;
+        }
+        let mut plan = self.plan.lock().ok()?;
+        let s = plan.stalls.iter_mut().find(|s| s.0 == path && s.2 > 0)?;
+        s.2 -= 1;
+        Some(s.1)
     }
 }
 
@@ -153,9 +198,10 @@ impl FaultProxy {
             seed,
             plan: Mutex::new(Plan::default()),
             rng: Mutex::new(Rng::new(seed)),
-            injected: Default::default(),
+            injected: Mutex::default(),
             stalled: AtomicU64::new(0),
             requests: Mutex::default(),
+            answers: Mutex::default(),
             upstream_errors: AtomicU64::new(0),
         });
         let (shutdown, stop) = watch::channel(false);
@@ -173,31 +219,52 @@ impl FaultProxy {
         self.inner.seed
     }
 
-    /// From now on, each request gets a fault with probability `rate`, of a kind drawn
-    /// uniformly from those of `kinds` that apply to it. The generator is seeded again with the
-    /// proxy's seed, so that each phase of a test replays on its own.
+    /// From now on, of the requests of each operation, one in `1 / rate` gets a fault (see the
+    /// module's documentation), of a kind drawn uniformly from those of `kinds` that apply to
+    /// it; a rate of 0 ends it. The generator is seeded again with the proxy's seed and the
+    /// operations' counts start over, so that each phase of a test replays on its own.
     pub fn inject(&self, rate: f64, kinds: &[Fault]) {
         if let Ok(mut plan) = self.inner.plan.lock() {
-            plan.rate = rate;
+            plan.period = if rate > 0.0 { (1.0 / rate).round().max(1.0) as u64 } else { 0 };
             plan.kinds = kinds.to_vec();
+            plan.seen.clear();
         }
         if let Ok(mut rng) = self.inner.rng.lock() {
             *rng = Rng::new(self.inner.seed);
         }
     }
 
-    /// Stall mode: GETs of `path` (`/bucket/key`) are accepted and never answered (until the
-    /// proxy is dropped); `None` ends it.
-    pub fn stall_gets_of(&self, path: Option<&str>) {
+    /// The next `times` requests of operation `op` (see [`operation`]) get `fault`, before any
+    /// fault at the rate.
+    pub fn target(&self, op: &'static str, fault: Fault, times: u64) {
         if let Ok(mut plan) = self.inner.plan.lock() {
-            plan.stall = path.map(str::to_owned);
+            plan.targets.retain(|t| t.0 != op);
+            plan.targets.push((op, fault, times));
+        }
+    }
+
+    /// The next `times` GETs of `path` (`/bucket/key`) stall as `how` says, until the client
+    /// gives up or the proxy is dropped.
+    pub fn stall(&self, path: &str, how: Stall, times: u64) {
+        if let Ok(mut plan) = self.inner.plan.lock() {
+            plan.stalls.push((path.to_owned(), how, times));
         }
     }
 
     /// How many faults of each kind were injected since the last [`FaultProxy::reset_counts`];
     /// every kind is present.
     pub fn injected(&self) -> BTreeMap<Fault, u64> {
-        Fault::ALL.iter().map(|f| (*f, self.inner.injected[f.index()].load(Ordering::SeqCst))).collect()
+        let mut by_kind: BTreeMap<Fault, u64> = Fault::ALL.iter().map(|f| (*f, 0)).collect();
+        for ((_, fault), n) in self.injected_by_operation() {
+            *by_kind.entry(fault).or_default() += n;
+        }
+        by_kind
+    }
+
+    /// How many faults were injected since the last [`FaultProxy::reset_counts`], by operation
+    /// (see [`operation`]) and kind.
+    pub fn injected_by_operation(&self) -> BTreeMap<(&'static str, Fault), u64> {
+        self.inner.injected.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// How many requests were stalled.
@@ -210,6 +277,12 @@ impl FaultProxy {
         self.inner.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// The upstream's answers, by operation and HTTP status (whether or not they reached the
+    /// client).
+    pub fn answers(&self) -> BTreeMap<(&'static str, u16), u64> {
+        self.inner.answers.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
     /// Requests that could not be passed on because the upstream failed (answered `502`).
     pub fn upstream_errors(&self) -> u64 {
         self.inner.upstream_errors.load(Ordering::SeqCst)
@@ -217,13 +290,16 @@ impl FaultProxy {
 
     /// Forgets every count.
     pub fn reset_counts(&self) {
-        for c in &self.inner.injected {
-            c.store(0, Ordering::SeqCst);
+        if let Ok(mut m) = self.inner.injected.lock() {
+            m.clear();
         }
         self.inner.stalled.store(0, Ordering::SeqCst);
         self.inner.upstream_errors.store(0, Ordering::SeqCst);
         if let Ok(mut r) = self.inner.requests.lock() {
             r.clear();
+        }
+        if let Ok(mut a) = self.inner.answers.lock() {
+            a.clear();
         }
     }
 }
@@ -281,17 +357,18 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let uri = req.uri().to_string();
-    let op = operation_of(req.method().as_str(), &uri);
+    let op = operation(req.method().as_str(), &uri);
     if let Ok(mut r) = inner.requests.lock() {
         *r.entry(op).or_default() += 1;
     }
-    if inner.stalls(req.method(), req.uri().path()) {
+    let stall = inner.stalls(req.method(), req.uri().path());
+    if stall == Some(Stall::NoAnswer) {
         inner.stalled.fetch_add(1, Ordering::SeqCst);
         return std::future::pending().await;
     }
-    let fault = inner.draw(op);
+    let fault = if stall.is_some() { None } else { inner.draw(op) };
     if fault == Some(Fault::ResetBefore) {
-        inner.count(Fault::ResetBefore);
+        inner.count(op, Fault::ResetBefore);
         reset.notify_one();
         return std::future::pending().await;
     }
@@ -306,11 +383,11 @@ async fn handle(
     };
     match fault {
         Some(Fault::SlowDown) => {
-            inner.count(Fault::SlowDown);
+            inner.count(op, Fault::SlowDown);
             return Ok(s3_error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "Please reduce your request rate."));
         }
         Some(Fault::InternalError) => {
-            inner.count(Fault::InternalError);
+            inner.count(op, Fault::InternalError);
             return Ok(s3_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
@@ -318,7 +395,7 @@ async fn handle(
             ));
         }
         Some(Fault::Delay) => {
-            inner.count(Fault::Delay);
+            inner.count(op, Fault::Delay);
             tokio::time::sleep(Duration::from_millis(500 + inner.below(1501))).await;
         }
         _ => {}
@@ -333,14 +410,25 @@ async fn handle(
             return Ok(resp);
         }
     };
+    if let Ok(mut a) = inner.answers.lock() {
+        *a.entry((op, status.as_u16())).or_default() += 1;
+    }
+    if stall == Some(Stall::MidBody) && status == StatusCode::OK && !head && answer.len() > 1 {
+        inner.stalled.fetch_add(1, Ordering::SeqCst);
+        let mut resp = Response::new(ProxyBody::Stalled(Some(answer.slice(..answer.len() / 2))));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(answer.len()));
+        return Ok(resp);
+    }
     match fault {
         Some(Fault::ResetAfter) => {
-            inner.count(Fault::ResetAfter);
+            inner.count(op, Fault::ResetAfter);
             reset.notify_one();
             std::future::pending().await
         }
         Some(Fault::TruncatedBody) if status == StatusCode::OK && !head && !answer.is_empty() => {
-            inner.count(Fault::TruncatedBody);
+            inner.count(op, Fault::TruncatedBody);
             let sent = usize::try_from(inner.below(answer.len() as u64)).unwrap_or(0);
             let mut resp = Response::new(ProxyBody::Truncated {
                 part: Some(answer.slice(..sent)),
@@ -438,6 +526,8 @@ pub enum ProxyBody {
         /// When the body fails.
         fail: Pin<Box<tokio::time::Sleep>>,
     },
+    /// Part of a body (taken when sent), and then nothing, ever.
+    Stalled(Option<Bytes>),
 }
 
 impl ProxyBody {
@@ -453,6 +543,10 @@ impl Body for ProxyBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            Self::Stalled(part) => match part.take().filter(|p| !p.is_empty()) {
+                Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
+                None => Poll::Pending,
+            },
             Self::Truncated { part, fail } => {
                 if let Some(p) = part.take().filter(|p| !p.is_empty()) {
                     return Poll::Ready(Some(Ok(Frame::data(p))));
@@ -476,7 +570,7 @@ impl Body for ProxyBody {
         match self {
             Self::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Self::Full(None) => SizeHint::with_exact(0),
-            Self::Truncated { .. } => SizeHint::default(),
+            Self::Truncated { .. } | Self::Stalled(_) => SizeHint::default(),
         }
     }
 }
@@ -580,6 +674,9 @@ impl Moto {
             .force_path_style(true)
             .http_client(csvlake_s3::http_client())
             .retry_config(RetryConfig::standard())
+            // moto's checksum headers of an object completed with a full-object CRC64NVME do
+            // not match its bytes; the tests compare the bytes themselves.
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
         Client::from_conf(conf)
     }
