@@ -74,6 +74,11 @@ pub enum Fault {
     /// the full `Content-Length` are sent, then only part of the body, then the connection is
     /// closed.
     TruncatedBody,
+    /// A CompleteMultipartUpload is passed on and completed, then the connection is reset, and
+    /// the proxy answers `404 NoSuchUpload` to every later completion of that upload, as S3 does
+    /// once it has forgotten a completed upload. Only [targeted](FaultProxy::target) (it is not
+    /// in [`Fault::ALL`]).
+    LostCompletion,
 }
 
 impl Fault {
@@ -90,7 +95,11 @@ impl Fault {
     /// Whether this fault can be injected into a request of operation `op` (see
     /// [`operation`]): a truncated body needs a GET; the rest fit any request.
     pub fn applies_to(self, op: &str) -> bool {
-        self != Fault::TruncatedBody || matches!(op, "GetObject" | "ListObjectsV2" | "ListMultipartUploads")
+        match self {
+            Fault::TruncatedBody => matches!(op, "GetObject" | "ListObjectsV2" | "ListMultipartUploads"),
+            Fault::LostCompletion => op == "CompleteMultipartUpload",
+            _ => true,
+        }
     }
 }
 
@@ -113,13 +122,25 @@ struct Plan {
     /// Per operation: the requests seen since the rate was set, and the index (below `period`)
     /// of the faulted ones.
     seen: BTreeMap<&'static str, (u64, u64)>,
-    /// Targeted faults: the next `n` requests of an operation get a fault.
-    targets: Vec<(&'static str, Fault, u64)>,
+    /// Targeted faults: the next `n` requests of an operation (and, if given, whose path ends
+    /// so) get a fault.
+    targets: Vec<Target>,
     /// Stalled GETs: the next `n` GETs of a path (`/bucket/key`) stall.
     stalls: Vec<(String, Stall, u64)>,
 }
 
+/// Requests that get a targeted fault.
+#[derive(Debug)]
+struct Target {
+    op: &'static str,
+    path_suffix: Option<String>,
+    fault: Fault,
+    left: u64,
+}
+
 struct Inner {
+    /// Uploads completed under [`Fault::LostCompletion`]: the proxy answers NoSuchUpload for them.
+    forgotten: Mutex<std::collections::HashSet<String>>,
     upstream: SocketAddr,
     seed: u64,
     plan: Mutex<Plan>,
@@ -134,11 +155,15 @@ struct Inner {
 impl Inner {
     /// Decides the fault of one request of operation `op`, if any: a targeted one first, else
     /// one at the rate.
-    fn draw(&self, op: &'static str) -> Option<Fault> {
+    fn draw(&self, op: &'static str, path: &str) -> Option<Fault> {
         let mut plan = self.plan.lock().ok()?;
-        if let Some(t) = plan.targets.iter_mut().find(|t| t.0 == op && t.2 > 0) {
-            t.2 -= 1;
-            return Some(t.1);
+        let targeted = plan
+            .targets
+            .iter_mut()
+            .find(|t| t.op == op && t.left > 0 && t.path_suffix.as_deref().is_none_or(|suffix| path.ends_with(suffix)));
+        if let Some(t) = targeted {
+            t.left -= 1;
+            return Some(t.fault);
         }
         let kinds: Vec<Fault> = plan.kinds.iter().copied().filter(|k| k.applies_to(op)).collect();
         let period = plan.period;
@@ -194,6 +219,7 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
+            forgotten: Mutex::default(),
             upstream,
             seed,
             plan: Mutex::new(Plan::default()),
@@ -235,11 +261,19 @@ impl FaultProxy {
     }
 
     /// The next `times` requests of operation `op` (see [`operation`]) get `fault`, before any
-    /// fault at the rate.
+    /// fault at the rate (and after the targets set before).
     pub fn target(&self, op: &'static str, fault: Fault, times: u64) {
+        self.add_target(Target { op, path_suffix: None, fault, left: times });
+    }
+
+    /// [`FaultProxy::target`] for the requests whose path ends with `suffix` alone.
+    pub fn target_path(&self, op: &'static str, suffix: &str, fault: Fault, times: u64) {
+        self.add_target(Target { op, path_suffix: Some(suffix.to_owned()), fault, left: times });
+    }
+
+    fn add_target(&self, target: Target) {
         if let Ok(mut plan) = self.inner.plan.lock() {
-            plan.targets.retain(|t| t.0 != op);
-            plan.targets.push((op, fault, times));
+            plan.targets.push(target);
         }
     }
 
@@ -277,8 +311,8 @@ impl FaultProxy {
         self.inner.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    /// The upstream's answers, by operation and HTTP status (whether or not they reached the
-    /// client).
+    /// The answers, by operation and HTTP status: the upstream's (whether or not they reached
+    /// the client), and the proxy's NoSuchUpload of [`Fault::LostCompletion`].
     pub fn answers(&self) -> BTreeMap<(&'static str, u16), u64> {
         self.inner.answers.lock().map(|a| a.clone()).unwrap_or_default()
     }
@@ -366,7 +400,18 @@ async fn handle(
         inner.stalled.fetch_add(1, Ordering::SeqCst);
         return std::future::pending().await;
     }
-    let fault = if stall.is_some() { None } else { inner.draw(op) };
+    let upload_id = uri
+        .split_once('?')
+        .and_then(|(_, q)| q.split('&').find_map(|p| p.strip_prefix("uploadId=")).map(str::to_owned));
+    let forgotten = op == "CompleteMultipartUpload"
+        && upload_id.as_ref().is_some_and(|id| inner.forgotten.lock().is_ok_and(|f| f.contains(id)));
+    if forgotten {
+        if let Ok(mut a) = inner.answers.lock() {
+            *a.entry((op, 404)).or_default() += 1;
+        }
+        return Ok(s3_error(StatusCode::NOT_FOUND, "NoSuchUpload", "The specified upload does not exist."));
+    }
+    let fault = if stall.is_some() { None } else { inner.draw(op, req.uri().path()) };
     if fault == Some(Fault::ResetBefore) {
         inner.count(op, Fault::ResetBefore);
         reset.notify_one();
@@ -424,6 +469,16 @@ async fn handle(
     match fault {
         Some(Fault::ResetAfter) => {
             inner.count(op, Fault::ResetAfter);
+            reset.notify_one();
+            std::future::pending().await
+        }
+        Some(Fault::LostCompletion) => {
+            inner.count(op, Fault::LostCompletion);
+            if status == StatusCode::OK
+                && let (Some(id), Ok(mut f)) = (upload_id, inner.forgotten.lock())
+            {
+                f.insert(id);
+            }
             reset.notify_one();
             std::future::pending().await
         }

@@ -676,7 +676,10 @@ async fn faults_and_kills_leave_the_outputs_of_a_clean_run() {
         proxy.inject(RATE, &Fault::ALL);
         if lose_answers {
             proxy.target("CreateMultipartUpload", Fault::ResetAfter, LOST_ANSWERS);
-            proxy.target("CompleteMultipartUpload", Fault::ResetAfter, LOST_ANSWERS);
+            proxy.target("CompleteMultipartUpload", Fault::LostCompletion, LOST_ANSWERS);
+            // Conditional writes of a table's state whose answers are lost: the retry is refused.
+            proxy.target_path("PutObject", "/lease.json", Fault::ResetAfter, 1);
+            proxy.target_path("PutObject", "/current.json", Fault::ResetAfter, 1);
         }
         let run_id = prefix.trim_end_matches('/');
         let faulted = run(name, csvlake(&proxy.url(), prefix, run_id, &[]), RUN_LIMIT).await;
@@ -697,13 +700,37 @@ async fn faults_and_kills_leave_the_outputs_of_a_clean_run() {
             format!("{} requests failed upstream", proxy.upstream_errors())
         });
         if lose_answers {
+            let lost = |op: &'static str, fault: Fault| by_operation.get(&(op, fault)).copied().unwrap_or(0);
+            checks.check(
+                lost("CreateMultipartUpload", Fault::ResetAfter) >= LOST_ANSWERS
+                    && lost("CompleteMultipartUpload", Fault::LostCompletion) == LOST_ANSWERS
+                    && lost("PutObject", Fault::ResetAfter) >= 2,
+                &format!("{name}: the answers were lost"),
+                || format!("{by_operation:?}"),
+            );
             // A completion applied whose answer was lost is answered NoSuchUpload when sent
             // again: the object's provenance shows it is in place.
             let no_such_upload = answers.get(&("CompleteMultipartUpload", 404)).copied().unwrap_or(0);
             checks.check(
-                no_such_upload > 0 && requests.get("HeadObject").copied().unwrap_or(0) > 0,
+                no_such_upload >= LOST_ANSWERS && requests.get("HeadObject").copied().unwrap_or(0) >= LOST_ANSWERS,
                 &format!("{name}: completions sent again were answered NoSuchUpload, and the objects looked up"),
                 || format!("requests {requests:?}, answers {answers:?}"),
+            );
+            // The index of every table was written, though one current.json's answer was lost.
+            let tables: Vec<String> = report
+                .iter()
+                .flat_map(|r| &r.tables)
+                .map(|t| format!("{}: generation {:?}, {} entries", t.name, t.generation, t.entries))
+                .collect();
+            let indexed = report.as_ref().is_some_and(|r| {
+                r.tables.len() == 4
+                    && r.tables.iter().all(|t| t.generation == Some(1))
+                    && r.tables.iter().map(|t| t.entries).sum::<u64>() == FILES
+            });
+            checks.check(
+                indexed,
+                &format!("{name}: each of the 4 tables' index is at generation 1, {FILES} entries in all"),
+                || format!("{tables:?}"),
             );
             // Each lost CreateMultipartUpload answer left an upload that the run aborted.
             let aborted: u64 = report.iter().flat_map(|r| &r.tables).map(|t| t.aborted_uploads).sum();

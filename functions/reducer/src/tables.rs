@@ -309,10 +309,16 @@ async fn write_generation(
         None => Precondition::Absent,
     };
     if put_json(client, &out.bucket, &key, &current, &precondition).await?.is_none() {
-        return Err(Error::Internal(format!(
-            "table {:?}: current.json changed while the run wrote its index",
-            run.name
-        )));
+        // A write that took effect but whose answer was lost is refused when it is sent again:
+        // the pointer is then this one.
+        let written = read_current(client, &out.bucket, &out.prefix, &run.table).await?;
+        if written.is_none_or(|(c, _)| c != current) {
+            return Err(Error::Internal(format!(
+                "table {:?}: current.json changed while the run wrote its index",
+                run.name
+            )));
+        }
+        tracing::info!(table = %run.table, generation, "current.json was written, though its answer was lost");
     }
     // Two generations are kept: the new one and the one before, for a reader that started
     // from the previous pointer.
