@@ -765,8 +765,11 @@ async fn faults_and_kills_leave_the_outputs_of_a_clean_run() {
     // leases: as the README says, they are deleted before the next run.
     let prefix = "killed/";
     let watcher = Watcher::start(s3.clone(), prefix, reference.clone());
-    for (n, after) in [(1, Duration::from_secs(1)), (2, Duration::from_secs(3)), (3, Duration::from_secs(6))] {
-        let label = format!("run {n} killed after {} s", after.as_secs());
+    // Points through a run: in its planning, its conversion and near its end.
+    let takes = clean.elapsed.min(again.elapsed);
+    for (n, share) in [(1, 0.15), (2, 0.45), (3, 0.75)] {
+        let after = takes.mul_f64(share);
+        let label = format!("run {n} killed after {:.1} s", after.as_secs_f64());
         let killed = run(&label, csvlake(&moto.url(), prefix, &format!("killed-{n}"), &[]), after).await;
         checks.check(killed.killed, &format!("{label}: still running when killed"), || killed.evidence());
         eprintln!("{label}: multipart uploads in progress: {:?}", uploads_in_progress(&s3, prefix).await);
