@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use csvlake_cli::local::pipeline::{PlanObserver, observed_executor};
 use csvlake_cli::local::{LocalBucket, LocalS3};
-use csvlake_contract::errors::{MAP_FAILED, TOLERANCE_EXCEEDED};
+use csvlake_contract::errors::{MAP_FAILED, OUTCOME_LOG_TARGET, TOLERANCE_EXCEEDED};
 use csvlake_contract::payload::OutputLocation;
 use csvlake_contract::run::{Mode, ObjectLocation, RunInput, names, run_key};
 use csvlake_converter::Converter;
@@ -107,7 +107,10 @@ struct LocalArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CSVLAKE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CSVLAKE_LOG")
+                .unwrap_or_else(|_| format!("warn,{OUTCOME_LOG_TARGET}=off").into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -258,7 +261,7 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
         && e.error != TOLERANCE_EXCEEDED
         && e.error != MAP_FAILED
     {
-        eprintln!("csvlake: run {run_id} failed: {}: {}", e.error, e.cause);
+        eprintln!("csvlake: run {run_id} failed: {}: {}", e.error, lambda_message(&e.cause));
         return Ok(ExitCode::from(1));
     }
     let Some(report) = summary::read_report(&store.client, &report_at).await? else {
@@ -277,6 +280,17 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
     };
     let code = summary::print(&report, &shown, started.elapsed().as_secs_f64());
     Ok(if map_failed { ExitCode::from(1) } else { code })
+}
+
+/// A failed function's message: a Lambda error's cause is `{"errorType", "errorMessage"}`.
+fn lambda_message(cause: &str) -> std::borrow::Cow<'_, str> {
+    match serde_json::from_str::<serde_json::Value>(cause) {
+        Ok(serde_json::Value::Object(o)) => match o.get("errorMessage").and_then(|m| m.as_str()) {
+            Some(m) => m.to_owned().into(),
+            None => cause.into(),
+        },
+        _ => cause.into(),
+    }
 }
 
 #[cfg(test)]

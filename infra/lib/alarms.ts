@@ -51,7 +51,7 @@ export class PipelineAlarms extends Construct {
       ['ExecutionsFailed', props.stateMachine.metricFailed({ period }), 'A csvlake run failed (or exceeded its tolerance)'],
       ['ExecutionsTimedOut', props.stateMachine.metricTimedOut({ period }), 'A csvlake run timed out'],
       ['ConverterErrors', props.converter.metricErrors({ period }), 'The converter failed a batch (after Retry, the batch may still have converted)'],
-      ['ConverterThrottles', props.converter.metricThrottles({ period }), 'The converter was throttled: lower max_concurrency or raise the concurrency limit'],
+      ['ConverterThrottles', props.converter.metricThrottles({ period }), "The converter was throttled: lower maxConcurrency, or raise the account's concurrency limit or converterReservedConcurrency"],
       ['FilesFailed', filesFailed, 'A csvlake run reported failed files; its report.json lists them'],
     ];
     for (const [name, metric, description] of watched) {

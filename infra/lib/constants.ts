@@ -37,6 +37,8 @@ export interface SharedNames {
     readonly output_root: string;
     /** The lifetime of a table lease in seconds: the longest a run may take. */
     readonly lease_seconds: string;
+    /** The planner's ceiling on a run's `max_concurrency`. */
+    readonly max_concurrency: string;
   };
   /** The error names the functions raise and the state machine's Retry and Catch match. */
   readonly errors: {
@@ -52,7 +54,7 @@ export interface SharedNames {
 const EXPECTED: { readonly [G in keyof SharedNames]: readonly (keyof SharedNames[G])[] } = {
   substitutions: ['planner', 'converter', 'reducer'],
   metrics: ['namespace', 'pipeline_dimension', 'files_converted', 'files_failed', 'files_skipped', 'bytes_in', 'bytes_out', 'rows'],
-  environment: ['pipeline', 's3_endpoint_url', 'input_root', 'output_root', 'lease_seconds'],
+  environment: ['pipeline', 's3_endpoint_url', 'input_root', 'output_root', 'lease_seconds', 'max_concurrency'],
   errors: ['transient', 'internal', 'tolerance_exceeded', 'not_run', 'batch_failed'],
 };
 

@@ -57,7 +57,13 @@ export class CsvlakeStack extends Stack {
       this.pipeline.startsExecutions(this.schedule);
     }
 
-    this.api = new ReprocessApi(this, 'Reprocess', { stateMachine, tracing: settings.tracing });
+    this.api = new ReprocessApi(this, 'Reprocess', {
+      stateMachine,
+      tracing: settings.tracing,
+      maxConcurrency: settings.maxConcurrency,
+      logRetention: settings.logRetention,
+      apiGatewayCloudWatchRole: settings.apiGatewayCloudWatchRole,
+    });
     this.pipeline.startsExecutions(this.api);
 
     this.alarms = new PipelineAlarms(this, 'Alarms', {

@@ -9,6 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { BundlingOptions, RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { SHARED_NAMES } from './constants';
+import { acknowledgeWildcards } from './nag';
 import { ResolvedSettings, WORKSPACE_MANIFEST, runTimeoutSeconds } from './settings';
 import { Storage } from './storage';
 
@@ -33,6 +34,8 @@ export const INPUT_ROOT_ENV = SHARED_NAMES.environment.input_root;
 export const OUTPUT_ROOT_ENV = SHARED_NAMES.environment.output_root;
 /** The environment variable of the table leases' lifetime in seconds, the run timeout. */
 export const LEASE_SECONDS_ENV = SHARED_NAMES.environment.lease_seconds;
+/** The environment variable of the planner's ceiling on a run's `max_concurrency`. */
+export const MAX_CONCURRENCY_ENV = SHARED_NAMES.environment.max_concurrency;
 
 /**
  * The objects of a table's state (`<outputPrefix>_tables/<table>/`), as the contract names them
@@ -71,6 +74,9 @@ export class PipelineFunctions extends Construct {
         // A lease lasts as long as the longest run (the state machine's timeout): a run that
         // times out holds its tables until then, and none outlives its leases.
         [LEASE_SECONDS_ENV]: String(runTimeoutSeconds(settings)),
+        // The planner clamps a run's max_concurrency (the Map's MaxConcurrency) to it, so that no
+        // run, whatever its input asks, starts more converters than the deployment allows.
+        [MAX_CONCURRENCY_ENV]: String(settings.maxConcurrency),
       },
     });
     this.converter = this.rustFunction('Converter', BINARIES.converter, retention, {
@@ -78,6 +84,8 @@ export class PipelineFunctions extends Construct {
       // The converter sizes its memory budget from AWS_LAMBDA_FUNCTION_MEMORY_SIZE.
       memorySize: settings.converterMemoryMiB,
       timeout: Duration.minutes(15),
+      // At least maxConcurrency when set (the settings check it), so that a run at the ceiling
+      // is never throttled.
       reservedConcurrentExecutions: settings.converterReservedConcurrency,
     });
     this.reducer = this.rustFunction('Reducer', BINARIES.reducer, retention, {
@@ -98,13 +106,23 @@ export class PipelineFunctions extends Construct {
     // creates and takes over lease.json, deletes the leases it took when the run stops at Plan,
     // and writes nothing else of a table. It reads failed-keys.json (mode report) and writes the
     // manifest and rejected files under _runs/.
+    //
+    // Before it plans, it aborts the multipart uploads that runs which died left behind: those
+    // under `<outputPrefix>_runs/`, and under `<outputPrefix>parquet/<table>/` and
+    // `<outputPrefix>avro/<table>/` of each table it leases. It finds them with
+    // ListMultipartUploads, by prefix, which IAM authorizes as s3:ListBucketMultipartUploads on the
+    // bucket. That action has no s3:prefix condition key (IAM sets it only for ListObjects and
+    // ListObjectVersions), so a condition on it would deny every listing; the listing shows only
+    // the keys and ids of uploads in progress, and the aborts are limited to the prefixes below.
     addStatements(this.planner, [
       listBucket(input.bucketArn, [`${storage.inputPrefix}*`]),
       listBucket(output.bucketArn, [...storage.convertedPrefixes(), storage.tablesPrefix()]),
+      new iam.PolicyStatement({ actions: ['s3:ListBucketMultipartUploads'], resources: [output.bucketArn] }),
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
         resources: [storage.runObjects()],
       }),
+      new iam.PolicyStatement({ actions: ['s3:AbortMultipartUpload'], resources: storage.convertedObjects() }),
       new iam.PolicyStatement({
         actions: ['s3:GetObject'],
         resources: [TABLE_CURRENT, TABLE_INDEX, TABLE_LEASE].map((name) => storage.tableObjects(name)),
@@ -134,14 +152,21 @@ export class PipelineFunctions extends Construct {
       new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: storage.convertedObjects() }),
       // One object per distinct file schema of a table; nothing else of the tables' state.
       new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [storage.tableObjects(TABLE_SCHEMAS)] }),
+      // A batch about to fail records the per-file results it has in
+      // `_runs/<run id>/batches/<n>.json`, which the reducer merges; nothing else of _runs/.
+      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [storage.batchResultObjects()] }),
     ]);
     // The reducer lists the ResultWriter files, reads them with the manifest, and writes the
     // report. It keeps the tables' state: it reads and writes current.json and the index
     // generations, deletes the generation a new one replaces, and releases the leases (also from
     // ReleaseLeases, when Reduce fails). With delete_orphans, it deletes the outputs of deleted
-    // inputs.
+    // inputs. At the end of a run, which still holds its tables' leases, it aborts the multipart
+    // uploads left in progress under those tables' outputs and its own _runs/ folder (an upload
+    // whose CreateMultipartUpload answer was lost), with the planner's ListMultipartUploads.
     addStatements(this.reducer, [
       listBucket(output.bucketArn, [storage.runsPrefix(), storage.tablesPrefix()]),
+      new iam.PolicyStatement({ actions: ['s3:ListBucketMultipartUploads'], resources: [output.bucketArn] }),
+      new iam.PolicyStatement({ actions: ['s3:AbortMultipartUpload'], resources: storage.convertedObjects() }),
       new iam.PolicyStatement({
         actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
         resources: [storage.runObjects()],
@@ -152,6 +177,56 @@ export class PipelineFunctions extends Construct {
       }),
       new iam.PolicyStatement({ actions: ['s3:DeleteObject'], resources: storage.convertedObjects() }),
     ]);
+
+    // cdk-nag's AwsSolutions-IAM5 finds every object ARN with a wildcard. Each is a folder the
+    // function works in, whose keys are made at run time, so IAM can name them only by prefix.
+    const runs = 'objects under <outputPrefix>_runs/, named by the run id that each execution is given at start';
+    const tables =
+      'objects of the tables\' state, <outputPrefix>_tables/<table>/..., whose table folders the planner derives from the ' +
+      'input keys at run time and may be several levels deep (table_depth), so the table is a wildcard';
+    const converted =
+      'Parquet and Avro outputs under <outputPrefix>parquet/ and <outputPrefix>avro/, whose keys mirror the input keys ' +
+      'that each run converts';
+    acknowledgeWildcards(
+      this.planner.role!,
+      [storage.runObjects()],
+      `the planner's role: it writes the manifest, reads failed-keys.json and aborts the uploads of runs which died, ${runs}`,
+    );
+    acknowledgeWildcards(
+      this.planner.role!,
+      storage.convertedObjects(),
+      `the planner's role: it aborts the multipart uploads that runs which died left among the ${converted}`,
+    );
+    acknowledgeWildcards(
+      this.planner.role!,
+      [TABLE_CURRENT, TABLE_INDEX, TABLE_LEASE].map((name) => storage.tableObjects(name)),
+      `the planner's role: it reads each table's current.json, index generations and lease.json, and writes and deletes only lease.json; ${tables}`,
+    );
+    acknowledgeWildcards(
+      this.converter.role!,
+      [storage.inputObjects()],
+      "the converter's role: it reads the CSV objects of its batch under the input prefix, keys that each run lists or is " +
+        'given at run time',
+    );
+    acknowledgeWildcards(this.converter.role!, storage.convertedObjects(), `the converter's role: it writes and HEADs its ${converted}`);
+    acknowledgeWildcards(
+      this.converter.role!,
+      [storage.tableObjects(TABLE_SCHEMAS)],
+      `the converter's role: it writes one object per file schema under each table's schemas/; ${tables}`,
+    );
+    acknowledgeWildcards(
+      this.converter.role!,
+      [storage.batchResultObjects()],
+      "the converter's role: a batch about to fail writes its per-file results to _runs/<run id>/batches/<n>.json, " +
+        'named by the run id and the batch number that each execution makes at run time',
+    );
+    acknowledgeWildcards(this.reducer.role!, [storage.runObjects()], `the reducer's role: it reads the Map's results and writes the run report, ${runs}`);
+    acknowledgeWildcards(
+      this.reducer.role!,
+      [storage.tableState()],
+      `the reducer's role: it keeps current.json and the index generations and releases the leases; ${tables}`,
+    );
+    acknowledgeWildcards(this.reducer.role!, storage.convertedObjects(), `the reducer's role: with delete_orphans it deletes the ${converted}`);
   }
 
   /** The three functions. */

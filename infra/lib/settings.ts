@@ -45,12 +45,27 @@ export interface CsvlakeSettings {
    * nothing else. Default `converted/`.
    */
   readonly outputPrefix?: string;
-  /** Whether new buckets keep object versions (noncurrent ones expire after 30 days). Default false. */
+  /**
+   * Which new buckets keep object versions; noncurrent versions expire after 30 days, and delete
+   * markers once no version is left behind them. Unset (the default): the input bucket only, so
+   * that an overwritten or deleted CSV object can be recovered, while the output bucket, whose
+   * keys every re-run overwrites, keeps none. `true`: both buckets. `false`: neither.
+   */
   readonly versioned?: boolean;
   /** The converter's memory in MiB; its conversion budget follows it. Default 2048. */
   readonly converterMemoryMiB?: number;
-  /** Reserved concurrency of the converter. Default: none (the account's unreserved pool). */
+  /**
+   * Reserved concurrency of the converter. Default: none (the account's unreserved pool). When
+   * set, it must be at least `maxConcurrency`: a Map allowed more converters at once than may run
+   * would only have the rest throttled.
+   */
   readonly converterReservedConcurrency?: number;
+  /**
+   * The most converters a run may have at once: the planner clamps a run's `max_concurrency` to it
+   * (`CSVLAKE_MAX_CONCURRENCY`), and the reprocess API refuses a request over it. An integer from
+   * 1 to 10000. Default 100, or `converterReservedConcurrency` when that is lower.
+   */
+  readonly maxConcurrency?: number;
   /**
    * An EventBridge Scheduler expression, `cron(...)` or `rate(...)`, that starts an incremental
    * scan. Default: no schedule.
@@ -62,8 +77,35 @@ export interface CsvlakeSettings {
   readonly tracing?: boolean;
   /** An email address that the alarms notify through a new SNS topic. Default: no topic. */
   readonly alarmEmail?: string;
-  /** How long the logs of the functions and the state machine are kept, in days. Default 30. */
+  /**
+   * How long the logs are kept, in days: the functions', the state machine's, the reprocess API's
+   * (access and execution logs) and the buckets' server access logs in a log bucket the stack
+   * creates. Default 30.
+   */
   readonly logRetentionDays?: number;
+  /**
+   * Server access logging of the buckets the stack creates: every request to them, read, write or
+   * delete, with its caller. Default true: the stack creates a log bucket, whose objects expire
+   * after `logRetentionDays`, unless `serverAccessLogsBucket` names one. Without new buckets (both
+   * imported), there is nothing to log.
+   */
+  readonly serverAccessLogs?: boolean;
+  /**
+   * An existing bucket that receives the server access logs, under `<stack name>/input/` and
+   * `<stack name>/output/`, instead of a new log bucket. Its bucket policy must let the
+   * `logging.s3.amazonaws.com` service principal put objects; the stack cannot change an imported
+   * bucket's policy. Default: a new bucket.
+   */
+  readonly serverAccessLogsBucket?: string;
+  /**
+   * Whether the stack sets the account's API Gateway CloudWatch Logs role (one per account and
+   * region, `AWS::ApiGateway::Account`), which the reprocess API's access and execution logs need.
+   * Default false: the account already has one (`aws apigateway get-account` shows its
+   * `cloudwatchRoleArn`). When true, the stack creates the role with AWS's managed policy
+   * AmazonAPIGatewayPushToCloudWatchLogs and keeps it when the stack is deleted, since every API
+   * of the account and region logs through it.
+   */
+  readonly apiGatewayCloudWatchRole?: boolean;
   /**
    * The longest a run may take, in whole hours: the state machine's timeout, and the lifetime of
    * the table leases the planner takes (`CSVLAKE_LEASE_SECONDS`). A lease taken at Plan thus
@@ -74,12 +116,31 @@ export interface CsvlakeSettings {
   readonly runTimeoutHours?: number;
 }
 
+/** Default `maxConcurrency`. */
+export const DEFAULT_MAX_CONCURRENCY = 100;
+/** The highest `maxConcurrency`: a Distributed Map runs at most 10,000 children at once. */
+export const MAX_MAX_CONCURRENCY = 10000;
+
 /** The settings with every default applied and every value checked. */
 export type ResolvedSettings = CsvlakeSettings &
   Required<
-    Pick<CsvlakeSettings, 'inputPrefix' | 'outputPrefix' | 'versioned' | 'converterMemoryMiB' | 'tracing' | 'runTimeoutHours'>
+    Pick<
+      CsvlakeSettings,
+      | 'inputPrefix'
+      | 'outputPrefix'
+      | 'converterMemoryMiB'
+      | 'maxConcurrency'
+      | 'tracing'
+      | 'runTimeoutHours'
+      | 'serverAccessLogs'
+      | 'apiGatewayCloudWatchRole'
+    >
   > & {
     readonly logRetention: logs.RetentionDays;
+    /** Whether a new input bucket keeps versions. */
+    readonly inputVersioned: boolean;
+    /** Whether a new output bucket keeps versions. */
+    readonly outputVersioned: boolean;
   };
 
 /** The context names, one per setting. */
@@ -91,21 +152,26 @@ const CONTEXT_NAMES: { [K in keyof CsvlakeSettings]-?: string } = {
   versioned: 'versioned',
   converterMemoryMiB: 'converterMemory',
   converterReservedConcurrency: 'converterReservedConcurrency',
+  maxConcurrency: 'maxConcurrency',
   schedule: 'schedule',
   scheduleTimeZone: 'scheduleTimeZone',
   tracing: 'tracing',
   alarmEmail: 'alarmEmail',
   logRetentionDays: 'logRetentionDays',
   runTimeoutHours: 'runTimeoutHours',
+  serverAccessLogs: 'serverAccessLogs',
+  serverAccessLogsBucket: 'serverAccessLogsBucket',
+  apiGatewayCloudWatchRole: 'apiGatewayCloudWatchRole',
 };
 
 const NUMBERS = new Set<keyof CsvlakeSettings>([
   'converterMemoryMiB',
   'converterReservedConcurrency',
+  'maxConcurrency',
   'logRetentionDays',
   'runTimeoutHours',
 ]);
-const BOOLEANS = new Set<keyof CsvlakeSettings>(['versioned', 'tracing']);
+const BOOLEANS = new Set<keyof CsvlakeSettings>(['versioned', 'tracing', 'serverAccessLogs', 'apiGatewayCloudWatchRole']);
 
 /**
  * Reads the settings given as context. Values from `-c name=value` arrive as strings; numbers and
@@ -141,18 +207,52 @@ export function normalizePrefix(name: string, prefix: string): string {
 
 /** Applies the defaults and checks the values. */
 export function resolveSettings(settings: CsvlakeSettings): ResolvedSettings {
+  const reserved = settings.converterReservedConcurrency;
   const resolved: ResolvedSettings = {
     ...settings,
     inputPrefix: normalizePrefix('inputPrefix', settings.inputPrefix ?? 'landing/'),
     outputPrefix: normalizePrefix('outputPrefix', settings.outputPrefix ?? 'converted/'),
-    versioned: settings.versioned ?? false,
+    inputVersioned: settings.versioned ?? true,
+    outputVersioned: settings.versioned ?? false,
     converterMemoryMiB: settings.converterMemoryMiB ?? 2048,
+    maxConcurrency:
+      settings.maxConcurrency ?? (reserved !== undefined && reserved >= 1 ? Math.min(reserved, DEFAULT_MAX_CONCURRENCY) : DEFAULT_MAX_CONCURRENCY),
     tracing: settings.tracing ?? false,
     logRetention: retentionDays(settings.logRetentionDays ?? 30),
     runTimeoutHours: settings.runTimeoutHours ?? DEFAULT_RUN_TIMEOUT_HOURS,
+    serverAccessLogs: settings.serverAccessLogs ?? true,
+    apiGatewayCloudWatchRole: settings.apiGatewayCloudWatchRole ?? false,
   };
   if (resolved.converterMemoryMiB < 512 || resolved.converterMemoryMiB > 10240) {
     throw new Error(`converterMemoryMiB ${resolved.converterMemoryMiB}: Lambda allows 512 to 10240 for the converter`);
+  }
+  if (
+    !Number.isInteger(resolved.maxConcurrency) ||
+    resolved.maxConcurrency < 1 ||
+    resolved.maxConcurrency > MAX_MAX_CONCURRENCY
+  ) {
+    throw new Error(
+      `maxConcurrency ${resolved.maxConcurrency}: expected an integer from 1 to ${MAX_MAX_CONCURRENCY} ` +
+        '(a Distributed Map runs at most 10000 children at once)',
+    );
+  }
+  if (reserved !== undefined && (!Number.isInteger(reserved) || reserved < resolved.maxConcurrency)) {
+    // A Map that may start more converters than the function may run has the rest throttled:
+    // each throttled batch waits out Retry's backoff, and fails once it runs out. The ceiling is
+    // what limits a run; reserved concurrency only guarantees it.
+    throw new Error(
+      `converterReservedConcurrency ${reserved} is below maxConcurrency ${resolved.maxConcurrency}: a run could start ` +
+        `more converters than may run at once, and the rest would be throttled. Set maxConcurrency to at most ${reserved}, ` +
+        `or converterReservedConcurrency to at least ${resolved.maxConcurrency}`,
+    );
+  }
+  if (resolved.serverAccessLogsBucket !== undefined) {
+    if (!resolved.serverAccessLogs) {
+      throw new Error('serverAccessLogsBucket is set but serverAccessLogs is false: leave one of them out');
+    }
+    if (resolved.inputBucketName !== undefined && resolved.outputBucketName !== undefined) {
+      throw new Error('serverAccessLogsBucket: the stack creates no bucket (inputBucket and outputBucket are both given), so it has nothing to log');
+    }
   }
   if (
     !Number.isInteger(resolved.runTimeoutHours) ||

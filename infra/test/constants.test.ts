@@ -32,4 +32,5 @@ test('a name missing from constants.json, or empty, fails the synth', () => {
   expect(() => loadChanged((names) => delete names.errors)).toThrow(/errors\.transient/);
   expect(() => loadChanged((names) => delete names.environment.lease_seconds)).toThrow(/environment\.lease_seconds/);
   expect(() => loadChanged((names) => (names.environment.input_root = ''))).toThrow(/environment\.input_root/);
+  expect(() => loadChanged((names) => delete names.environment.max_concurrency)).toThrow(/environment\.max_concurrency/);
 });

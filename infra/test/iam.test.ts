@@ -6,6 +6,7 @@ import {
   actionsOf,
   allows,
   bucketArn,
+  grants,
   logicalId,
   objectsArn,
   resourcesOf,
@@ -78,8 +79,8 @@ test('no role carries a managed policy', () => {
   for (const role of Object.values(roles)) expect(role.Properties.ManagedPolicyArns).toBeUndefined();
 });
 
-test('the planner lists the input, the converted prefixes and the tables, reads tables\' state, writes only _runs/ and leases', () => {
-  expect(statementsOfRole(template, roleOf(stack.functions.planner))).toEqual([
+test('the planner lists the input, the converted prefixes and the tables, reads tables\' state, writes only _runs/ and leases, aborts stale uploads', () => {
+  expect(grants(statementsOfRole(template, roleOf(stack.functions.planner)))).toEqual(grants([
     logWrite(stack.functions.planner),
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn(input), Condition: { StringLike: { 's3:prefix': ['landing/*'] } } },
     {
@@ -88,10 +89,17 @@ test('the planner lists the input, the converted prefixes and the tables, reads 
       Resource: bucketArn(output),
       Condition: { StringLike: { 's3:prefix': ['converted/parquet/*', 'converted/avro/*', 'converted/_tables/*'] } },
     },
+    // ListMultipartUploads has no s3:prefix condition key: a condition would deny every listing.
+    { Effect: 'Allow', Action: 's3:ListBucketMultipartUploads', Resource: bucketArn(output) },
     {
       Effect: 'Allow',
       Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
       Resource: objectsArn(output, 'converted/_runs/*'),
+    },
+    {
+      Effect: 'Allow',
+      Action: 's3:AbortMultipartUpload',
+      Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
     },
     {
       Effect: 'Allow',
@@ -107,11 +115,11 @@ test('the planner lists the input, the converted prefixes and the tables, reads 
       Action: ['s3:PutObject', 's3:DeleteObject'],
       Resource: objectsArn(output, 'converted/_tables/*/lease.json'),
     },
-  ]);
+  ]));
 });
 
-test('the converter reads the input prefix and its own outputs, and writes only the two formats and schemas', () => {
-  expect(statementsOfRole(template, roleOf(stack.functions.converter))).toEqual([
+test('the converter reads the input prefix and its own outputs, and writes only the two formats, schemas and failing batches\' results', () => {
+  expect(grants(statementsOfRole(template, roleOf(stack.functions.converter)))).toEqual(grants([
     logWrite(stack.functions.converter),
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: bucketArn(input) },
     { Effect: 'Allow', Action: 's3:GetObject', Resource: objectsArn(input, 'landing/*') },
@@ -127,17 +135,24 @@ test('the converter reads the input prefix and its own outputs, and writes only 
       Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
     },
     { Effect: 'Allow', Action: 's3:PutObject', Resource: objectsArn(output, 'converted/_tables/*/schemas/*') },
-  ]);
+    { Effect: 'Allow', Action: 's3:PutObject', Resource: objectsArn(output, 'converted/_runs/*/batches/*') },
+  ]));
 });
 
-test('the reducer lists, reads and writes _runs/ and the tables\' state, and deletes orphaned outputs', () => {
-  expect(statementsOfRole(template, roleOf(stack.functions.reducer))).toEqual([
+test('the reducer lists, reads and writes _runs/ and the tables\' state, aborts leftover uploads, and deletes orphaned outputs', () => {
+  expect(grants(statementsOfRole(template, roleOf(stack.functions.reducer)))).toEqual(grants([
     logWrite(stack.functions.reducer),
     {
       Effect: 'Allow',
       Action: 's3:ListBucket',
       Resource: bucketArn(output),
       Condition: { StringLike: { 's3:prefix': ['converted/_runs/*', 'converted/_tables/*'] } },
+    },
+    { Effect: 'Allow', Action: 's3:ListBucketMultipartUploads', Resource: bucketArn(output) },
+    {
+      Effect: 'Allow',
+      Action: 's3:AbortMultipartUpload',
+      Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
     },
     {
       Effect: 'Allow',
@@ -154,7 +169,7 @@ test('the reducer lists, reads and writes _runs/ and the tables\' state, and del
       Action: 's3:DeleteObject',
       Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
     },
-  ]);
+  ]));
 });
 
 describe('what each function may do with the tables\' state and the outputs', () => {
@@ -181,10 +196,48 @@ describe('what each function may do with the tables\' state and the outputs', ()
         for (const action of WRITES) expect(allows(s, action, output, key)).toBe(false);
       }
     }
-    for (const key of OUTPUTS) for (const action of WRITES) expect(allows(s, action, output, key)).toBe(false);
+    // Of an output, it may only abort an upload (below).
+    for (const key of OUTPUTS) for (const action of ['s3:PutObject', 's3:DeleteObject']) expect(allows(s, action, output, key)).toBe(false);
     // Nor a listing of the whole output prefix.
     expect(allows(s, 's3:ListBucket', output, 'converted/')).toBe(false);
     expect(allows(s, 's3:ListBucket', output, undefined)).toBe(false);
+  });
+
+  test('the planner lists the output bucket\'s uploads and aborts those under the outputs and _runs/, nothing else', () => {
+    const s = planner();
+    // abort_stale lists `<out>parquet/<table>/`, `<out>avro/<table>/` (`<out>parquet/` and
+    // `<out>avro/` for the root's table) and `<out>_runs/`, then aborts the stale uploads it finds.
+    for (const prefix of ['converted/parquet/sales/', 'converted/avro/sales/eu/', 'converted/parquet/', 'converted/_runs/']) {
+      expect(allows(s, 's3:ListBucketMultipartUploads', output, prefix)).toBe(true);
+    }
+    for (const key of [...OUTPUTS, 'converted/parquet/a.parquet', 'converted/_runs/run-1/manifest.jsonl']) {
+      expect(allows(s, 's3:AbortMultipartUpload', output, key)).toBe(true);
+    }
+    for (const t of TABLES) {
+      for (const key of [current(t), index(t), lease(t), schema(t)]) expect(allows(s, 's3:AbortMultipartUpload', output, key)).toBe(false);
+    }
+    for (const key of ['converted/a.parquet', 'elsewhere/a.parquet']) expect(allows(s, 's3:AbortMultipartUpload', output, key)).toBe(false);
+    expect(allows(s, 's3:ListBucketMultipartUploads', input, 'landing/')).toBe(false);
+    expect(allows(s, 's3:AbortMultipartUpload', input, 'landing/sales/a.csv')).toBe(false);
+    // Aborting is all it may do to an output.
+    for (const key of OUTPUTS) {
+      for (const action of ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']) expect(allows(s, action, output, key)).toBe(false);
+    }
+  });
+
+  test('the converter aborts its own uploads of outputs and lists none; the reducer lists the output bucket\'s and aborts those of outputs, _runs/ and the tables\' state', () => {
+    const c = converter();
+    for (const key of OUTPUTS) expect(allows(c, 's3:AbortMultipartUpload', output, key)).toBe(true);
+    expect(allows(c, 's3:AbortMultipartUpload', output, 'converted/_runs/run-1/manifest.jsonl')).toBe(false);
+    for (const bucket of [input, output]) expect(allows(c, 's3:ListBucketMultipartUploads', bucket, 'converted/')).toBe(false);
+    const r = reducer();
+    expect(allows(r, 's3:AbortMultipartUpload', output, 'converted/_runs/run-1/files.jsonl')).toBe(true);
+    expect(allows(r, 's3:AbortMultipartUpload', output, index('sales'))).toBe(true);
+    for (const key of OUTPUTS) expect(allows(r, 's3:AbortMultipartUpload', output, key)).toBe(true);
+    for (const key of ['converted/a.parquet', 'elsewhere/a.parquet']) expect(allows(r, 's3:AbortMultipartUpload', output, key)).toBe(false);
+    expect(allows(r, 's3:ListBucketMultipartUploads', output, 'converted/parquet/sales/')).toBe(true);
+    expect(allows(r, 's3:ListBucketMultipartUploads', input, 'landing/')).toBe(false);
+    expect(allows(r, 's3:AbortMultipartUpload', input, 'landing/sales/a.csv')).toBe(false);
   });
 
   test('the converter HEADs its outputs, writes schemas, and touches no lease, index or current.json', () => {
@@ -198,7 +251,12 @@ describe('what each function may do with the tables\' state and the outputs', ()
         for (const action of ['s3:GetObject', ...WRITES]) expect(allows(s, action, output, key)).toBe(false);
       }
     }
-    expect(allows(s, 's3:PutObject', output, 'converted/_runs/run-1/report.json')).toBe(false);
+    // Of _runs/, only the results a failing batch records for the reducer.
+    expect(allows(s, 's3:PutObject', output, 'converted/_runs/run-1/batches/7.json')).toBe(true);
+    for (const key of ['converted/_runs/run-1/report.json', 'converted/_runs/run-1/manifest.json', 'converted/_runs/run-1/tables.jsonl']) {
+      expect(allows(s, 's3:PutObject', output, key)).toBe(false);
+    }
+    expect(allows(s, 's3:GetObject', output, 'converted/_runs/run-1/manifest.json')).toBe(false);
   });
 
   test('the reducer keeps the tables\' state and deletes orphaned outputs, but writes no output', () => {
@@ -252,15 +310,13 @@ test('the state machine invokes the three functions, reads the manifest, writes 
   const statements = statementsOfRole(template, role).filter(
     (s) => !actionsOf(s).every((a) => STAR_RESOURCE_ACTIONS.has(a)),
   );
+  // The unqualified ARNs, which the definition's tasks name: no version or alias (`<arn>:*`).
   const invoke = (fn: lambda.Function) => ({
     Effect: 'Allow',
     Action: 'lambda:InvokeFunction',
-    Resource: [
-      { 'Fn::GetAtt': [logicalId(fn), 'Arn'] },
-      { 'Fn::Join': ['', [{ 'Fn::GetAtt': [logicalId(fn), 'Arn'] }, ':*']] },
-    ],
+    Resource: { 'Fn::GetAtt': [logicalId(fn), 'Arn'] },
   });
-  expect(statements).toEqual([
+  expect(grants(statements)).toEqual(grants([
     invoke(stack.functions.planner),
     invoke(stack.functions.converter),
     invoke(stack.functions.reducer),
@@ -274,13 +330,14 @@ test('the state machine invokes the three functions, reads the manifest, writes 
       Effect: 'Allow',
       Action: ['states:DescribeExecution', 'states:StopExecution'],
       Resource: {
-        'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':states:eu-west-1:123456789012:execution:', { 'Fn::GetAtt': [sm, 'Name'] }, '/*']],
+        'Fn::Join': ['', ['arn:aws:states:eu-west-1:123456789012:execution:', { 'Fn::GetAtt': [sm, 'Name'] }, '/*']],
       },
     },
-  ]);
-  // The star statements it does have are the log delivery and X-Ray ones, each on "*".
+  ]));
+  // The star statements it does have are the log delivery and X-Ray ones, on "*".
   const star = statementsOfRole(template, role).filter((s) => actionsOf(s).every((a) => STAR_RESOURCE_ACTIONS.has(a)));
-  expect(star.map((s) => s.Resource)).toEqual(['*', '*']);
+  expect(new Set(star.flatMap((s) => resourcesOf(s)))).toEqual(new Set(['*']));
+  expect(new Set(star.flatMap(actionsOf))).toEqual(STAR_RESOURCE_ACTIONS);
 });
 
 test('the API and the schedule may only start executions of the pipeline', () => {
@@ -305,17 +362,19 @@ test('imported buckets and other prefixes scope the same statements to them', ()
     const role = roleIdOf(other.template.findResources('AWS::Lambda::Function')[logicalId(fn)].Properties.Role);
     return statementsOfRole(other.template, role).filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
   };
-  const arn = (rest: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:s3:::${rest}`]] });
+  // The region is known, so the partition is a literal (`@aws-cdk/core:enablePartitionLiterals`).
+  const arn = (rest: string) => `arn:aws:s3:::${rest}`;
   const outputs = [arn('lake/parquet/*'), arn('lake/avro/*')];
-  expect(s3Of(other.stack.functions.converter)).toEqual([
+  expect(grants(s3Of(other.stack.functions.converter))).toEqual(grants([
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn('raw') },
     { Effect: 'Allow', Action: 's3:GetObject', Resource: arn('raw/in/*') },
     { Effect: 'Allow', Action: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'], Resource: outputs },
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn('lake') },
     { Effect: 'Allow', Action: 's3:GetObject', Resource: outputs },
     { Effect: 'Allow', Action: 's3:PutObject', Resource: arn('lake/_tables/*/schemas/*') },
-  ]);
-  expect(s3Of(other.stack.functions.planner)).toEqual([
+    { Effect: 'Allow', Action: 's3:PutObject', Resource: arn('lake/_runs/*/batches/*') },
+  ]));
+  expect(grants(s3Of(other.stack.functions.planner))).toEqual(grants([
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn('raw'), Condition: { StringLike: { 's3:prefix': ['in/*'] } } },
     {
       Effect: 'Allow',
@@ -323,21 +382,25 @@ test('imported buckets and other prefixes scope the same statements to them', ()
       Resource: arn('lake'),
       Condition: { StringLike: { 's3:prefix': ['parquet/*', 'avro/*', '_tables/*'] } },
     },
+    { Effect: 'Allow', Action: 's3:ListBucketMultipartUploads', Resource: arn('lake') },
     { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], Resource: arn('lake/_runs/*') },
+    { Effect: 'Allow', Action: 's3:AbortMultipartUpload', Resource: outputs },
     {
       Effect: 'Allow',
       Action: 's3:GetObject',
       Resource: [arn('lake/_tables/*/current.json'), arn('lake/_tables/*/index/*'), arn('lake/_tables/*/lease.json')],
     },
     { Effect: 'Allow', Action: ['s3:PutObject', 's3:DeleteObject'], Resource: arn('lake/_tables/*/lease.json') },
-  ]);
-  expect(s3Of(other.stack.functions.reducer)).toEqual([
+  ]));
+  expect(grants(s3Of(other.stack.functions.reducer))).toEqual(grants([
     {
       Effect: 'Allow',
       Action: 's3:ListBucket',
       Resource: arn('lake'),
       Condition: { StringLike: { 's3:prefix': ['_runs/*', '_tables/*'] } },
     },
+    { Effect: 'Allow', Action: 's3:ListBucketMultipartUploads', Resource: arn('lake') },
+    { Effect: 'Allow', Action: 's3:AbortMultipartUpload', Resource: outputs },
     { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], Resource: arn('lake/_runs/*') },
     {
       Effect: 'Allow',
@@ -345,9 +408,14 @@ test('imported buckets and other prefixes scope the same statements to them', ()
       Resource: arn('lake/_tables/*'),
     },
     { Effect: 'Allow', Action: 's3:DeleteObject', Resource: outputs },
-  ]);
+  ]));
   // The planner's roots name the imported buckets.
   const planner = other.template.findResources('AWS::Lambda::Function')[logicalId(other.stack.functions.planner)];
-  expect(planner.Properties.Environment.Variables).toEqual({ CSVLAKE_INPUT_ROOT: 's3://raw/in/', CSVLAKE_OUTPUT_ROOT: 's3://lake/', CSVLAKE_LEASE_SECONDS: '86400' });
+  expect(planner.Properties.Environment.Variables).toEqual({
+    CSVLAKE_INPUT_ROOT: 's3://raw/in/',
+    CSVLAKE_OUTPUT_ROOT: 's3://lake/',
+    CSVLAKE_LEASE_SECONDS: '86400',
+    CSVLAKE_MAX_CONCURRENCY: '100',
+  });
   other.template.resourceCountIs('AWS::S3::Bucket', 0);
 });

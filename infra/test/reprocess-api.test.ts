@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import Ajv from 'ajv-draft-04';
 import { render } from 'velocityjs';
 import { BAD_REQUEST_BODY_TEMPLATE, RUN_OPTIONS, startExecutionTemplate } from '../lib/reprocess-api';
+import { Synth } from './synth';
 import { EXECUTION_INPUT_SCHEMA_FILE } from '../lib/settings';
 import { logicalId, synth } from './synth';
 
@@ -19,6 +20,7 @@ test('POST /reprocess is authorized by AWS_IAM and validates its body against th
   expect(m.AuthorizationType).toBe('AWS_IAM');
   const validators = template.findResources('AWS::ApiGateway::RequestValidator');
   expect(Object.values(validators).map((v) => v.Properties.ValidateRequestBody)).toEqual([true]);
+  expect(Object.values(validators).map((v) => v.Properties.ValidateRequestParameters)).toEqual([true]);
   expect(m.RequestValidatorId).toEqual({ Ref: Object.keys(validators)[0] });
   expect(m.RequestModels).toEqual({ 'application/json': { Ref: Object.keys(template.findResources('AWS::ApiGateway::Model'))[0] } });
   template.hasResourceProperties('AWS::ApiGateway::Resource', { PathPart: 'reprocess' });
@@ -49,6 +51,109 @@ test('a body that fails the model gets a 400 that says why', () => {
     ResponseTemplates: { 'application/json': BAD_REQUEST_BODY_TEMPLATE },
   });
   expect(BAD_REQUEST_BODY_TEMPLATE).toContain('$context.error.validationErrorString');
+});
+
+/** The stage's properties. */
+function stageOf(synthesized: Pick<Synth, 'template'>) {
+  const stages = Object.values(synthesized.template.findResources('AWS::ApiGateway::Stage'));
+  expect(stages).toHaveLength(1);
+  return stages[0];
+}
+
+/** The access log's format with its tokens (the state machine's name) spelled `<id.attr>`. */
+function accessLogFormat(synthesized: Pick<Synth, 'template'>): string {
+  const format = stageOf(synthesized).Properties.AccessLogSetting.Format;
+  if (typeof format === 'string') return format;
+  return (format['Fn::Join'][1] as unknown[])
+    .map((part) => (typeof part === 'string' ? part : `<${(part as { 'Fn::GetAtt': string[] })['Fn::GetAtt'].join('.')}>`))
+    .join(format['Fn::Join'][0]);
+}
+
+describe('the stage v1', () => {
+  test('writes a JSON access log, with the stack\'s log retention, of who called what, the answer, and the execution', () => {
+    const stage = stageOf({ template }).Properties;
+    expect(stage.StageName).toBe('v1');
+    const accessLogs = logicalId(stack.api.accessLogs);
+    // The group's ARN without the `:*` of its streams (`@aws-cdk/aws-apigateway:logGroupDestinationArnWithoutWildcard`).
+    expect(stage.AccessLogSetting.DestinationArn).toEqual({
+      'Fn::Join': ['', ['arn:aws:logs:eu-west-1:123456789012:log-group:', { Ref: accessLogs }]],
+    });
+    expect(template.findResources('AWS::Logs::LogGroup')[accessLogs].Properties.RetentionInDays).toBe(30);
+
+    const format = accessLogFormat({ template });
+    // A line as API Gateway writes it, each variable replaced by a value; a missing one is `-`.
+    const line = format
+      .replace(/\$context\.error\.message/g, 'Invalid request body')
+      .replace(/\$context\.requestId/g, '0f6c2cbb-6a3e-4a6b-8f25-2b2b8a1d9c11')
+      .replace(/\$context\.[A-Za-z.]+/g, '-');
+    const entry = JSON.parse(line);
+    expect(Object.keys(entry).sort()).toEqual(
+      [
+        'requestId', 'requestTime', 'caller', 'user', 'userArn', 'accountId', 'principalOrgId', 'sourceIp', 'userAgent', 'httpMethod',
+        'resourcePath', 'path', 'status', 'responseLength', 'responseLatency', 'errorResponseType', 'integrationStatus',
+        'integrationLatency', 'stepFunctionsRequestId', 'executionArn', 'errorMessage',
+      ].sort(),
+    );
+    expect(entry.errorMessage).toBe('Invalid request body');
+    const fields = JSON.parse(format);
+    expect(fields).toMatchObject({
+      requestId: '$context.requestId',
+      caller: '$context.identity.caller',
+      userArn: '$context.identity.userArn',
+      accountId: '$context.identity.accountId',
+      sourceIp: '$context.identity.sourceIp',
+      httpMethod: '$context.httpMethod',
+      resourcePath: '$context.resourcePath',
+      status: '$context.status',
+      stepFunctionsRequestId: '$context.awsEndpointRequestId',
+      errorMessage: '$context.error.message',
+    });
+    // The execution a 200 started is named by the request id.
+    const sm = logicalId(stack.pipeline.stateMachine);
+    expect(fields.executionArn).toBe(`arn:aws:states:eu-west-1:123456789012:execution:<${sm}.Name>:$context.requestId`);
+  });
+
+  test('logs errors, without bodies, to an execution log group made with the stack\'s retention', () => {
+    const stage = stageOf({ template });
+    expect(stage.Properties.MethodSettings).toEqual([
+      {
+        HttpMethod: '*',
+        ResourcePath: '/*',
+        LoggingLevel: 'ERROR',
+        DataTraceEnabled: false,
+        ThrottlingRateLimit: 10,
+        ThrottlingBurstLimit: 20,
+      },
+    ]);
+    const executionLogs = logicalId(stack.api.executionLogs);
+    expect(template.findResources('AWS::Logs::LogGroup')[executionLogs].Properties).toEqual({
+      LogGroupName: { 'Fn::Join': ['', ['API-Gateway-Execution-Logs_', { Ref: logicalId(stack.api.api) }, '/v1']] },
+      RetentionInDays: 30,
+    });
+    // Made before the stage, so that API Gateway never makes it without a retention.
+    expect(stage.DependsOn).toContain(executionLogs);
+  });
+
+  test('keeps its logs as long as logRetentionDays says', () => {
+    const year = synth({ logRetentionDays: 365 });
+    const groups = year.template.findResources('AWS::Logs::LogGroup');
+    expect(groups[logicalId(year.stack.api.accessLogs)].Properties.RetentionInDays).toBe(365);
+    expect(groups[logicalId(year.stack.api.executionLogs)].Properties.RetentionInDays).toBe(365);
+  });
+
+  test('sets no account-wide logging role unless asked, and keeps the one it sets', () => {
+    template.resourceCountIs('AWS::ApiGateway::Account', 0);
+    const withRole = synth({ apiGatewayCloudWatchRole: true });
+    const accounts = Object.values(withRole.template.findResources('AWS::ApiGateway::Account'));
+    expect(accounts).toHaveLength(1);
+    expect(accounts[0].DeletionPolicy).toBe('Retain');
+    const roleId = accounts[0].Properties.CloudWatchRoleArn['Fn::GetAtt'][0];
+    const role = withRole.template.findResources('AWS::IAM::Role')[roleId];
+    expect(role.DeletionPolicy).toBe('Retain');
+    expect(JSON.stringify(role.Properties.ManagedPolicyArns)).toContain('service-role/AmazonAPIGatewayPushToCloudWatchLogs');
+    // The stage's logging waits for the account's role.
+    expect(stageOf(withRole).DependsOn).toContain(Object.keys(withRole.template.findResources('AWS::ApiGateway::Account'))[0]);
+  });
 });
 
 describe('the request model', () => {
@@ -119,8 +224,27 @@ describe('the request model', () => {
     ['an unknown format', { keys: ['a.csv'], input: { input: location, output: out, formats: ['orc'] } }],
     ['a negative batch size', { keys: ['a.csv'], input: { input: location, output: out, batch: { max_files: -1 } } }],
     ['a concurrency that is not an integer', { keys: ['a.csv'], input: { input: location, output: out, max_concurrency: 2.5 } }],
+    ['a concurrency over the ceiling', { keys: ['a.csv'], input: { input: location, output: out, max_concurrency: 101 } }],
   ])('refuses %s', (_, body) => {
     expect(validate(body)).toBe(false);
+  });
+
+  test('allows max_concurrency up to the deployment\'s ceiling, maxConcurrency', () => {
+    const body = (n: number) => ({ keys: ['a.csv'], input: { input: location, output: out, max_concurrency: n } });
+    expect(validate(body(100))).toBe(true);
+    expect(validate(body(101))).toBe(false);
+    const capped = synth({ maxConcurrency: 20 });
+    const cappedModel = Object.values(capped.template.findResources('AWS::ApiGateway::Model'))[0].Properties.Schema;
+    const validateCapped = new Ajv({ allErrors: true }).compile(cappedModel);
+    expect(validateCapped(body(20))).toBe(true);
+    expect(validateCapped(body(21))).toBe(false);
+    const keysShape = cappedModel.oneOf.find((s: { title: string }) => s.title === 'keys');
+    expect(keysShape.properties.input.properties.max_concurrency.maximum).toBe(20);
+    // The execution input's own bound stays where the ceiling is above it.
+    const schema = JSON.parse(fs.readFileSync(EXECUTION_INPUT_SCHEMA_FILE, 'utf8'));
+    expect(schema.properties.max_concurrency.maximum).toBe(10000);
+    const top = Object.values(synth({ maxConcurrency: 10000 }).template.findResources('AWS::ApiGateway::Model'))[0].Properties.Schema;
+    expect(top.oneOf.find((s: { title: string }) => s.title === 'keys').properties.input.properties.max_concurrency.maximum).toBe(10000);
   });
 
   test('allows exactly the execution input options besides mode, keys and report', () => {
@@ -184,11 +308,15 @@ function escapeJavaScript(value: unknown): JavaString {
   return new JavaString(out);
 }
 
-function startExecutionRequest(body: unknown): { stateMachineArn: string; input: string } {
+/** The request id of the rendered requests. */
+const REQUEST_ID = '0f6c2cbb-6a3e-4a6b-8f25-2b2b8a1d9c11';
+
+function startExecutionRequest(body: unknown): { stateMachineArn: string; name: string; input: string } {
   const at = (p: string) => p.replace(/^\$\.?/, '').split('.').filter(Boolean).reduce<any>((o, k) => (o == null ? undefined : o[k]), body);
   const context = {
     input: { path: (p: string) => at(p), json: (p: string) => new JavaString(JSON.stringify(at(p)) ?? '') },
     util: { escapeJavaScript },
+    context: { requestId: REQUEST_ID },
   };
   const rendered = render(startExecutionTemplate('arn:aws:states:eu-west-1:123456789012:stateMachine:csvlake'), context);
   return JSON.parse(rendered);
@@ -200,6 +328,9 @@ describe('the mapping template', () => {
     const request = startExecutionRequest({ report });
     expect(request.stateMachineArn).toBe('arn:aws:states:eu-west-1:123456789012:stateMachine:csvlake');
     expect(JSON.parse(request.input)).toEqual({ mode: 'report', report });
+    // The run id is the request id, which the access log records.
+    expect(request.name).toBe(REQUEST_ID);
+    expect(Object.keys(request).sort()).toEqual(['input', 'name', 'stateMachineArn']);
   });
 
   test('turns keys and options into an execution input in mode keys, whatever the keys hold', () => {

@@ -1,4 +1,6 @@
 /** Synthesizes the stack for the tests, without building the functions. */
+import * as fs from 'fs';
+import * as path from 'path';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { IConstruct } from 'constructs';
@@ -11,9 +13,17 @@ export interface Synth {
   readonly template: Template;
 }
 
+/**
+ * The context of infra/cdk.json, the feature flags among it, which the CLI gives the app: the
+ * tests synthesize with the same flags as `cdk synth` and `cdk deploy`.
+ */
+export const CDK_JSON_CONTEXT: Record<string, unknown> = JSON.parse(
+  fs.readFileSync(path.join(__dirname, '..', 'cdk.json'), 'utf8'),
+).context;
+
 /** Synthesizes a stack with the given props; bundling (cargo-lambda) is skipped. */
 export function synth(props: CsvlakeStackProps = {}): Synth {
-  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+  const app = new App({ context: { ...CDK_JSON_CONTEXT, 'aws:cdk:bundling-stacks': [] } });
   const stack = new CsvlakeStack(app, 'Csvlake', {
     env: { account: '123456789012', region: 'eu-west-1' },
     ...props,
@@ -49,6 +59,23 @@ export function statementsOfRole(template: Template, roleId: string): Statement[
   if (!role) throw new Error(`no role ${roleId}`);
   for (const inline of role.Properties.Policies ?? []) statements.push(...inline.PolicyDocument.Statement);
   return statements;
+}
+
+/**
+ * What statements grant, one line per effect, action, resource and condition, sorted and without
+ * repeats: the same whether CDK merged the statements (`@aws-cdk/aws-iam:minimizePolicies`) or not.
+ */
+export function grants(statements: Statement[]): string[] {
+  const lines = new Set<string>();
+  for (const statement of statements) {
+    const resources = Array.isArray(statement.Resource) ? statement.Resource : [statement.Resource];
+    for (const action of actionsOf(statement)) {
+      for (const resource of resources) {
+        lines.add(`${statement.Effect} ${action} ${JSON.stringify(resource)} ${JSON.stringify(statement.Condition ?? null)}`);
+      }
+    }
+  }
+  return [...lines].sort();
 }
 
 /** The role id behind a `{"Fn::GetAtt": [role, "Arn"]}`. */
@@ -101,12 +128,12 @@ export function resourcesOf(statement: Statement): string[] {
 
 /**
  * Whether the Allow statements grant `action` on the object `key` of bucket `bucketId`, or, for
- * `s3:ListBucket`, a listing of the bucket with `key` as its prefix (undefined: a request that has
- * no prefix, such as the 403-or-404 decision of a GET or HEAD). Conditions other than a
- * `StringLike` on `s3:prefix` are not expected, and fail the test.
+ * `s3:ListBucket` and `s3:ListBucketMultipartUploads`, a listing of the bucket with `key` as its
+ * prefix (undefined: a request that has no prefix, such as the 403-or-404 decision of a GET or
+ * HEAD). Conditions other than a `StringLike` on `s3:prefix` are not expected, and fail the test.
  */
 export function allows(statements: Statement[], action: string, bucketId: string, key?: string): boolean {
-  const list = action === 's3:ListBucket';
+  const list = action === 's3:ListBucket' || action === 's3:ListBucketMultipartUploads';
   const arn = list ? `arn:aws:s3:::${bucketId}` : `arn:aws:s3:::${bucketId}/${key}`;
   return statements.some((statement) => {
     if (statement.Effect !== 'Allow' || !actionsOf(statement).includes(action)) return false;

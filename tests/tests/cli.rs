@@ -253,3 +253,67 @@ fn deleted_inputs_are_reported_and_removed_on_request_and_a_held_table_stops_the
     assert!(stderr.contains("csvlake.RunInProgress") && stderr.contains("elsewhere"), "{stderr}");
     assert!(!output.join("parquet/sales/c.parquet").exists());
 }
+
+#[test]
+fn configuration_errors_fail_at_once_in_one_line_that_names_the_fix() {
+    use csvlake_cli::local::{LocalBucket, LocalS3};
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let root = tempfile::tempdir().expect("tempdir");
+    let raw = root.path().join("raw");
+    write(&raw, "landing/a.csv", b"id\n1\n");
+    let server =
+        rt.block_on(LocalS3::start(&[LocalBucket { name: "raw".into(), dir: raw }])).expect("start the endpoint");
+    let ep = server.endpoint().clone();
+    let home = tempfile::tempdir().expect("home");
+
+    // Each case: the environment it sets, the output bucket, and the fix its one line names.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 3] = [
+        (
+            "no region",
+            &[("AWS_ACCESS_KEY_ID", &ep.access_key), ("AWS_SECRET_ACCESS_KEY", &ep.secret_key)],
+            "raw",
+            "no AWS region: set AWS_REGION",
+        ),
+        ("no credentials", &[("AWS_REGION", &ep.region)], "raw", "no AWS credentials: set AWS_PROFILE"),
+        (
+            "no bucket",
+            &[
+                ("AWS_ACCESS_KEY_ID", &ep.access_key),
+                ("AWS_SECRET_ACCESS_KEY", &ep.secret_key),
+                ("AWS_REGION", &ep.region),
+            ],
+            "missing",
+            "the bucket does not exist: check the bucket name and the region",
+        ),
+    ];
+    for (label, env, bucket, fix) in cases {
+        let mut cmd = Command::new(csvlake_bin());
+        cmd.args(["run", "--input", "s3://raw/landing/", "--output", &format!("s3://{bucket}/out/"), "--quiet"])
+            .args(["--endpoint-url", &ep.url])
+            .env_clear()
+            .env("HOME", home.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            // No instance metadata service on this machine: never ask one.
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let started = std::time::Instant::now();
+        let out = cmd.output().expect("run csvlake");
+        let elapsed = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{label}: {} in {elapsed:?}\nstderr:\n{stderr}", out.status);
+        assert_eq!(out.status.code(), Some(1), "{label}: a configuration error is fatal");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{label}: one line, not {lines:?}");
+        assert!(lines[0].contains(fix) && lines[0].len() < 300, "{label}: {}", lines[0]);
+        assert!(!lines[0].contains("internal: internal"), "{label}: {}", lines[0]);
+        // Not retried: the SDK's retries of a transient error take seconds.
+        assert!(elapsed < std::time::Duration::from_secs(1), "{label}: took {elapsed:?}");
+    }
+    drop(server);
+}

@@ -328,12 +328,9 @@ async fn a_retried_batch_converts_only_the_files_it_had_not_finished() {
     assert_eq!((h.calls.count("HeadObject"), h.calls.count("GetObject")), (0, 3));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_whose_reduce_fails_still_releases_its_leases() {
-    let h = Harness::start().await;
-    put_tables(&h);
-    let client = h.converter.client().clone();
-    // A reducer that fails to report, but releases when asked to (the ReleaseLeases state).
+/// An executor whose reducer fails to report, but releases the leases when asked to (the
+/// ReleaseLeases state): a run that dies after converting, before its index is written.
+fn executor_whose_reduce_fails(client: &Client) -> csvlake_statemachine::Executor {
     let reducer = {
         let client = client.clone();
         csvlake_statemachine::lambda(move |event: lambda_runtime::LambdaEvent<csvlake_contract::run::ReduceRequest>| {
@@ -349,11 +346,17 @@ async fn a_run_whose_reduce_fails_still_releases_its_leases() {
         })
     };
     let converter = Arc::new(Converter::new(client.clone()));
-    let executor =
-        csvlake_cli::local::pipeline::observed_executor(client.clone(), converter, PlannerConfig::default(), None)
-            .expect("definition")
-            .with_function(csvlake_statemachine::local_function_arn(REDUCER_SUBSTITUTION), reducer)
-            .with_delay_scale(0.0);
+    csvlake_cli::local::pipeline::observed_executor(client.clone(), converter, PlannerConfig::default(), None)
+        .expect("definition")
+        .with_function(csvlake_statemachine::local_function_arn(REDUCER_SUBSTITUTION), reducer)
+        .with_delay_scale(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_reduce_fails_still_releases_its_leases() {
+    let h = Harness::start().await;
+    put_tables(&h);
+    let executor = executor_whose_reduce_fails(h.converter.client());
     let run = executor.execute("doomed", input(json!({}))).await;
     let ExecutionStatus::Failed(e) = &run.status else { panic!("{:?}", run.status) };
     assert_eq!(e.error, "csvlake.Internal", "ReduceFailed carries Reduce's own error");
@@ -363,4 +366,28 @@ async fn a_run_whose_reduce_fails_still_releases_its_leases() {
     }
     // The next run is not blocked, and converts what the failed run left out of the index.
     assert_eq!(counts(&h, "next", json!({})).await, (3, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_left_with_one_format_by_a_dead_run_is_converted_again_by_the_next_incremental_run() {
+    let h = Harness::start().await;
+    put_tables(&h);
+    assert_eq!(counts(&h, "first", json!({})).await, (3, 0));
+
+    // a.csv changes; a run converts it, then dies before its index is written, and its avro
+    // output is lost with it: a is left with one format of the new content.
+    h.put("landing/sales/2026/a.csv", "id,amount\n1,10.5\n2,20.25\n3,7\n");
+    let run = executor_whose_reduce_fails(h.converter.client()).execute("died", input(json!({}))).await;
+    assert!(matches!(run.status, ExecutionStatus::Failed(_)), "{:?}", run.status);
+    let avro = h.output.join("lake/avro/sales/2026/a.avro");
+    std::fs::remove_file(&avro).expect("the dead run's avro output");
+
+    // The next incremental run converts a again, and only a.
+    assert_eq!(counts(&h, "next", json!({})).await, (1, 2));
+    let out = csvlake_tests::read_avro(&avro);
+    assert_eq!(out.rows.len(), 3, "the avro output holds the new content");
+    let pq = csvlake_tests::read_parquet(&h.output.join("lake/parquet/sales/2026/a.parquet"));
+    assert_eq!(pq.rows.len(), 3);
+    // And a further run finds nothing to do.
+    assert_eq!(counts(&h, "after", json!({})).await, (0, 3));
 }

@@ -29,6 +29,42 @@ use csvlake_s3::Endpoint;
 
 use super::fs::LocalFs;
 
+/// The scratch directory's name: this prefix, the process id, `-` and a random suffix.
+const SCRATCH_PREFIX: &str = ".csvlake-s3-";
+
+/// Removes the scratch directories beside `parent`'s buckets that a killed process left behind
+/// (their multipart uploads in progress with them): those whose process is gone. Where processes
+/// cannot be checked (no `/proc`), nothing is removed. The bucket symlinks inside are removed,
+/// never followed.
+fn remove_abandoned_scratch(parent: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(SCRATCH_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(dir = %entry.path().display(), pid, "removed a killed run's scratch directory")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove a killed run's scratch directory")
+                }
+            }
+        }
+    }
+}
+
 /// A running embedded endpoint.
 #[derive(Debug)]
 pub struct LocalS3 {
@@ -66,8 +102,9 @@ impl LocalS3 {
             dirs.push(std::fs::canonicalize(&b.dir).map_err(|e| io("resolving", &b.dir, e))?);
         }
         let parent = dirs.last().and_then(|d| d.parent()).map_or_else(|| last.dir.clone(), Path::to_path_buf);
+        remove_abandoned_scratch(&parent);
         let scratch = tempfile::Builder::new()
-            .prefix(".csvlake-s3-")
+            .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
             .tempdir_in(&parent)
             .map_err(|e| io("creating a scratch directory in", &parent, e))?;
         for (b, dir) in buckets.iter().zip(&dirs) {
@@ -136,5 +173,44 @@ impl LocalS3 {
 impl Drop for LocalS3 {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_killed_runs_scratch_directory_is_removed_and_its_buckets_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let lake = root.path().join("lake");
+        std::fs::create_dir_all(lake.join("out")).unwrap();
+        std::fs::write(lake.join("out/a.parquet"), b"kept").unwrap();
+        // A process id above Linux's largest (4,194,304) is no running process.
+        let dead = root.path().join(format!("{SCRATCH_PREFIX}999999999-abc"));
+        std::fs::create_dir(&dead).unwrap();
+        std::os::unix::fs::symlink(&lake, dead.join("lake")).unwrap();
+        std::fs::write(dead.join(".csvlake.999999999.0.part"), b"an upload's part").unwrap();
+        // A live process's directory stays.
+        let live = root.path().join(format!("{SCRATCH_PREFIX}1-abc"));
+        std::fs::create_dir(&live).unwrap();
+
+        let server = LocalS3::start(&[LocalBucket { name: "lake".into(), dir: lake.clone() }]).await.unwrap();
+        assert!(!dead.exists(), "the dead process's scratch directory is removed");
+        assert!(live.exists() || !Path::new("/proc/1").exists(), "a live process's is kept");
+        assert_eq!(
+            std::fs::read(lake.join("out/a.parquet")).unwrap(),
+            b"kept",
+            "the bucket behind the link is untouched"
+        );
+        let own: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name().to_string_lossy().starts_with(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
+            })
+            .collect();
+        assert_eq!(own.len(), 1, "this endpoint's own scratch directory, named by its process");
+        drop(server);
     }
 }

@@ -35,6 +35,11 @@ pub const MAP_FAILED: &str = "csvlake.MapFailed";
 /// Error kind of a file the storage refused access to (AccessDenied, a KMS key it may not use).
 pub const ACCESS_DENIED: &str = "access_denied";
 
+/// The tracing target of each handler's outcome when it fails ("planning failed", "batch
+/// failed", "reduce failed"). Lambda logs it; the local executor reports the failure itself and
+/// turns this target off.
+pub const OUTCOME_LOG_TARGET: &str = "csvlake::outcome";
+
 /// Longest per-file error message, in bytes (a value quoted in it may be long).
 pub const MAX_FILE_MESSAGE_BYTES: usize = 256;
 

@@ -36,7 +36,7 @@ pub async fn handle(event: LambdaEvent<ConvertBatch>, converter: &Converter) -> 
     tracing::info!(files = batch.files.len(), bucket = %batch.job.input.bucket, retry = batch.retry_count, "converting batch");
     let result = converter.convert_batch_until(&batch, deadline).await;
     if let Err(e) = &result {
-        tracing::error!(error = %e, error_type = e.error_type(), "batch failed");
+        tracing::error!(target: csvlake_contract::errors::OUTCOME_LOG_TARGET, error = %e, error_type = e.error_type(), "batch failed");
     }
     result
 }

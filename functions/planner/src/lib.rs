@@ -31,7 +31,9 @@ pub async fn handle(
             manifest = %plan.manifest.uri(),
             "planned"
         ),
-        Err(e) => tracing::error!(error = %e, error_type = e.error_type(), "planning failed"),
+        Err(e) => {
+            tracing::error!(target: csvlake_contract::errors::OUTCOME_LOG_TARGET, error = %e, error_type = e.error_type(), "planning failed")
+        }
     }
     result
 }

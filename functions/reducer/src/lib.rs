@@ -37,7 +37,7 @@ pub async fn handle(event: LambdaEvent<ReduceRequest>, client: &aws_sdk_s3::Clie
     let summary = match report::reduce(client, &request).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(run_id = %plan.run_id, error = %e, error_type = e.error_type(), "reduce failed");
+            tracing::error!(target: csvlake_contract::errors::OUTCOME_LOG_TARGET, run_id = %plan.run_id, error = %e, error_type = e.error_type(), "reduce failed");
             return Err(e.into());
         }
     };
