@@ -246,7 +246,8 @@ fn csvlake(endpoint: &str, prefix: &str, run_id: &str, extra: &[&str]) -> Comman
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ENDPOINT_URL_S3")
-        .env_remove("CSVLAKE_LOG")
+        // Warnings, and what the runs abort and why.
+        .env("CSVLAKE_LOG", "warn,csvlake_s3::upload=info,csvlake_reducer=info,csvlake_planner=info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -284,7 +285,13 @@ async fn run(label: &str, mut cmd: Command, kill_after: Duration) -> Run {
         elapsed: started.elapsed(),
         killed,
     };
-    eprintln!("--- {}: {}", run.label, run.evidence());
+    // The whole output, for a failure that its end does not explain.
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("faults")
+        .join(format!("{}.log", run.label.replace(['/', ' '], "_")));
+    let _ = std::fs::create_dir_all(log.parent().expect("a directory"));
+    let _ = std::fs::write(&log, format!("{}\n--- stderr\n{}", run.stdout, run.stderr));
+    eprintln!("--- {} (whole output: {}): {}", run.label, log.display(), run.evidence());
     run
 }
 
@@ -739,7 +746,12 @@ async fn faults_and_kills_leave_the_outputs_of_a_clean_run() {
                 &format!(
                     "{name}: the report counts the {LOST_ANSWERS} uploads whose creation was not answered as aborted"
                 ),
-                || format!("{aborted} aborted uploads in the tables' reports"),
+                || {
+                    format!(
+                        "{aborted} aborted uploads in the tables' reports: {:?}",
+                        report.as_ref().map(|r| &r.tables)
+                    )
+                },
             );
         }
     }
