@@ -256,7 +256,8 @@ pub const BODY_ATTEMPTS: u32 = 3;
 /// body that breaks off after a successful answer: such a read is made again, up to
 /// [`BODY_ATTEMPTS`] times in all, so that one cut connection does not fail the caller's work.
 pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<bytes::Bytes> {
-    read_again(|| async {
+    let mut attempt = 1;
+    loop {
         let resp = client
             .get_object()
             .bucket(bucket)
@@ -264,27 +265,23 @@ pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<bytes
             .send()
             .await
             .map_err(|e| sdk_error("GetObject", bucket, key, e))?;
-        Ok(collect(resp.body, bucket, key).await)
-    })
-    .await
+        let read = collect(resp.body, bucket, key).await;
+        if !read_again(attempt, &read) {
+            return read;
+        }
+        attempt += 1;
+    }
 }
 
-/// Runs `read` (a request whose `Err` is final, then a body read whose `Err` is a break-off)
-/// until its body is read whole, [`BODY_ATTEMPTS`] times at most.
-pub async fn read_again<T, F, Fut>(mut read: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Result<T>>>,
-{
-    let mut attempt = 1;
-    loop {
-        match read().await? {
-            Err(Error::Transient(message)) if attempt < BODY_ATTEMPTS => {
-                tracing::debug!(attempt, error = %message, "a body broke off; reading it again");
-                attempt += 1;
-            }
-            done => return done,
+/// Whether a body read whole in attempt `attempt` (from 1) is to be read again: it broke off
+/// (a transient error), and [`BODY_ATTEMPTS`] are not used up.
+pub fn read_again<T>(attempt: u32, read: &Result<T>) -> bool {
+    match read {
+        Err(Error::Transient(message)) if attempt < BODY_ATTEMPTS => {
+            tracing::debug!(attempt, error = %message, "a body broke off; reading it again");
+            true
         }
+        _ => false,
     }
 }
 
@@ -313,34 +310,13 @@ mod tests {
         aws_sdk_s3::Config::builder().behavior_version(BehaviorVersion::latest()).endpoint_url("http://127.0.0.1:9")
     }
 
-    #[tokio::test]
-    async fn a_body_that_breaks_off_is_read_again_a_few_times() {
-        let calls = std::sync::atomic::AtomicU32::new(0);
-        let broken = || async {
-            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            Ok(if n < BODY_ATTEMPTS { Err(Error::Transient("cut".into())) } else { Ok(n) })
-        };
-        assert_eq!(read_again(broken).await.unwrap(), BODY_ATTEMPTS);
-        calls.store(0, std::sync::atomic::Ordering::SeqCst);
-        let never = || async {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok::<Result<()>, Error>(Err(Error::Transient("cut".into())))
-        };
-        assert!(matches!(read_again(never).await, Err(Error::Transient(_))));
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), BODY_ATTEMPTS);
-        // A failed request and another error are not read again.
-        calls.store(0, std::sync::atomic::Ordering::SeqCst);
-        let refused = || async {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Err::<Result<()>, Error>(Error::Transient("503".into()))
-        };
-        assert!(read_again(refused).await.is_err());
-        let bad = || async {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok::<Result<()>, Error>(Err(Error::Internal("not JSON".into())))
-        };
-        assert!(matches!(read_again(bad).await, Err(Error::Internal(_))));
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    #[test]
+    fn a_body_that_breaks_off_is_read_again_a_few_times() {
+        let cut: Result<()> = Err(Error::Transient("cut".into()));
+        assert!((1..BODY_ATTEMPTS).all(|attempt| read_again(attempt, &cut)));
+        assert!(!read_again(BODY_ATTEMPTS, &cut));
+        assert!(!read_again(1, &Ok(())));
+        assert!(!read_again::<()>(1, &Err(Error::Internal("not JSON".into()))));
     }
 
     #[test]
