@@ -8,8 +8,9 @@
 //!   PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 //!   AbortMultipartUpload, ListObjectsV2, ListMultipartUploads, HeadObject…), of every kind of
 //!   fault (503 SlowDown, 500, a reset before the request reaches moto, a reset after moto
-//!   handled it, a truncated body, a slow answer), and a run whose CreateMultipartUpload and
-//!   CompleteMultipartUpload answers are lost (on top of the same faults): each exits 0,
+//!   handled it, a truncated body, a slow answer), and a run whose CreateMultipartUpload,
+//!   CompleteMultipartUpload and conditional PutObject answers are lost and whose reads of a
+//!   lease and of the report are cut short (on top of the same faults): each exits 0,
 //!   reports 200 files converted and none failed, leaves outputs byte-identical to the
 //!   reference's, and leaves no multipart upload in progress.
 //! - Runs killed with SIGKILL at several points, then a run without faults: no object that is
@@ -687,6 +688,10 @@ async fn faults_and_kills_leave_the_outputs_of_a_clean_run() {
             // Conditional writes of a table's state whose answers are lost: the retry is refused.
             proxy.target_path("PutObject", "/lease.json", Fault::ResetAfter, 1);
             proxy.target_path("PutObject", "/current.json", Fault::ResetAfter, 1);
+            // Small objects whose body breaks off: a lease the reducer reads, and the report
+            // that `csvlake run` reads to print its summary.
+            proxy.target_path("GetObject", "/lease.json", Fault::TruncatedBody, 1);
+            proxy.target_path("GetObject", "/report.json", Fault::TruncatedBody, 1);
         }
         let run_id = prefix.trim_end_matches('/');
         let faulted = run(name, csvlake(&proxy.url(), prefix, run_id, &[]), RUN_LIMIT).await;
@@ -711,7 +716,8 @@ async fn faults_and_kills_leave_the_outputs_of_a_clean_run() {
             checks.check(
                 lost("CreateMultipartUpload", Fault::ResetAfter) >= LOST_ANSWERS
                     && lost("CompleteMultipartUpload", Fault::LostCompletion) == LOST_ANSWERS
-                    && lost("PutObject", Fault::ResetAfter) >= 2,
+                    && lost("PutObject", Fault::ResetAfter) >= 2
+                    && lost("GetObject", Fault::TruncatedBody) >= 2,
                 &format!("{name}: the answers were lost"),
                 || format!("{by_operation:?}"),
             );
