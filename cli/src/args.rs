@@ -95,6 +95,19 @@ pub struct ConvertArgs {
     /// Remove the outputs of inputs deleted since they were converted (reported as orphaned).
     #[arg(long)]
     pub delete_orphans: bool,
+    /// How a table's files agree on its schema: conform (one schema per table; earlier files
+    /// are converted again when it widens), fail (a file that would widen it fails), per_file
+    /// [default: conform].
+    #[arg(long, value_parser = ["conform", "fail", "per_file"])]
+    pub schema_policy: Option<String>,
+    /// Under conform, the most earlier files of a table a widening may convert again
+    /// [default: 10000].
+    #[arg(long)]
+    pub conform_limit: Option<u64>,
+    /// Register each table in this AWS Glue Data Catalog database (AWS_ENDPOINT_URL_GLUE points
+    /// at another Glue endpoint).
+    #[arg(long)]
+    pub catalog_database: Option<String>,
 }
 
 impl ConvertArgs {
@@ -199,6 +212,15 @@ impl ConvertArgs {
         }
         if self.delete_orphans {
             base.delete_orphans = Some(true);
+        }
+        if let Some(p) = &self.schema_policy {
+            base.schema_policy = Some(serde_json::from_value(serde_json::Value::String(p.clone()))?);
+        }
+        if self.conform_limit.is_some() {
+            base.conform_limit = self.conform_limit;
+        }
+        if let Some(database) = &self.catalog_database {
+            base.catalog = Some(csvlake_contract::run::CatalogOptions { database: database.clone() });
         }
         Ok(base)
     }
@@ -312,6 +334,20 @@ mod tests {
         assert_eq!((csv.delimiter, csv.null_values), (Detect::Given(';'), vec!["NA".to_string()]));
         assert_eq!(patched.incremental, Some(false));
         assert_eq!(ConvertArgs::default().patch(RunInput::default()).unwrap(), RunInput::default());
+    }
+
+    #[test]
+    fn schema_and_catalog_flags_reach_the_run_input() {
+        let args = ConvertArgs {
+            schema_policy: Some("per_file".into()),
+            conform_limit: Some(7),
+            catalog_database: Some("lake".into()),
+            ..ConvertArgs::default()
+        };
+        let patched = args.patch(RunInput::default()).unwrap();
+        assert_eq!(patched.schema_policy, Some(csvlake_contract::run::SchemaPolicy::PerFile));
+        assert_eq!(patched.conform_limit, Some(7));
+        assert_eq!(patched.catalog.map(|c| c.database).as_deref(), Some("lake"));
     }
 
     #[test]

@@ -150,8 +150,14 @@ export class PipelineFunctions extends Construct {
       // condition, which a HEAD never satisfies.
       new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [output.bucketArn] }),
       new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: storage.convertedObjects() }),
-      // One object per distinct file schema of a table; nothing else of the tables' state.
+      // One object per distinct file schema of a table. It reads the table's schema, which its
+      // files are written with: current.json names it, under schemas/. Nothing else of the
+      // tables' state.
       new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [storage.tableObjects(TABLE_SCHEMAS)] }),
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject'],
+        resources: [storage.tableObjects(TABLE_CURRENT), storage.tableObjects(TABLE_SCHEMAS)],
+      }),
       // A batch about to fail records the per-file results it has in
       // `_runs/<run id>/batches/<n>.json`, which the reducer merges; nothing else of _runs/.
       new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [storage.batchResultObjects()] }),
@@ -213,6 +219,11 @@ export class PipelineFunctions extends Construct {
       this.converter.role!,
       [storage.tableObjects(TABLE_SCHEMAS)],
       `the converter's role: it writes one object per file schema under each table's schemas/; ${tables}`,
+    );
+    acknowledgeWildcards(
+      this.converter.role!,
+      [storage.tableObjects(TABLE_CURRENT)],
+      `the converter's role: it reads each table's current.json, which names the schema the table's files are written with; ${tables}`,
     );
     acknowledgeWildcards(
       this.converter.role!,

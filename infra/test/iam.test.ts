@@ -135,6 +135,11 @@ test('the converter reads the input prefix and its own outputs, and writes only 
       Resource: [objectsArn(output, 'converted/parquet/*'), objectsArn(output, 'converted/avro/*')],
     },
     { Effect: 'Allow', Action: 's3:PutObject', Resource: objectsArn(output, 'converted/_tables/*/schemas/*') },
+    {
+      Effect: 'Allow',
+      Action: 's3:GetObject',
+      Resource: [objectsArn(output, 'converted/_tables/*/current.json'), objectsArn(output, 'converted/_tables/*/schemas/*')],
+    },
     { Effect: 'Allow', Action: 's3:PutObject', Resource: objectsArn(output, 'converted/_runs/*/batches/*') },
   ]));
 });
@@ -240,16 +245,18 @@ describe('what each function may do with the tables\' state and the outputs', ()
     expect(allows(r, 's3:AbortMultipartUpload', input, 'landing/sales/a.csv')).toBe(false);
   });
 
-  test('the converter HEADs its outputs, writes schemas, and touches no lease, index or current.json', () => {
+  test('the converter HEADs its outputs, writes schemas, reads current.json and schemas, and touches no lease or index', () => {
     const s = converter();
     for (const key of OUTPUTS) expect(allows(s, 's3:GetObject', output, key)).toBe(true);
     // A HEAD of a missing output is told apart from a forbidden one.
     expect(allows(s, 's3:ListBucket', output, undefined)).toBe(true);
     for (const t of TABLES) {
       expect(allows(s, 's3:PutObject', output, schema(t))).toBe(true);
-      for (const key of [lease(t), index(t), current(t)]) {
+      for (const key of [current(t), schema(t)]) expect(allows(s, 's3:GetObject', output, key)).toBe(true);
+      for (const key of [lease(t), index(t)]) {
         for (const action of ['s3:GetObject', ...WRITES]) expect(allows(s, action, output, key)).toBe(false);
       }
+      for (const action of WRITES) expect(allows(s, action, output, current(t))).toBe(false);
     }
     // Of _runs/, only the results a failing batch records for the reducer.
     expect(allows(s, 's3:PutObject', output, 'converted/_runs/run-1/batches/7.json')).toBe(true);
@@ -372,6 +379,7 @@ test('imported buckets and other prefixes scope the same statements to them', ()
     { Effect: 'Allow', Action: 's3:ListBucket', Resource: arn('lake') },
     { Effect: 'Allow', Action: 's3:GetObject', Resource: outputs },
     { Effect: 'Allow', Action: 's3:PutObject', Resource: arn('lake/_tables/*/schemas/*') },
+    { Effect: 'Allow', Action: 's3:GetObject', Resource: [arn('lake/_tables/*/current.json'), arn('lake/_tables/*/schemas/*')] },
     { Effect: 'Allow', Action: 's3:PutObject', Resource: arn('lake/_runs/*/batches/*') },
   ]));
   expect(grants(s3Of(other.stack.functions.planner))).toEqual(grants([

@@ -183,7 +183,8 @@ impl Harness {
     /// Converts the given files in one batch through the converter Lambda's handler, as the
     /// state machine would after planning. Results are returned sorted by key.
     pub async fn run_files(&self, job: &Job, files: Vec<FileRef>) -> BatchResult {
-        let batch = ConvertBatch { job: job.clone(), batch: None, files, retry_count: 0, redrive_count: 0 };
+        let batch =
+            ConvertBatch { job: job.clone(), batch: None, files, retry_count: 0, redrive_count: 0, schema: None };
         let event = lambda_runtime::LambdaEvent::new(batch, lambda_runtime::Context::default());
         let mut result = csvlake_converter::handle(event, &self.converter).await.expect("the batch succeeds");
         result.files.sort_by(|a, b| a.key.cmp(&b.key));

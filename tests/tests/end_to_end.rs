@@ -514,8 +514,14 @@ async fn large_file_uses_multipart() {
     // so the Parquet footer gives them: one ranged GET of the output, none of the input.
     let job = h.job("big/", "");
     let files = csvlake_planner::plan::list_inputs(h.converter.client(), &job.input).await.unwrap();
-    let batch =
-        csvlake_contract::payload::ConvertBatch { job, batch: Some(0), files, retry_count: 1, redrive_count: 0 };
+    let batch = csvlake_contract::payload::ConvertBatch {
+        job,
+        batch: Some(0),
+        files,
+        retry_count: 1,
+        redrive_count: 0,
+        schema: None,
+    };
     h.calls.clear();
     let again = h.converter.convert_batch(&batch).await.unwrap();
     let done = &again.files[0];
@@ -662,7 +668,14 @@ async fn progress_follows_the_bytes_read_once_per_file_across_passes() {
         FileRef { key: "p/wide.csv".into(), size: text.len() as u64, etag: None },
         FileRef { key: "p/bad.csv".into(), size: 6, etag: None },
     ];
-    let batch = csvlake_contract::payload::ConvertBatch { job, batch: None, files, retry_count: 0, redrive_count: 0 };
+    let batch = csvlake_contract::payload::ConvertBatch {
+        job,
+        batch: None,
+        files,
+        retry_count: 0,
+        redrive_count: 0,
+        schema: None,
+    };
     let result = converter.convert_batch(&batch).await.expect("the batch succeeds");
     assert_eq!(statuses(&result).len(), 2);
     assert_eq!(h.calls.count("GetObject"), 3, "the large file was read twice: {:?}", h.calls.all());

@@ -85,6 +85,8 @@ fn plan(batches: u64, files: u64) -> Plan {
         max_concurrency: 10,
         requested_max_concurrency: None,
         tolerated_failure_percentage: 5.0,
+        conform_limit: csvlake_contract::run::DEFAULT_CONFORM_LIMIT,
+        catalog: None,
     }
 }
 
@@ -383,6 +385,7 @@ fn execution(batch: &ManifestBatch, status: &str) -> ChildExecution {
         files: batch.files.clone(),
         retry_count: 0,
         redrive_count: 0,
+        schema: None,
     };
     ChildExecution {
         execution_arn: format!("arn:aws:states:us-east-1:123456789012:execution:csvlake-pipeline/Convert:{name}"),

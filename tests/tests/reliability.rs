@@ -30,6 +30,7 @@ async fn files_that_cannot_finish_before_the_deadline_are_left_for_the_retry() {
         files: files.clone(),
         retry_count,
         redrive_count: 0,
+        schema: None,
     };
     let deadline = SystemTime::now() + DEADLINE_MARGIN + Duration::from_secs(20);
     let e = h.converter.convert_batch_until(&batch(0), Some(deadline)).await.unwrap_err();

@@ -219,6 +219,8 @@ async fn plan(s3: &aws_sdk_s3::Client, request: PlanRequest, write_manifest: boo
         max_concurrency: input.max_concurrency()?,
         requested_max_concurrency: None,
         tolerated_failure_percentage: input.tolerated_failure_percentage()?,
+        conform_limit: csvlake_contract::run::DEFAULT_CONFORM_LIMIT,
+        catalog: None,
         job,
     })
 }

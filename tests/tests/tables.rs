@@ -298,6 +298,7 @@ async fn a_retried_batch_converts_only_the_files_it_had_not_finished() {
         files: files.clone(),
         retry_count,
         redrive_count: 0,
+        schema: None,
     };
     let first = h.converter.convert_batch(&batch(0)).await.unwrap();
     assert!(first.files.iter().all(|f| f.status == FileStatus::Converted));

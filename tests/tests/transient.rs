@@ -68,6 +68,7 @@ fn batch() -> LambdaEvent<ConvertBatch> {
             files: vec![FileRef { key: "a.csv".into(), size: 8, etag: None }],
             retry_count: 0,
             redrive_count: 0,
+            schema: None,
         },
         Context::default(),
     )

@@ -32,6 +32,11 @@ pub const DEADLINE: &str = "csvlake.Deadline";
 /// unwritable…): the run is reported, with the Map's error in `map_error`.
 pub const MAP_FAILED: &str = "csvlake.MapFailed";
 
+/// `error_type` of a reducer that could not register a run's tables in the AWS Glue Data
+/// Catalog: the database is missing, Glue refused a call, or two of a table's columns have the
+/// same name once Glue lowercases them.
+pub const CATALOG_ERROR: &str = "csvlake.CatalogError";
+
 /// Error kind of a file the storage refused access to (AccessDenied, a KMS key it may not use).
 pub const ACCESS_DENIED: &str = "access_denied";
 
@@ -110,6 +115,9 @@ pub enum BatchError {
     /// The converter stopped before the Lambda deadline with files left to convert.
     #[error("{0}")]
     Deadline(String),
+    /// The run's tables could not be registered in the AWS Glue Data Catalog.
+    #[error("{0}")]
+    Catalog(String),
 }
 
 impl BatchError {
@@ -119,6 +127,7 @@ impl BatchError {
             Self::Engine(e) => e.error_type(),
             Self::RunInProgress(_) => RUN_IN_PROGRESS,
             Self::Deadline(_) => DEADLINE,
+            Self::Catalog(_) => CATALOG_ERROR,
         }
     }
 }
@@ -145,6 +154,12 @@ mod tests {
         assert_eq!(
             (d.error_type.as_str(), d.error_message.as_str()),
             (RUN_IN_PROGRESS, "table sales: run r1 holds it")
+        );
+        let d =
+            lambda_runtime::Diagnostic::from(BatchError::Catalog("catalog lake.sales: EntityNotFoundException".into()));
+        assert_eq!(
+            (d.error_type.as_str(), d.error_message.as_str()),
+            (CATALOG_ERROR, "catalog lake.sales: EntityNotFoundException")
         );
         let bad = Error::bad_line(BadInputKind::RaggedRow, 3, "expected 2 fields, found 1");
         assert_eq!(bad.error_type(), INTERNAL, "bad input that fails a whole batch is not retried");

@@ -61,6 +61,7 @@ pub fn constants() -> Value {
             "run_in_progress": errors::RUN_IN_PROGRESS,
             "deadline": errors::DEADLINE,
             "map_failed": errors::MAP_FAILED,
+            "catalog_error": errors::CATALOG_ERROR,
         },
     })
 }

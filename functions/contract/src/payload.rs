@@ -101,6 +101,9 @@ pub struct Job {
     /// The run the job belongs to, which names `_runs/<run_id>/` (set by the planner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// How the files of a table agree on its schema.
+    #[serde(default)]
+    pub schema_policy: crate::run::SchemaPolicy,
 }
 
 fn default_table_depth() -> u32 {
@@ -133,6 +136,7 @@ impl Job {
             avro: AvroOptions::default(),
             table_depth: default_table_depth(),
             run_id: None,
+            schema_policy: crate::run::SchemaPolicy::default(),
         }
     }
 
@@ -173,6 +177,11 @@ pub struct ConvertBatch {
     /// Redrives of the run so far (`$$.Execution.RedriveCount`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redrive_count: u32,
+    /// A batch of the `Conform` Map: the id of the table schema (`schemas/<id>.json` of the
+    /// files' table) to write its files with. Without it, the table's stored schema is read
+    /// from its `current.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

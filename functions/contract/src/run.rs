@@ -31,6 +31,33 @@ pub const MAX_MAX_CONCURRENCY: u32 = 10_000;
 /// Default `tolerated_failure_percentage`.
 pub const DEFAULT_TOLERATED_FAILURE_PERCENTAGE: f64 = 5.0;
 
+/// Default `conform_limit`: the most earlier files of a table that a widening may rewrite.
+pub const DEFAULT_CONFORM_LIMIT: u64 = 10_000;
+
+/// What a run does when the files of a table disagree on its schema.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaPolicy {
+    /// One schema per table: files narrower than the table's schema are written with it, and
+    /// when a run widens it, the table's earlier files are converted again with the new one.
+    #[default]
+    Conform,
+    /// A file that would widen the table's stored schema fails as `bad_input.schema_drift`.
+    Fail,
+    /// Each file keeps the schema inferred from it alone.
+    PerFile,
+}
+
+/// Where the reducer registers each table: an AWS Glue Data Catalog database. Unknown fields are
+/// rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogOptions {
+    /// The Glue database (it must exist).
+    #[schemars(length(min = 1, max = 255))]
+    pub database: String,
+}
+
 /// How the planner finds the files of a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -138,6 +165,16 @@ pub struct RunInput {
     /// Avro options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avro: Option<AvroOptions>,
+    /// How a table's files agree on its schema (default `conform`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_policy: Option<SchemaPolicy>,
+    /// Under `conform`, the most earlier files of a table that a widening may convert again
+    /// (default 10,000); a widening that needs more fails the run before anything is rewritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conform_limit: Option<u64>,
+    /// Register each table in this Glue Data Catalog database at the end of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogOptions>,
 }
 
 impl RunInput {
@@ -160,6 +197,9 @@ impl RunInput {
             csv: self.csv.or(earlier.csv),
             parquet: self.parquet.or(earlier.parquet),
             avro: self.avro.or(earlier.avro),
+            schema_policy: self.schema_policy.or(earlier.schema_policy),
+            conform_limit: self.conform_limit.or(earlier.conform_limit),
+            catalog: self.catalog.or(earlier.catalog),
         }
     }
 
@@ -183,6 +223,7 @@ impl RunInput {
             avro: self.avro.clone().unwrap_or_default(),
             table_depth: self.table_depth.unwrap_or(crate::tables::DEFAULT_TABLE_DEPTH),
             run_id: None,
+            schema_policy: self.schema_policy.unwrap_or_default(),
         };
         if job.table_depth > crate::tables::MAX_TABLE_DEPTH {
             return Err(invalid("table_depth must be at most 16"));
@@ -295,6 +336,16 @@ pub struct Plan {
     pub requested_max_concurrency: Option<u32>,
     /// The Map's ToleratedFailurePercentage, also applied to files by the reducer.
     pub tolerated_failure_percentage: f64,
+    /// The most earlier files of a table that a widening may convert again.
+    #[serde(default = "default_conform_limit")]
+    pub conform_limit: u64,
+    /// The Glue database the reducer registers the tables in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogOptions>,
+}
+
+fn default_conform_limit() -> u64 {
+    DEFAULT_CONFORM_LIMIT
 }
 
 /// One item of the batch manifest, and so one child execution of the Map.
@@ -567,6 +618,15 @@ pub struct TableReport {
     /// lost).
     #[serde(default)]
     pub aborted_uploads: u64,
+    /// The table's schema after the run: the join of its files' schemas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<crate::tables::TableSchema>,
+    /// Its version: 1 for the first, one more at each widening.
+    #[serde(default)]
+    pub schema_version: u64,
+    /// Whether this run widened it.
+    #[serde(default)]
+    pub widened: bool,
 }
 
 /// `report.json`. `failed` comes last, since it is the one part that grows with the run.

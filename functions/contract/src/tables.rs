@@ -225,6 +225,13 @@ pub struct Current {
     /// The generation before, kept until the next one is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<String>,
+    /// The id of the table's schema (`schemas/<id>.json`), which every file of the table is
+    /// written with under the schema policy `conform`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The table schema's version: 1 for the first, one more at each widening.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub schema_version: u64,
 }
 
 /// `lease.json`: the run that writes a table, until when.
@@ -358,6 +365,45 @@ impl Roots {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn schemas_join_by_column_name_in_order_of_first_appearance() {
+        use csvlake_engine::schema::ColumnType::*;
+        let s = |cols: &[(&str, csvlake_engine::schema::ColumnType)]| {
+            TableSchema::new(cols.iter().map(|(n, t)| ((*n).to_owned(), *t)))
+        };
+        let a = s(&[("amount", Int64), ("code", Int64)]);
+        let b = s(&[("amount", Float64), ("code", Null), ("note", Utf8)]);
+        let c = s(&[("when", Date32), ("amount", Int64), ("code", Utf8)]);
+        let j = a.join(&b).join(&c);
+        assert_eq!(j, s(&[("amount", Float64), ("code", Utf8), ("note", Utf8), ("when", Date32)]));
+        for file in [&a, &b, &c, &j] {
+            assert!(j.covers(file));
+        }
+        assert!(!a.covers(&b) && !b.covers(&a));
+        assert!(s(&[("amount", Float64), ("code", Int64)]).covers(&s(&[("code", Null)])), "a missing column is null");
+        assert_eq!(
+            a.widening(&j),
+            ["amount: int64 → float64", "code: int64 → utf8", "note: new column, utf8", "when: new column, date32"]
+        );
+    }
+
+    #[test]
+    fn a_schema_is_stored_as_its_columns_and_named_by_their_hash() {
+        use csvlake_engine::schema::ColumnType;
+        let s = TableSchema::new([
+            ("id".to_owned(), ColumnType::Int64),
+            ("amount".to_owned(), ColumnType::Decimal { precision: 12, scale: 2 }),
+        ]);
+        assert_eq!(
+            String::from_utf8(s.to_json()).unwrap(),
+            r#"{"columns":[{"name":"id","type":"int64"},{"name":"amount","type":"decimal(12,2)"}]}"#
+        );
+        assert_eq!(s.id().len(), 32);
+        assert_eq!(serde_json::from_slice::<TableSchema>(&s.to_json()).unwrap(), s);
+        assert_ne!(TableSchema::new([("id".to_owned(), ColumnType::Utf8)]).id(), s.id());
+    }
+
     use super::*;
     use crate::payload::OutputLocation;
 
@@ -456,5 +502,86 @@ mod tests {
         let back = Provenance::from_metadata(&meta.into_iter().collect()).unwrap();
         assert_eq!(back, Provenance { etag: "abc-2".into(), ..p });
         assert!(Provenance::from_metadata(&Default::default()).is_none());
+    }
+}
+
+/// A schema of a file or of a table: its columns in order, each with its type. It is stored as
+/// `_tables/<table>/schemas/<id>.json`, `{"columns": [{"name": "id", "type": "int64"}, …]}`,
+/// where `<id>` is [`TableSchema::id`]. Every column is nullable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSchema {
+    /// The columns, in order.
+    pub columns: Vec<SchemaColumn>,
+}
+
+/// One column of a [`TableSchema`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaColumn {
+    /// The column's name, as the header gives it.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub column_type: csvlake_engine::schema::ColumnType,
+}
+
+impl TableSchema {
+    /// A schema of these columns.
+    pub fn new(columns: impl IntoIterator<Item = (String, csvlake_engine::schema::ColumnType)>) -> Self {
+        Self { columns: columns.into_iter().map(|(name, column_type)| SchemaColumn { name, column_type }).collect() }
+    }
+
+    /// The stored JSON text.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The id of the stored schema: 32 hex digits of the XXH3-128 of [`TableSchema::to_json`].
+    pub fn id(&self) -> String {
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&self.to_json()))
+    }
+
+    /// The type of the column `name`, if the schema has it.
+    pub fn column(&self, name: &str) -> Option<csvlake_engine::schema::ColumnType> {
+        self.columns.iter().find(|c| c.name == name).map(|c| c.column_type)
+    }
+
+    /// The least schema that holds both: the union of the columns, `self`'s first in their
+    /// order and then `other`'s new ones in theirs, each with the join of its types.
+    pub fn join(&self, other: &TableSchema) -> TableSchema {
+        let mut joined = self.clone();
+        for c in &other.columns {
+            match joined.columns.iter_mut().find(|j| j.name == c.name) {
+                Some(j) => j.column_type = j.column_type.join(c.column_type),
+                None => joined.columns.push(c.clone()),
+            }
+        }
+        joined
+    }
+
+    /// Whether a file of schema `file` can be written with this one: every column of `file` is
+    /// here, with a type that holds it.
+    pub fn covers(&self, file: &TableSchema) -> bool {
+        file.columns.iter().all(|c| self.column(&c.name).is_some_and(|t| t.join(c.column_type) == t))
+    }
+
+    /// What `wider` adds to this schema, one `name: type → type` (or `name: new type`) per
+    /// column, for messages.
+    pub fn widening(&self, wider: &TableSchema) -> Vec<String> {
+        wider
+            .columns
+            .iter()
+            .filter_map(|c| match self.column(&c.name) {
+                None => Some(format!("{}: new column, {}", c.name, c.column_type)),
+                Some(t) if t != c.column_type => Some(format!("{}: {t} → {}", c.name, c.column_type)),
+                Some(_) => None,
+            })
+            .collect()
+    }
+
+    /// The column names and types, apart.
+    pub fn parts(&self) -> (Vec<String>, Vec<csvlake_engine::schema::ColumnType>) {
+        self.columns.iter().map(|c| (c.name.clone(), c.column_type)).unzip()
     }
 }

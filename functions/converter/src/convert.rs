@@ -6,7 +6,7 @@
 //! format writer gets its own thread, so decoding, Parquet encoding and Avro encoding overlap;
 //! small files are converted on one thread and get their parallelism from running many at once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use aws_sdk_s3::Client;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -24,8 +25,8 @@ use tokio_util::io::SyncIoBridge;
 
 use csvlake_contract::keys;
 use csvlake_contract::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus, Job, OutputRef};
-use csvlake_contract::run::{names as run_names, run_key};
-use csvlake_contract::tables::{self, Provenance};
+use csvlake_contract::run::{SchemaPolicy, names as run_names, run_key};
+use csvlake_contract::tables::{self, Provenance, TableSchema};
 use csvlake_contract::{BatchError, ErrorNames};
 use csvlake_engine::decode::{CsvDecoder, DecodeOptions, Dialect, Interrupt};
 use csvlake_engine::options::{AvroOptions, Format, ParquetOptions};
@@ -171,10 +172,23 @@ impl Converter {
             tokio::time::Instant::now() + left
         });
         let pace = Pace::default();
+        let floors = self.table_schemas(batch).await?;
+        let floor_of = |file: &FileRef| {
+            let table = tables::table_of(&batch.job.input.prefix, &file.key, batch.job.table_depth);
+            floors.get(table).cloned().flatten()
+        };
+        let conform = batch.schema.as_deref();
         // The futures are made before the stream, so that no closure over `&FileRef` lives across
         // an await: the batch future is then Send for any caller (rust#102211).
-        let futures: Vec<_> =
-            batch.files.iter().map(|file| self.convert_guarded(&batch.job, file, repeat, stop, &pace)).collect();
+        let futures: Vec<_> = batch
+            .files
+            .iter()
+            .map(|file| {
+                let floor =
+                    Floor { table: floor_of(file), conform, drift: batch.job.schema_policy == SchemaPolicy::Fail };
+                self.convert_guarded(&batch.job, file, repeat, stop, &pace, floor)
+            })
+            .collect();
         let outcomes: Vec<FileOutcome> = futures::stream::iter(futures).buffered(self.max_files).collect().await;
 
         let mut files = Vec::new();
@@ -213,6 +227,41 @@ impl Converter {
         }
     }
 
+    /// The schema each table of the batch is written with, by table: the `Conform` batch's
+    /// own, or the one its `current.json` names; none under the policy `per_file`, or for a
+    /// table without one yet. One or two GETs per table.
+    async fn table_schemas(&self, batch: &ConvertBatch) -> Result<HashMap<String, Option<Arc<TableSchema>>>> {
+        let job = &batch.job;
+        let mut schemas = HashMap::new();
+        if job.schema_policy == SchemaPolicy::PerFile {
+            return Ok(schemas);
+        }
+        let out = &job.output;
+        for file in &batch.files {
+            let table = tables::table_of(&job.input.prefix, &file.key, job.table_depth);
+            if schemas.contains_key(table) {
+                continue;
+            }
+            let id = match &batch.schema {
+                Some(id) => Some(id.clone()),
+                None => csvlake_s3::tables::read_current(&self.client, &out.bucket, &out.prefix, table)
+                    .await?
+                    .and_then(|(current, _)| current.schema),
+            };
+            let schema = match id {
+                Some(id) => {
+                    let key = tables::schema_key(&out.prefix, table, &id);
+                    let schema: TableSchema =
+                        csvlake_s3::get_json(&self.client, &out.bucket, &key, "a table schema").await?;
+                    Some(Arc::new(schema))
+                }
+                None => None,
+            };
+            schemas.insert(table.to_owned(), schema);
+        }
+        Ok(schemas)
+    }
+
     /// Records the results of a batch that is about to fail, for the reducer. Best effort: the
     /// retry records its own, and a file not recorded counts as failed with the batch's error.
     async fn record(&self, batch: &ConvertBatch, files: &[FileResult]) {
@@ -240,9 +289,10 @@ impl Converter {
         repeat: bool,
         stop: Option<tokio::time::Instant>,
         pace: &Pace,
+        floor: Floor<'_>,
     ) -> FileOutcome {
-        let Some(stop) = stop else { return self.convert_within(job, file, repeat, None, pace).await };
-        let work = self.convert_within(job, file, repeat, Some(stop), pace);
+        let Some(stop) = stop else { return self.convert_within(job, file, repeat, None, pace, floor).await };
+        let work = self.convert_within(job, file, repeat, Some(stop), pace, floor);
         match tokio::time::timeout_at(stop, work).await {
             Ok(outcome) => outcome,
             Err(_) => {
@@ -262,6 +312,7 @@ impl Converter {
         repeat: bool,
         stop: Option<tokio::time::Instant>,
         pace: &Pace,
+        floor: Floor<'_>,
     ) -> FileOutcome {
         let started = Instant::now();
         let failed = |e: &Error| {
@@ -270,7 +321,7 @@ impl Converter {
             FileResult::failed(&file.key, file.size, millis, e.to_file_error())
         };
         if repeat {
-            match self.already_converted(job, file).await {
+            match self.already_converted(job, file, floor.conform).await {
                 Ok(Some(done)) => {
                     tracing::info!(key = %file.key, "already converted by an earlier attempt");
                     self.tell(file, &done, None);
@@ -303,7 +354,7 @@ impl Converter {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let r = self.convert_counted(job, file, &read).await;
+            let r = self.convert_counted(job, file, &read, &floor).await;
             match r {
                 Ok(r) => {
                     self.tell(file, &r, Some(&read));
@@ -333,8 +384,14 @@ impl Converter {
     }
 
     /// The result of a file whose every output already carries its provenance (the listed ETag
-    /// and size, this job's fingerprint): one HEAD per output.
-    pub async fn already_converted(&self, job: &Job, file: &FileRef) -> Result<Option<FileResult>> {
+    /// and size, this job's fingerprint) and, in a `Conform` batch, the schema `want_schema`: one
+    /// HEAD per output.
+    pub async fn already_converted(
+        &self,
+        job: &Job,
+        file: &FileRef,
+        want_schema: Option<&str>,
+    ) -> Result<Option<FileResult>> {
         let Some(etag) = file.etag.as_deref() else { return Ok(None) };
         let Ok(rel) = keys::relative(&job.input.prefix, &file.key) else { return Ok(None) };
         let wanted = Provenance {
@@ -355,7 +412,9 @@ impl Converter {
                 Err(e) => return Err(sdk_error("HeadObject", bucket, &key, e)),
             };
             let meta = head.metadata().cloned().unwrap_or_default();
-            if Provenance::from_metadata(&meta).as_ref() != Some(&wanted) {
+            if Provenance::from_metadata(&meta).as_ref() != Some(&wanted)
+                || want_schema.is_some_and(|id| meta.get(SCHEMA_METADATA).map(String::as_str) != Some(id))
+            {
                 return Ok(None);
             }
             rows = rows.or_else(|| meta.get(ROWS_METADATA).and_then(|r| r.parse::<u64>().ok()));
@@ -416,7 +475,7 @@ impl Converter {
     /// Converts one file, once. `Ok` carries a converted or failed (bad input) result; `Err` is
     /// transient, denied or internal, and nothing of it was committed.
     pub async fn convert_file(&self, job: &Job, file: &FileRef) -> Result<FileResult> {
-        match self.convert_counted(job, file, &Arc::new(AtomicU64::new(0))).await {
+        match self.convert_counted(job, file, &Arc::new(AtomicU64::new(0)), &Floor::default()).await {
             Ok(r) => Ok(r),
             Err(Failure::Error(e) | Failure::Partial(e)) => Err(e),
         }
@@ -428,6 +487,7 @@ impl Converter {
         job: &Job,
         file: &FileRef,
         read: &Arc<AtomicU64>,
+        floor: &Floor<'_>,
     ) -> std::result::Result<FileResult, Failure> {
         let started = Instant::now();
         let millis = |s: Instant| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -439,7 +499,8 @@ impl Converter {
             Ok(rel) => rel,
             Err(e) => return Ok(failed(&e, file.size)),
         };
-        let first = DecodeOptions::for_file(&job.csv, &file.key).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut first = DecodeOptions::for_file(&job.csv, &file.key).map_err(|e| Error::Internal(e.to_string()))?;
+        first.table = floor.table.as_ref().map(|t| t.columns.iter().map(|c| (c.name.clone(), c.column_type)).collect());
         let fingerprint = job.fingerprint();
         let mut opts = first.clone();
         let mut dialect: Option<Dialect> = None;
@@ -447,7 +508,7 @@ impl Converter {
         let mut version: Option<String> = None;
         for _ in 0..MAX_PASSES {
             let target = Target { rel: &rel, fingerprint: &fingerprint, version: version.as_deref() };
-            let (seen, pass) = self.convert_pass(job, file, &target, opts.clone(), read).await;
+            let (seen, pass) = self.convert_pass(job, file, &target, opts.clone(), read, floor).await;
             dialect = seen.or(dialect);
             match pass {
                 Ok(Pass::Done { rows, bytes_in, etag, schema, staged }) => {
@@ -508,6 +569,7 @@ impl Converter {
         target: &Target<'_>,
         opts: DecodeOptions,
         read: &Arc<AtomicU64>,
+        floor: &Floor<'_>,
     ) -> (Option<Dialect>, Result<Pass>) {
         let bucket = &job.input.bucket;
         let mut get = self.client.get_object().bucket(bucket).key(&file.key);
@@ -558,7 +620,14 @@ impl Converter {
             sinks.push((format, sink));
         }
 
-        let writers = Writers { parquet: job.parquet.clone(), avro: job.avro.clone(), sinks, provenance };
+        let writers = Writers {
+            parquet: job.parquet.clone(),
+            avro: job.avro.clone(),
+            sinks,
+            provenance,
+            table: floor.table.clone(),
+            drift: floor.drift,
+        };
         let threaded = bytes_in >= THREADED_MIN_BYTES;
         let (seen, pipeline) = tokio::task::spawn_blocking(move || run_pipeline(reader, &opts, writers, threaded))
             .await
@@ -748,16 +817,84 @@ pub struct FileSchema {
 }
 
 impl FileSchema {
-    fn of(decoder: &CsvDecoder<'_>) -> Self {
-        let schema = decoder.schema();
-        let columns: Vec<serde_json::Value> = schema
-            .fields()
+    fn of(table: &TableSchema) -> Self {
+        Self { id: table.id(), json: table.to_json() }
+    }
+}
+
+/// The schema a file is written with, beyond its own.
+#[derive(Clone, Debug, Default)]
+struct Floor<'a> {
+    /// Its table's schema, if the table has one (and the policy is not `per_file`).
+    table: Option<Arc<TableSchema>>,
+    /// The id of that schema when it is a `Conform` batch's.
+    conform: Option<&'a str>,
+    /// Whether a file that would widen the table's schema fails (the policy `fail`).
+    drift: bool,
+}
+
+/// The columns a file is written with: the table's in its order, then the file's own new ones;
+/// each from the decoder's column, or all null where the file lacks it.
+struct Projection {
+    schema: SchemaRef,
+    /// Per output column, the decoder's column, if the file has it.
+    sources: Vec<Option<usize>>,
+    /// Identity: the file's own columns, in its order.
+    identity: bool,
+}
+
+impl Projection {
+    /// The output columns of a file read by `decoder` in a table of schema `table`, and the
+    /// file's schema as written.
+    fn new(decoder: &CsvDecoder<'_>, table: Option<&TableSchema>) -> (Self, TableSchema) {
+        let own = decoder.schema();
+        let file = TableSchema::new(
+            own.fields().iter().zip(decoder.kinds()).map(|(f, k)| (f.name().clone(), k.column_type())),
+        );
+        let Some(table) = table else {
+            let sources = (0..own.fields().len()).map(Some).collect();
+            return (Self { schema: own, sources, identity: true }, file);
+        };
+        let mut written = TableSchema::default();
+        let mut sources = Vec::new();
+        for c in &table.columns {
+            let at = file.columns.iter().position(|f| f.name == c.name);
+            let column_type = at.map_or(c.column_type, |i| file.columns[i].column_type);
+            written.columns.push(tables::SchemaColumn { name: c.name.clone(), column_type });
+            sources.push(at);
+        }
+        for (i, c) in file.columns.iter().enumerate() {
+            if table.column(&c.name).is_none() {
+                written.columns.push(c.clone());
+                sources.push(Some(i));
+            }
+        }
+        let identity = sources.iter().enumerate().all(|(j, s)| *s == Some(j)) && sources.len() == file.columns.len();
+        let (names, types) = written.parts();
+        let schema = if identity { own } else { csvlake_engine::schema::arrow_schema(&names, &types) };
+        (Self { schema, sources, identity }, written)
+    }
+
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        if self.identity {
+            return Ok(batch);
+        }
+        let rows = batch.num_rows();
+        let columns = self
+            .sources
             .iter()
-            .zip(decoder.kinds())
-            .map(|(f, k)| serde_json::json!({"name": f.name(), "type": k.column_type().to_string()}))
+            .zip(self.schema.fields())
+            .map(|(s, f)| match s {
+                Some(i) => batch.column(*i).clone(),
+                None => arrow_array::new_null_array(f.data_type(), rows),
+            })
             .collect();
-        let json = serde_json::to_vec(&serde_json::json!({ "columns": columns })).unwrap_or_default();
-        Self { id: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&json)), json }
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// A per-column flag of the decoder's, per output column.
+    fn flags(&self, own: &[bool]) -> Vec<bool> {
+        self.sources.iter().map(|s| s.is_some_and(|i| own.get(i).copied().unwrap_or(false))).collect()
     }
 }
 
@@ -767,6 +904,10 @@ struct Writers {
     sinks: Vec<(Format, PartSink)>,
     /// The provenance every output records.
     provenance: Metadata,
+    /// The table's schema, which the outputs are written with (widened where the file needs).
+    table: Option<Arc<TableSchema>>,
+    /// Whether a file that would widen `table` fails.
+    drift: bool,
 }
 
 enum Msg {
@@ -791,9 +932,23 @@ fn run_pipeline(
 }
 
 fn decode_into(decoder: &mut CsvDecoder<'_>, w: Writers, threaded: bool) -> Result<Outcome> {
-    let schema = decoder.schema();
-    let file_schema = FileSchema::of(decoder);
-    let plain = decoder.mostly_distinct().to_vec();
+    let (projection, written) = Projection::new(decoder, w.table.as_deref());
+    if w.drift
+        && let Some(table) = &w.table
+        && !table.covers(&written)
+    {
+        return Err(Error::bad(
+            BadInputKind::SchemaDrift,
+            format!(
+                "the file would widen its table's schema ({}); under schema_policy fail the table keeps its \
+                 schema: fix the file, give csv.schema, or use schema_policy conform",
+                table.widening(&written).join(", ")
+            ),
+        ));
+    }
+    let schema = projection.schema.clone();
+    let file_schema = FileSchema::of(&written);
+    let plain = projection.flags(decoder.mostly_distinct());
     let mut metadata = w.provenance.clone();
     metadata.insert(SCHEMA_METADATA.to_owned(), file_schema.id.clone());
     let mut writers = w
@@ -809,6 +964,7 @@ fn decode_into(decoder: &mut CsvDecoder<'_>, w: Writers, threaded: bool) -> Resu
         loop {
             match decoder.next_batch() {
                 Ok(Some(batch)) => {
+                    let batch = projection.apply(batch)?;
                     for writer in &mut writers {
                         writer.write(&batch)?;
                     }
@@ -840,6 +996,10 @@ fn decode_into(decoder: &mut CsvDecoder<'_>, w: Writers, threaded: bool) -> Resu
         let decoded = 'decode: loop {
             match decoder.next_batch() {
                 Ok(Some(batch)) => {
+                    let batch = match projection.apply(batch) {
+                        Ok(b) => b,
+                        Err(e) => break Err(Some(e)),
+                    };
                     for tx in &senders {
                         if tx.send(Msg::Batch(batch.clone())).is_err() {
                             break 'decode Err(None);

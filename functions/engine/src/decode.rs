@@ -115,6 +115,9 @@ pub struct DecodeOptions {
     pub explicit: Option<BTreeMap<String, ColumnType>>,
     /// Kinds learnt by an earlier, interrupted pass over the same file.
     pub floor: Option<Vec<Kind>>,
+    /// The table's column types, by name: a column of the file starts at its table type (a
+    /// floor, not a bound: values that need more widen it).
+    pub table: Option<BTreeMap<String, ColumnType>>,
     /// Rows sampled for inference.
     pub sample_rows: usize,
     /// Rows per batch.
@@ -137,6 +140,7 @@ impl Default for DecodeOptions {
             nulls: NullTokens::Empty,
             explicit: None,
             floor: None,
+            table: None,
             sample_rows: DEFAULT_SAMPLE_ROWS,
             batch_rows: DEFAULT_BATCH_ROWS,
             limits: Limits::default(),
@@ -306,6 +310,15 @@ impl<'a> CsvDecoder<'a> {
         if kinds.len() != ncols {
             return Err(Error::Internal("column count changed between passes".into()).into());
         }
+        if let Some(table) = &opts.table {
+            for (kind, name) in kinds.iter_mut().zip(&names) {
+                if let Some(t) = table.get(name) {
+                    *kind = kind.join(Kind::of_type(*t));
+                }
+            }
+        }
+        // The floor of each column before the sample: its decimal digits are a lower bound.
+        let base = kinds.clone();
         if let Some(explicit) = &opts.explicit {
             for (name, t) in explicit {
                 let Some(i) = names.iter().position(|n| n == name) else {
@@ -342,7 +355,7 @@ impl<'a> CsvDecoder<'a> {
             if fixed[i] || !matches!(kind, Kind::Decimal { .. }) {
                 continue;
             }
-            let floor = opts.floor.as_ref().map_or(Shape::default(), |f| f[i].shape());
+            let floor = base[i].shape();
             let values = sample.iter().filter_map(|r| r.get(i)).filter(|v| !opts.nulls.is_null(v));
             *kind = values.filter_map(number_shape).fold(floor, Shape::join).kind();
         }
@@ -644,6 +657,35 @@ mod tests {
         }
         let (schema, _) = decode_all(&csv, &DecodeOptions { floor: Some(vec![Kind::Int, Kind::Int]), ..opts }).unwrap();
         assert_eq!(schema.field(1).data_type(), &DataType::Int64);
+    }
+
+    #[test]
+    fn a_table_schema_is_a_floor_by_column_name_and_values_still_widen_it() {
+        let table: BTreeMap<String, ColumnType> = [
+            ("amount".to_owned(), ColumnType::Float64),
+            ("code".to_owned(), ColumnType::Utf8),
+            ("price".to_owned(), ColumnType::Decimal { precision: 6, scale: 3 }),
+            ("n".to_owned(), ColumnType::Int64),
+        ]
+        .into();
+        let opts = DecodeOptions { table: Some(table), ..Default::default() };
+        let (schema, batches) = decode_all(
+            "code,amount,price,n,extra
+5,10,1.5,7,x
+6,20,12345.25,x,y
+",
+            &opts,
+        )
+        .unwrap();
+        let types: Vec<&DataType> = schema.fields().iter().map(|f| f.data_type()).collect();
+        assert_eq!(
+            types,
+            [&DataType::Utf8, &DataType::Float64, &DataType::Decimal128(8, 3), &DataType::Utf8, &DataType::Utf8],
+            "code keeps its digits as text, amount is float64, price holds the table's scale and the file's \
+             integer digits, and n widens beyond the table's int64"
+        );
+        assert_eq!(batches[0].column(0).as_string::<i32>().value(0), "5");
+        assert_eq!(batches[0].column(1).as_primitive::<Float64Type>().value(1), 20.0);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum BadInputKind {
     NotFound,
     /// Another input of the run maps to the same output keys.
     OutputCollision,
+    /// The file would widen its table's schema, under the schema policy `fail`.
+    SchemaDrift,
 }
 
 impl BadInputKind {
@@ -55,6 +57,7 @@ impl BadInputKind {
             Self::InvalidKey => "bad_input.invalid_key",
             Self::NotFound => "bad_input.not_found",
             Self::OutputCollision => "bad_input.output_collision",
+            Self::SchemaDrift => "bad_input.schema_drift",
         }
     }
 }

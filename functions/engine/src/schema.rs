@@ -109,6 +109,20 @@ impl schemars::JsonSchema for ColumnType {
 }
 
 impl ColumnType {
+    /// The least type that holds every value of a column of type `self` and of one of type
+    /// `other`: the join of the inference lattice, for the schemas of two files of one table.
+    /// An int64 column is taken to hold integers that a float64 holds exactly (int64 ⊔ float64
+    /// is float64), and any int64 beside a decimal (19 integer digits); a float64 beside a
+    /// decimal keeps the decimal's digits. A file whose values need more widens again when it is
+    /// read with the join as its floor.
+    pub fn join(self, other: ColumnType) -> ColumnType {
+        use ColumnType::{Decimal, Int64};
+        if let (Int64, d @ Decimal { .. }) | (d @ Decimal { .. }, Int64) = (self, other) {
+            return Kind::of_explicit(d).shape().join(Shape { int_digits: 19, scale: 0 }).kind().column_type();
+        }
+        Kind::of_type(self).join(Kind::of_type(other)).column_type()
+    }
+
     /// The Arrow type this column is written as.
     pub fn data_type(self) -> DataType {
         match self {
@@ -258,6 +272,16 @@ impl Kind {
             Kind::Timestamp => ColumnType::Timestamp,
             Kind::TimestampUtc => ColumnType::TimestampUtc,
             Kind::Utf8 => ColumnType::Utf8,
+        }
+    }
+
+    /// The narrowest kind of a column of type `t`, as a floor: an int64 is taken to hold
+    /// integers that a float64 holds exactly, and a null column has no value yet.
+    pub fn of_type(t: ColumnType) -> Kind {
+        match t {
+            ColumnType::Int64 => Kind::Int,
+            ColumnType::Null => Kind::Null,
+            t => Kind::of_explicit(t),
         }
     }
 
@@ -1147,6 +1171,30 @@ mod tests {
         assert_eq!(d("inf", 38, 2), None);
         assert_eq!(d("x", 38, 2), None);
         assert_eq!(d("1.5", 39, 2), None, "beyond Decimal128");
+    }
+
+    #[test]
+    fn column_types_join_as_their_kinds() {
+        use ColumnType::*;
+        let dec = |precision, scale| Decimal { precision, scale };
+        for (a, b, want) in [
+            (Int64, Float64, Float64),
+            (Int64, Utf8, Utf8),
+            (Null, Int64, Int64),
+            (Null, Null, Null),
+            (Boolean, Int64, Utf8),
+            (Date32, Timestamp, Timestamp),
+            (Timestamp, TimestampUtc, Utf8),
+            (dec(5, 2), dec(10, 4), dec(10, 4)),
+            (dec(7, 1), dec(5, 3), dec(9, 3)),
+            (dec(5, 2), Int64, dec(21, 2)),
+            (dec(38, 20), Int64, Utf8),
+            (Float64, dec(5, 2), dec(5, 2)),
+            (Int64, Int64, Int64),
+        ] {
+            assert_eq!(a.join(b), want, "{a} ⊔ {b}");
+            assert_eq!(b.join(a), want, "{b} ⊔ {a}");
+        }
     }
 
     #[test]

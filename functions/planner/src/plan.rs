@@ -774,6 +774,8 @@ async fn plan_job(
         max_concurrency,
         requested_max_concurrency,
         tolerated_failure_percentage,
+        conform_limit: input.conform_limit.unwrap_or(csvlake_contract::run::DEFAULT_CONFORM_LIMIT),
+        catalog: input.catalog.clone(),
         job: job.clone(),
     })
 }

@@ -4,6 +4,7 @@
 //! `exceeded_tolerance` decides whether the execution succeeds. The work itself is
 //! [`report::reduce`].
 
+pub mod catalog;
 pub mod report;
 pub mod tables;
 

@@ -14,7 +14,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use csvlake_contract::payload::{FileResult, FileStatus};
 use csvlake_contract::run::{ObjectLocation, OrphanedFile, Plan, TableReport};
-use csvlake_contract::tables::{self, Current, IndexEntry, Lease, Orphan, TableRun};
+use csvlake_contract::tables::{self, Current, IndexEntry, Lease, Orphan, TableRun, TableSchema};
 use csvlake_engine::{Error, Result};
 use csvlake_s3::sdk_error;
 use csvlake_s3::tables::{IndexWriter, Precondition, put_json, read_current, read_index, release_lease};
@@ -200,7 +200,12 @@ pub async fn update(
             entries: run.current.as_ref().map_or(0, |c| c.entries),
             taken_over_from: run.taken_over_from.clone(),
             aborted_uploads: run.aborted_uploads + aborted_now,
+            schema: None,
+            schema_version: run.current.as_ref().map_or(0, |c| c.schema_version),
+            widened: false,
         };
+        let before = run.current.as_ref().and_then(|c| c.schema.clone());
+        let mut schema = before.clone();
         if !unchanged {
             let written = match read_current(client, &out.bucket, &out.prefix, &run.table).await? {
                 // A retried Reduce: this run's generation is already the table's.
@@ -212,6 +217,13 @@ pub async fn update(
             };
             report.generation = Some(written.generation);
             report.entries = written.entries;
+            report.schema_version = written.schema_version;
+            report.widened = before.is_some() && written.schema != before;
+            schema = written.schema;
+        }
+        if let Some(id) = schema {
+            let key = tables::schema_key(&out.prefix, &run.table, &id);
+            report.schema = Some(csvlake_s3::get_json(client, &out.bucket, &key, "a table schema").await?);
         }
         release_lease(client, &out.bucket, &out.prefix, &run.table, &plan.run_id).await?;
         reports.push(report);
@@ -220,6 +232,49 @@ pub async fn update(
         tracing::warn!(tables = ?by_table.keys().collect::<Vec<_>>(), "converted files of tables the plan did not lease");
     }
     Ok((reports, orphaned))
+}
+
+/// The table's schema after the run: its stored one joined with the schemas of the run's files
+/// (`ids`, in key order of their first file), stored under `schemas/` when it is new. Returns
+/// its id and version (one more than the stored one's when it widened).
+async fn table_schema(client: &Client, plan: &Plan, run: &TableRun, ids: &[String]) -> Result<(Option<String>, u64)> {
+    let out = &plan.job.output;
+    let stored_id = run.current.as_ref().and_then(|c| c.schema.clone());
+    let version = run.current.as_ref().map_or(0, |c| c.schema_version);
+    let read = |id: String| async move {
+        let key = tables::schema_key(&out.prefix, &run.table, &id);
+        csvlake_s3::get_json::<TableSchema>(client, &out.bucket, &key, "a schema").await
+    };
+    let mut joined = match &stored_id {
+        Some(id) => Some(read(id.clone()).await?),
+        None => None,
+    };
+    for id in ids {
+        if Some(id) == stored_id.as_ref() {
+            continue;
+        }
+        let file = read(id.clone()).await?;
+        joined = Some(match joined {
+            Some(j) => j.join(&file),
+            None => file,
+        });
+    }
+    let Some(joined) = joined else { return Ok((None, version)) };
+    let id = joined.id();
+    if Some(&id) == stored_id.as_ref() {
+        return Ok((stored_id, version));
+    }
+    let key = tables::schema_key(&out.prefix, &run.table, &id);
+    client
+        .put_object()
+        .bucket(&out.bucket)
+        .key(&key)
+        .content_type("application/json")
+        .body(ByteStream::from(joined.to_json()))
+        .send()
+        .await
+        .map_err(|e| sdk_error("PutObject", &out.bucket, &key, e))?;
+    Ok((Some(id), version + 1))
 }
 
 /// Checks that the run still holds the table's lease: a run that outlived it must not write the
@@ -268,8 +323,15 @@ async fn write_generation(
         None => None,
     };
     let keep = |e: &IndexEntry| gone.is_none_or(|g| !g.contains(e.key.as_str()));
+    // The schemas of the run's files, in key order of their first file.
+    let mut schema_ids: Vec<String> = Vec::new();
     for &item in new {
         let entry = read_entry(spool, item)?;
+        if let Some(id) = &entry.schema
+            && !schema_ids.contains(id)
+        {
+            schema_ids.push(id.clone());
+        }
         while let Some(o) = next_old.take_if(|o| o.key <= entry.key) {
             if o.key != entry.key && keep(&o) {
                 writer.push(&o)?;
@@ -296,12 +358,15 @@ async fn write_generation(
         .send()
         .await
         .map_err(|e| sdk_error("PutObject", &out.bucket, &index, e))?;
+    let (schema, schema_version) = table_schema(client, plan, run, &schema_ids).await?;
     let current = Current {
         generation,
         index,
         entries,
         run_id: plan.run_id.clone(),
         previous: run.current.as_ref().map(|c| c.index.clone()),
+        schema,
+        schema_version,
     };
     let key = tables::state_key(&out.prefix, &run.table, tables::names::CURRENT);
     let precondition = match &now {
