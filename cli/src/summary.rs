@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use csvlake_contract::run::{FailedFile, ObjectLocation, Report, RunStatus, Totals};
 use csvlake_engine::decode::Dialect;
 use csvlake_engine::input::Compression;
@@ -38,15 +38,10 @@ fn describe(d: &Dialect) -> String {
     parts.join(", ")
 }
 
-/// Reads `report.json`, or `None` when the run wrote none.
+/// Reads `report.json`, or `None` when the run wrote none. A body that breaks off is read again.
 pub async fn read_report(client: &aws_sdk_s3::Client, at: &ObjectLocation) -> Result<Option<Report>> {
-    let got = client.get_object().bucket(&at.bucket).key(&at.key).send().await;
-    let body = match got {
-        Ok(o) => o.body.collect().await.with_context(|| format!("reading {}", at.uri()))?.into_bytes(),
-        Err(e) if csvlake_s3::error_code(&e) == Some("NoSuchKey") => return Ok(None),
-        Err(e) => return Err(csvlake_s3::sdk_error("GetObject", &at.bucket, &at.key, e).into()),
-    };
-    Ok(Some(serde_json::from_slice(&body).with_context(|| format!("{} is not a run report", at.uri()))?))
+    let got = csvlake_s3::tables::get_json_tagged::<Report>(client, &at.bucket, &at.key, "a run report").await?;
+    Ok(got.map(|(report, _)| report))
 }
 
 /// Where the run's objects are, as the user should see them.

@@ -5,6 +5,8 @@
 //! Everything here reads the output *files* on disk: the tests never trust the S3 responses
 //! of the endpoint that the converter wrote through.
 
+pub mod faults;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -613,7 +613,9 @@ pub struct TableReport {
     /// The run whose expired lease this run took over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_over_from: Option<String>,
-    /// Multipart uploads left by dead runs, aborted under the table's outputs.
+    /// Multipart uploads aborted under the table's outputs: those left by dead runs, and those of
+    /// this run that nothing would complete (an upload whose CreateMultipartUpload answer was
+    /// lost).
     #[serde(default)]
     pub aborted_uploads: u64,
     /// The table's schema after the run: the join of its files' schemas.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys;
 use crate::payload::{InputLocation, Job, OutputRef};
+use csvlake_engine::Format;
 
 /// Default `table_depth`: every folder directly under the root is a table.
 pub const DEFAULT_TABLE_DEPTH: u32 = 1;
@@ -91,6 +92,22 @@ pub fn table_name<'a>(input: &'a InputLocation, table: &'a str) -> &'a str {
 pub fn state_prefix(output_prefix: &str, table: &str) -> String {
     let folder = if table.is_empty() { ROOT_TABLE_FOLDER } else { table };
     keys::join(output_prefix, &format!("_tables/{folder}/"))
+}
+
+/// Where a table's outputs lie: one prefix per format, with the delimiter that keeps a listing
+/// to the table's own objects (the root's table shares `<out>/<format>/` with every folder
+/// table, so only the objects directly under it are its own).
+pub fn output_prefixes(output_prefix: &str, table: &str) -> Vec<(String, Option<&'static str>)> {
+    Format::ALL
+        .iter()
+        .map(|format| {
+            if table.is_empty() {
+                (keys::join(output_prefix, &format!("{}/", format.as_str())), Some("/"))
+            } else {
+                (keys::join(output_prefix, &format!("{}/{table}/", format.as_str())), None)
+            }
+        })
+        .collect()
 }
 
 /// The key of an object in the table's state.
@@ -397,6 +414,15 @@ mod tests {
             scan: Vec::new(),
             suffixes: crate::payload::default_suffixes(),
         }
+    }
+
+    #[test]
+    fn a_tables_outputs_lie_under_one_prefix_per_format() {
+        assert_eq!(
+            output_prefixes("lake/", "sales"),
+            [("lake/parquet/sales/".to_owned(), None), ("lake/avro/sales/".to_owned(), None)]
+        );
+        assert_eq!(output_prefixes("", ""), [("parquet/".to_owned(), Some("/")), ("avro/".to_owned(), Some("/"))]);
     }
 
     #[test]

@@ -113,6 +113,19 @@ fn put_long(buf: &mut Vec<u8>, v: i64) {
     buf.push(z as u8);
 }
 
+/// Replaces the sync marker that ends a container header (arrow-avro draws it at random) with
+/// the 128-bit XXH3 of the header before it (the magic, the schema and the codec), and returns
+/// it. The same input converted twice then gives the same bytes, so that a repeated or retried
+/// conversion writes an identical object. The marker stays as unlikely to occur in the data as
+/// a random one.
+fn sync_marker(header: &mut [u8]) -> Result<[u8; 16]> {
+    let at =
+        header.len().checked_sub(16).ok_or_else(|| Error::Internal("avro: a header without sync marker".into()))?;
+    let sync = xxhash_rust::xxh3::xxh3_128(&header[..at]).to_be_bytes();
+    header[at..].copy_from_slice(&sync);
+    Ok(sync)
+}
+
 impl<W: Write> OcfWriter<W> {
     /// Writes the header (schema and codec) and returns the writer.
     pub fn new(mut out: W, schema: &Schema, codec: AvroCodec) -> Result<Self> {
@@ -122,9 +135,10 @@ impl<W: Write> OcfWriter<W> {
             AvroCodec::Zstd => Some(CompressionCodec::ZStandard),
             AvroCodec::Null => None,
         };
-        let mut format = AvroOcfFormat::default();
-        format.start_stream(&mut out, schema, arrow_codec)?;
-        let sync = *format.sync_marker().ok_or_else(|| Error::Internal("avro: no sync marker".into()))?;
+        let mut header = Vec::new();
+        AvroOcfFormat::default().start_stream(&mut header, schema, arrow_codec)?;
+        let sync = sync_marker(&mut header)?;
+        out.write_all(&header).map_err(io)?;
         let encoder = WriterBuilder::new(schema.clone()).build_encoder::<AvroBinaryFormat>()?;
         Ok(Self { out, encoder, codec, sync, block: Vec::new() })
     }

@@ -307,6 +307,20 @@ mod tests {
     }
 
     #[test]
+    fn the_same_batches_make_the_same_bytes_in_both_formats() {
+        let (batch, _) = decimal_batch();
+        for format in [Format::Parquet, Format::Avro] {
+            assert_eq!(write_all(format, &batch), write_all(format, &batch), "{format:?}");
+        }
+        // The Avro sync marker ends the header and every block, and readers check it.
+        let file = write_all(Format::Avro, &batch);
+        let reader = apache_avro::Reader::new(&file[..]).unwrap();
+        assert_eq!(reader.map(Result::unwrap).count(), 4);
+        let sync = &file[file.len() - 16..];
+        assert_eq!(file.windows(16).filter(|w| *w == sync).count(), 2, "after the header and after the block");
+    }
+
+    #[test]
     fn original_names_arrive_as_written() {
         // Names that are JSON themselves, which arrow-avro would parse if they were not quoted.
         let odd = ["123", "-1", "1.5", "\"quoted\"", "a\"b", "é x", "{\"k\": 1}", "[1]"];

@@ -27,7 +27,7 @@ use csvlake_contract::run::{
 use csvlake_contract::run::{names, run_key};
 use csvlake_contract::tables::{self, IndexEntry, Orphan, Roots, TableRun};
 use csvlake_contract::{BatchError, ErrorNames, keys};
-use csvlake_engine::{BadInputKind, Error, Format, Result};
+use csvlake_engine::{BadInputKind, Error, Result};
 use csvlake_s3::sdk_error;
 use csvlake_s3::tables::{IndexReader, LeaseRefused, acquire_lease, read_current, read_index, release_lease};
 use csvlake_s3::upload::{ObjectWriter, abort_stale};
@@ -546,12 +546,7 @@ impl<'a> Tables<'a> {
         // Uploads under the table's outputs started before this lease belong to runs that died.
         let now = std::time::SystemTime::now();
         let mut aborted_uploads = 0;
-        for format in Format::ALL {
-            let (prefix, delimiter) = if table.is_empty() {
-                (keys::join(&out.prefix, &format!("{}/", format.as_str())), Some("/"))
-            } else {
-                (keys::join(&out.prefix, &format!("{}/{table}/", format.as_str())), None)
-            };
+        for (prefix, delimiter) in tables::output_prefixes(&out.prefix, table) {
             aborted_uploads += abort_stale(self.client, &out.bucket, &prefix, delimiter, now).await?;
         }
         let current = read_current(self.client, &out.bucket, &out.prefix, table).await?.map(|(c, _)| c);

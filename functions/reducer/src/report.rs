@@ -44,7 +44,7 @@ use csvlake_contract::run::{
 use csvlake_engine::decode::Dialect;
 use csvlake_engine::{Error, Result};
 use csvlake_s3::sdk_error;
-use csvlake_s3::upload::{DEFAULT_PART_SIZE, PartSink, Staged, stage};
+use csvlake_s3::upload::{DEFAULT_PART_SIZE, PartSink, Staged, abort_in_progress, stage};
 
 /// Error messages taken from a child execution's cause are cut to about this many bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1024;
@@ -143,6 +143,16 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSumm
     } else {
         None
     };
+    // The run's own objects are written: an upload left under them is one whose
+    // CreateMultipartUpload answer was lost. (The planner of a later run aborts what is left.)
+    let runs_prefix = run_key(&out.prefix, &plan.run_id, "");
+    match abort_in_progress(client, &out.bucket, &runs_prefix, None).await {
+        Ok(0) => {}
+        Ok(aborted) => {
+            tracing::info!(prefix = %runs_prefix, aborted, "aborted multipart uploads the run left in progress")
+        }
+        Err(e) => tracing::warn!(prefix = %runs_prefix, error = %e, "could not abort the run's uploads"),
+    }
 
     tracing::info!(
         run_id = %plan.run_id,

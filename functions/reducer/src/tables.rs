@@ -18,6 +18,7 @@ use csvlake_contract::tables::{self, Current, IndexEntry, Lease, Orphan, TableRu
 use csvlake_engine::{Error, Result};
 use csvlake_s3::sdk_error;
 use csvlake_s3::tables::{IndexWriter, Precondition, put_json, read_current, read_index, release_lease};
+use csvlake_s3::upload::abort_in_progress;
 
 /// Per table, where its new entries lie in the spool (offset, length), in key order.
 type Spooled = HashMap<String, Vec<(u64, u32)>>;
@@ -120,13 +121,34 @@ pub async fn table_runs(client: &Client, plan: &Plan) -> Result<Vec<TableRun>> {
     }
 }
 
-/// Releases every lease of the run (the Catch path: the run could not report).
+/// Releases every lease of the run (the Catch path: the run could not report), after aborting
+/// the uploads left under its tables.
 pub async fn release_all(client: &Client, plan: &Plan) -> Result<()> {
     let out = &plan.job.output;
     for run in table_runs(client, plan).await? {
+        if let Err(e) = abort_uploads(client, plan, &run.table).await {
+            tracing::warn!(table = %run.table, error = %e, "could not abort the run's uploads; the next run of the table does");
+        }
         release_lease(client, &out.bucket, &out.prefix, &run.table, &plan.run_id).await?;
     }
     Ok(())
+}
+
+/// Aborts the multipart uploads still in progress under a table's outputs while the run holds
+/// its lease: no other run writes there, and the planner aborted those of earlier runs, so they
+/// are this run's, and nothing will complete them. They are the uploads whose
+/// CreateMultipartUpload took effect but whose answer was lost (the request was sent again, and
+/// the converter only knew the second upload), and those of a converter that died.
+pub async fn abort_uploads(client: &Client, plan: &Plan, table: &str) -> Result<u64> {
+    let out = &plan.job.output;
+    let mut aborted = 0;
+    for (prefix, delimiter) in tables::output_prefixes(&out.prefix, table) {
+        aborted += abort_in_progress(client, &out.bucket, &prefix, delimiter).await?;
+    }
+    if aborted > 0 {
+        tracing::info!(table, aborted, "aborted multipart uploads the run left in progress");
+    }
+    Ok(aborted)
 }
 
 /// Writes each table's next index generation, removes orphaned outputs when asked, and
@@ -170,13 +192,14 @@ pub async fn update(
         let new = by_table.remove(&run.table).unwrap_or_default();
         let gone = removed.get(run.table.as_str());
         let unchanged = new.is_empty() && gone.is_none_or(|g| g.is_empty());
+        let aborted_now = abort_uploads(client, plan, &run.table).await?;
         let mut report = TableReport {
             table: run.table.clone(),
             name: run.name.clone(),
             generation: None,
             entries: run.current.as_ref().map_or(0, |c| c.entries),
             taken_over_from: run.taken_over_from.clone(),
-            aborted_uploads: run.aborted_uploads,
+            aborted_uploads: run.aborted_uploads + aborted_now,
             schema: None,
             schema_version: run.current.as_ref().map_or(0, |c| c.schema_version),
             widened: false,
@@ -351,10 +374,16 @@ async fn write_generation(
         None => Precondition::Absent,
     };
     if put_json(client, &out.bucket, &key, &current, &precondition).await?.is_none() {
-        return Err(Error::Internal(format!(
-            "table {:?}: current.json changed while the run wrote its index",
-            run.name
-        )));
+        // A write that took effect but whose answer was lost is refused when it is sent again:
+        // the pointer is then this one.
+        let written = read_current(client, &out.bucket, &out.prefix, &run.table).await?;
+        if written.is_none_or(|(c, _)| c != current) {
+            return Err(Error::Internal(format!(
+                "table {:?}: current.json changed while the run wrote its index",
+                run.name
+            )));
+        }
+        tracing::info!(table = %run.table, generation, "current.json was written, though its answer was lost");
     }
     // Two generations are kept: the new one and the one before, for a reader that started
     // from the previous pointer.

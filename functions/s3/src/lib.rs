@@ -59,12 +59,25 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> SdkConfig {
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for the first byte of a response (an UploadPart sends its part first).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// The environment variable that sets another first-byte timeout, in whole seconds, instead of
+/// [`READ_TIMEOUT`]: a test that holds a response back need not wait two minutes per attempt.
+/// A value that is not a positive integer is ignored.
+pub const READ_TIMEOUT_ENV: &str = "CSVLAKE_S3_READ_TIMEOUT_SECS";
 /// How long one attempt of a call may take until its response (a body is then streamed).
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a body may stall (no byte sent or received) before the request fails.
 pub const STALL_GRACE: Duration = Duration::from_secs(20);
 /// Attempts of one call, the first included, under the SDK's adaptive retry mode.
 pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The first-byte timeout: [`READ_TIMEOUT`], or the seconds of [`READ_TIMEOUT_ENV`].
+pub fn read_timeout() -> Duration {
+    read_timeout_from(std::env::var(READ_TIMEOUT_ENV).ok().as_deref())
+}
+
+fn read_timeout_from(value: Option<&str>) -> Duration {
+    value.and_then(|v| v.trim().parse::<u64>().ok()).filter(|s| *s > 0).map_or(READ_TIMEOUT, Duration::from_secs)
+}
 
 /// The retry, timeout and stall settings of every S3 client: adaptive retries (client-side rate
 /// limiting when S3 throttles), and no call that can hang.
@@ -73,7 +86,7 @@ fn resilient(conf: aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(READ_TIMEOUT)
+                .read_timeout(read_timeout())
                 .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                 .build(),
         )
@@ -236,11 +249,40 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     last.to_string()
 }
 
-/// Reads the object `s3://bucket/key` whole.
+/// Reads of a small object whole, the first included, when its body breaks off.
+pub const BODY_ATTEMPTS: u32 = 3;
+
+/// Reads the object `s3://bucket/key` whole. The SDK retries a request that fails, but not a
+/// body that breaks off after a successful answer: such a read is made again, up to
+/// [`BODY_ATTEMPTS`] times in all, so that one cut connection does not fail the caller's work.
 pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<bytes::Bytes> {
-    let resp =
-        client.get_object().bucket(bucket).key(key).send().await.map_err(|e| sdk_error("GetObject", bucket, key, e))?;
-    collect(resp.body, bucket, key).await
+    let mut attempt = 1;
+    loop {
+        let resp = client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetObject", bucket, key, e))?;
+        let read = collect(resp.body, bucket, key).await;
+        if !read_again(attempt, &read) {
+            return read;
+        }
+        attempt += 1;
+    }
+}
+
+/// Whether a body read whole in attempt `attempt` (from 1) is to be read again: it broke off
+/// (a transient error), and [`BODY_ATTEMPTS`] are not used up.
+pub fn read_again<T>(attempt: u32, read: &Result<T>) -> bool {
+    match read {
+        Err(Error::Transient(message)) if attempt < BODY_ATTEMPTS => {
+            tracing::debug!(attempt, error = %message, "a body broke off; reading it again");
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Reads a response body whole; a failure mid-body is the network's (transient).
@@ -266,6 +308,25 @@ mod tests {
 
     fn base() -> aws_sdk_s3::config::Builder {
         aws_sdk_s3::Config::builder().behavior_version(BehaviorVersion::latest()).endpoint_url("http://127.0.0.1:9")
+    }
+
+    #[test]
+    fn a_body_that_breaks_off_is_read_again_a_few_times() {
+        let cut: Result<()> = Err(Error::Transient("cut".into()));
+        assert!((1..BODY_ATTEMPTS).all(|attempt| read_again(attempt, &cut)));
+        assert!(!read_again(BODY_ATTEMPTS, &cut));
+        assert!(!read_again(1, &Ok(())));
+        assert!(!read_again::<()>(1, &Err(Error::Internal("not JSON".into()))));
+    }
+
+    #[test]
+    fn the_read_timeout_can_be_shortened_by_the_environment() {
+        assert_eq!(read_timeout_from(None), READ_TIMEOUT);
+        assert_eq!(read_timeout_from(Some("7")), Duration::from_secs(7));
+        assert_eq!(read_timeout_from(Some(" 7 ")), Duration::from_secs(7));
+        for ignored in ["0", "-1", "soon", ""] {
+            assert_eq!(read_timeout_from(Some(ignored)), READ_TIMEOUT, "{ignored:?}");
+        }
     }
 
     #[tokio::test]

@@ -67,13 +67,20 @@ pub async fn get_json_tagged<T: DeserializeOwned>(
     key: &str,
     what: &str,
 ) -> Result<Option<(T, String)>> {
-    let resp = match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(r) => r,
-        Err(e) if error_code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => return Ok(None),
-        Err(e) => return Err(sdk_error("GetObject", bucket, key, e)),
+    let mut attempt = 1;
+    let (body, etag) = loop {
+        let resp = match client.get_object().bucket(bucket).key(key).send().await {
+            Ok(r) => r,
+            Err(e) if error_code(&e) == Some("NoSuchKey") || status(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(sdk_error("GetObject", bucket, key, e)),
+        };
+        let etag = resp.e_tag().map(|t| tables::bare_etag(t).to_owned()).unwrap_or_default();
+        let read = crate::collect(resp.body, bucket, key).await;
+        if !crate::read_again(attempt, &read) {
+            break (read?, etag);
+        }
+        attempt += 1;
     };
-    let etag = resp.e_tag().map(|t| tables::bare_etag(t).to_owned()).unwrap_or_default();
-    let body = crate::collect(resp.body, bucket, key).await?;
     let value = serde_json::from_slice(&body)
         .map_err(|e| Error::Internal(format!("s3://{bucket}/{key} is not {what}: {e}")))?;
     Ok(Some((value, etag)))

@@ -493,6 +493,16 @@ impl Staged {
     }
 }
 
+/// How far ahead of this machine's clock S3 may date an upload: S3 refuses requests signed
+/// more than 15 minutes away from its own clock.
+pub const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Aborts every multipart upload in progress under `prefix` (see [`abort_stale`]), whenever it
+/// was started: for a caller that knows no one else writes there. Returns how many.
+pub async fn abort_in_progress(client: &Client, bucket: &str, prefix: &str, delimiter: Option<&str>) -> Result<u64> {
+    abort_stale(client, bucket, prefix, delimiter, std::time::SystemTime::now() + CLOCK_SKEW).await
+}
+
 /// Aborts the multipart uploads under `prefix` (with `delimiter`, only those directly under it)
 /// that were started before `before`: uploads of runs that died, which nothing else would ever
 /// complete or abort. Returns how many. An endpoint that cannot list uploads aborts none.
