@@ -99,6 +99,10 @@ struct LocalArgs {
     /// Memory budget for conversion, in MiB; bounds how many files convert at once.
     #[arg(long, default_value_t = 1024)]
     memory_mb: u32,
+    /// How long the run's table leases last, in seconds: the longest it may take. A run killed
+    /// with its leases held blocks its tables until then [default: 86400].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    lease_seconds: Option<u64>,
     /// No progress display.
     #[arg(long)]
     quiet: bool,
@@ -247,8 +251,7 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
         let progress = progress.clone();
         Arc::new(move |plan| progress.planned(plan.files, plan.bytes))
     };
-    let executor =
-        observed_executor(store.client.clone(), Arc::new(converter), PlannerConfig::default(), Some(on_plan))?;
+    let executor = observed_executor(store.client.clone(), Arc::new(converter), planner_config(&local), Some(on_plan))?;
     let execution = executor.execute(&run_id, serde_json::to_value(&input)?).await;
     progress.finish();
     let report_at =
@@ -282,6 +285,15 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
     Ok(if map_failed { ExitCode::from(1) } else { code })
 }
 
+/// The planner's settings of a local run: the roots are the run's own, the lease as asked.
+fn planner_config(local: &LocalArgs) -> PlannerConfig {
+    let mut config = PlannerConfig::default();
+    if let Some(seconds) = local.lease_seconds {
+        config.lease_seconds = seconds;
+    }
+    config
+}
+
 /// A failed function's message: a Lambda error's cause is `{"errorType", "errorMessage"}`.
 fn lambda_message(cause: &str) -> std::borrow::Cow<'_, str> {
     match serde_json::from_str::<serde_json::Value>(cause) {
@@ -302,6 +314,21 @@ mod tests {
         let (dir, key) = local_run_object(Path::new("out/_runs/r1/failed-keys.json")).unwrap();
         assert_eq!((dir, key.as_str()), (PathBuf::from("out"), "_runs/r1/failed-keys.json"));
         assert!(local_run_object(Path::new("out/failed-keys.json")).is_err());
+    }
+
+    #[test]
+    fn lease_seconds_reach_the_planner() {
+        let lease = |extra: &[&str]| {
+            let cli = Cli::try_parse_from([&["csvlake", "run", "--input", "in", "--output", "out"], extra].concat())
+                .expect("arguments");
+            let Command::Run(args) = cli.command else { panic!("a run") };
+            planner_config(&args.local).lease_seconds
+        };
+        assert_eq!(lease(&[]), PlannerConfig::default().lease_seconds);
+        assert_eq!(lease(&["--lease-seconds", "60"]), 60);
+        assert!(
+            Cli::try_parse_from(["csvlake", "run", "--input", "i", "--output", "o", "--lease-seconds", "0"]).is_err()
+        );
     }
 
     #[test]
