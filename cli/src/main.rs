@@ -251,7 +251,7 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
         let progress = progress.clone();
         Arc::new(move |plan| progress.planned(plan.files, plan.bytes))
     };
-    let executor = observed_executor(store.client.clone(), Arc::new(converter), planner_config(&local), Some(on_plan))?;
+    let executor = observed_executor(store.client.clone(), Arc::new(converter), planner_config(local), Some(on_plan))?;
     let execution = executor.execute(&run_id, serde_json::to_value(&input)?).await;
     progress.finish();
     let report_at =
