@@ -60,6 +60,9 @@ fn exit_status_0_when_every_file_converts() {
     assert!(stdout.contains("2 files: 2 converted, 0 failed"), "{stdout}");
     assert!(stdout.contains("3 rows"), "{stdout}");
     assert!(!stdout.contains("failed:"), "{stdout}");
+    // A quiet run that succeeds says nothing on stderr: no log of the embedded endpoint's
+    // expected error answers.
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 
     assert_eq!(
         relative_files(&output),
