@@ -472,37 +472,8 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     tracing::debug!(op, database, table, error = %DisplayErrorContext(&e), "Glue request failed");
-    let said = if let Some(fix) = csvlake_s3::configuration(&e) {
-        fix.to_owned()
-    } else {
-        match &e {
-            SdkError::ServiceError(ctx) => {
-                let status = ctx.raw().status().as_u16();
-                match (ctx.err().code(), ctx.err().message()) {
-                    (Some(code), Some(m)) => format!("{code}: {m} (HTTP {status})"),
-                    (Some(code), None) => format!("{code} (HTTP {status})"),
-                    _ => format!("HTTP {status}"),
-                }
-            }
-            SdkError::TimeoutError(_) => "timed out".to_owned(),
-            SdkError::DispatchFailure(d) => match d.as_connector_error() {
-                Some(c) => innermost(c),
-                None => "the request could not be sent".to_owned(),
-            },
-            _ => "the request could not be built".to_owned(),
-        }
-    };
-    let said: String = said.lines().collect::<Vec<_>>().join(" ");
+    let said = csvlake_s3::what_was_said(&e);
     CatalogError(format!("catalog {database}.{table}: {op}: {said}"))
-}
-
-/// The innermost cause of an error, which says what happened (a refused connection…).
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e;
-    while let Some(s) = last.source() {
-        last = s;
-    }
-    last.to_string()
 }
 
 /// Registers every table of a run that has a schema in the run's catalog database: one Glue table

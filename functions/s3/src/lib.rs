@@ -213,10 +213,25 @@ where
 {
     tracing::debug!(op, bucket, key, error = %DisplayErrorContext(&e), "S3 request failed");
     let at = format!("{op} s3://{bucket}/{key}");
-    if let Some(fix) = configuration(&e) {
-        return Error::Internal(format!("{at}: {fix}"));
+    let message = format!("{at}: {}", what_was_said(&e));
+    if configuration(&e).is_some() {
+        return Error::Internal(message);
     }
-    let said = match &e {
+    match error_code(&e) {
+        Some(code) if is_denied(code) => Error::Denied(message),
+        _ if is_transient(&e) => Error::Transient(message),
+        _ => Error::Internal(message),
+    }
+}
+
+/// What an AWS service said of a failed request, in one line: what to fix when the configuration
+/// is at fault ([`configuration`]), else its error code, message and HTTP status, a timeout, or
+/// the innermost cause of a failure to send it. Any AWS client's errors (S3, Glue) read so.
+pub fn what_was_said<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> String {
+    if let Some(fix) = configuration(e) {
+        return fix.to_owned();
+    }
+    let said = match e {
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
             match (ctx.err().code(), ctx.err().message()) {
@@ -232,12 +247,7 @@ where
         },
         _ => "the request could not be built".to_owned(),
     };
-    let message = format!("{at}: {said}");
-    match error_code(&e) {
-        Some(code) if is_denied(code) => Error::Denied(message),
-        _ if is_transient(&e) => Error::Transient(message),
-        _ => Error::Internal(message),
-    }
+    said.lines().collect::<Vec<_>>().join(" ")
 }
 
 /// The innermost cause of an error, which says what happened (a reset, a refused connection).
