@@ -6,6 +6,7 @@
 //! of the endpoint that the converter wrote through.
 
 pub mod faults;
+pub mod moto;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

@@ -7,11 +7,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use aws_sdk_glue::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_glue::types::DatabaseInput;
 use csvlake_contract::run::Report;
 use csvlake_tests::csvlake_bin;
-use csvlake_tests::faults::Moto;
+use csvlake_tests::moto::Moto;
 
 fn write(dir: &Path, rel: &str, text: &str) {
     let p = dir.join(rel);
@@ -51,19 +50,8 @@ fn actions(report: &Report) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_registers_its_tables_and_updates_them_only_when_the_schema_changes() {
-    let Some(bin) = std::env::var_os("CSVLAKE_MOTO_SERVER").filter(|v| !v.is_empty()) else {
-        eprintln!("catalog: skipped: CSVLAKE_MOTO_SERVER is not set");
-        return;
-    };
-    let moto = Moto::start(Path::new(&bin));
-    let conf = aws_sdk_glue::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto.url())
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .http_client(csvlake_s3::http_client())
-        .build();
-    let glue = aws_sdk_glue::Client::from_conf(conf);
+    let Some(moto) = Moto::from_env("catalog") else { return };
+    let glue = moto.glue();
     glue.create_database().database_input(DatabaseInput::builder().name("lake").build().unwrap()).send().await.unwrap();
 
     let root = tempfile::tempdir().unwrap();

@@ -2,13 +2,9 @@
 //! port. `CSVLAKE_MOTO_SERVER` names its executable; without it the tests say so and pass.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use aws_sdk_glue::Client;
-use aws_sdk_glue::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_glue::types::{DatabaseInput, Table};
 
 use csvlake_contract::errors::CATALOG_ERROR;
@@ -16,104 +12,10 @@ use csvlake_contract::tables::TableSchema;
 use csvlake_engine::Format;
 use csvlake_engine::schema::{ColumnType, arrow_schema};
 use csvlake_reducer::catalog::{self, CatalogAction, Registration, parameters};
+use csvlake_tests::moto::Moto;
 
-/// The variable that names the `moto_server` executable.
-const MOTO_ENV: &str = "CSVLAKE_MOTO_SERVER";
 /// Set in the child process of the endpoint test.
 const CHILD_ENV: &str = "CSVLAKE_GLUE_ENDPOINT_CHILD";
-
-/// `moto_server` on a free loopback port; dropping the guard kills it.
-struct Moto {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Moto {
-    /// Starts the server named by [`MOTO_ENV`], or None (having said why) when it is unset.
-    fn start(test: &str) -> Option<Self> {
-        let Some(bin) = std::env::var_os(MOTO_ENV).filter(|v| !v.is_empty()) else {
-            eprintln!("{test}: skipped, {MOTO_ENV} is not set (the path of moto_server)");
-            return None;
-        };
-        let bin = Path::new(&bin);
-        // moto_server takes a port, not port 0: a free one is found by binding it and letting go.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("moto.log");
-        let out = std::fs::File::create(&log).expect("moto log");
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("moto log"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let mut moto = Self { child, addr, log, _dir: dir };
-        moto.wait_until_up(Duration::from_secs(60));
-        Some(moto)
-    }
-
-    fn wait_until_up(&mut self, limit: Duration) {
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("moto_server exited with {status} before answering:\n{}", self.log_tail());
-            }
-            if answers(self.addr) {
-                return;
-            }
-            assert!(started.elapsed() < limit, "moto_server did not answer within {limit:?}:\n{}", self.log_tail());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// A Glue client of the server, with the endpoint set in code.
-    fn glue(&self) -> Client {
-        let conf = aws_sdk_glue::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(self.url())
-            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-            .http_client(csvlake_s3::http_client())
-            .build();
-        Client::from_conf(conf)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Whether an HTTP request to `/` gets an answer.
-fn answers(addr: SocketAddr) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
-}
 
 async fn create_database(glue: &Client, name: &str) {
     glue.create_database()
@@ -185,7 +87,7 @@ static NAME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| catalog::
 
 #[tokio::test]
 async fn tables_are_created_left_alone_when_current_and_updated_once_when_widened() {
-    let Some(moto) = Moto::start("tables_are_created_left_alone_when_current_and_updated_once_when_widened") else {
+    let Some(moto) = Moto::from_env("tables_are_created_left_alone_when_current_and_updated_once_when_widened") else {
         return;
     };
     let glue = moto.glue();
@@ -296,7 +198,7 @@ async fn tables_are_created_left_alone_when_current_and_updated_once_when_widene
 
 #[tokio::test]
 async fn failures_are_catalog_errors_that_name_the_database_and_the_table() {
-    let Some(moto) = Moto::start("failures_are_catalog_errors_that_name_the_database_and_the_table") else { return };
+    let Some(moto) = Moto::from_env("failures_are_catalog_errors_that_name_the_database_and_the_table") else { return };
     let glue = moto.glue();
     let schema = every_type();
     let parquet_only = [Format::Parquet];
@@ -339,7 +241,7 @@ async fn the_client_goes_where_aws_endpoint_url_glue_says() {
         catalog::register(&glue, &registration(&schema, 1, &[Format::Parquet])).await.expect("registered");
         return;
     }
-    let Some(moto) = Moto::start(NAME) else { return };
+    let Some(moto) = Moto::from_env(NAME) else { return };
     let glue = moto.glue();
     create_database(&glue, "lake").await;
     let dir = tempfile::tempdir().unwrap();
