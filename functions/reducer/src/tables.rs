@@ -207,21 +207,22 @@ pub async fn update(
         let before = run.current.as_ref().and_then(|c| c.schema.clone());
         let mut schema = before.clone();
         if !unchanged {
-            let written = match read_current(client, &out.bucket, &out.prefix, &run.table).await? {
+            let (written, joined) = match read_current(client, &out.bucket, &out.prefix, &run.table).await? {
                 // A retried Reduce: this run's generation is already the table's.
-                Some((current, _)) if current.run_id == plan.run_id => current,
+                Some((current, _)) if current.run_id == plan.run_id => (current, None),
                 now => {
                     check_lease(client, plan, &run).await?;
                     write_generation(client, plan, &run, now, &new, &mut spool, gone).await?
                 }
             };
+            report.schema = joined;
             report.generation = Some(written.generation);
             report.entries = written.entries;
             report.schema_version = written.schema_version;
             report.widened = before.is_some() && written.schema != before;
             schema = written.schema;
         }
-        if let Some(id) = schema {
+        if let Some(id) = schema.filter(|_| report.schema.is_none()) {
             let key = tables::schema_key(&out.prefix, &run.table, &id);
             report.schema = Some(csvlake_s3::get_json(client, &out.bucket, &key, "a table schema").await?);
         }
@@ -236,8 +237,13 @@ pub async fn update(
 
 /// The table's schema after the run: its stored one joined with the schemas of the run's files
 /// (`ids`, in key order of their first file), stored under `schemas/` when it is new. Returns
-/// its id and version (one more than the stored one's when it widened).
-async fn table_schema(client: &Client, plan: &Plan, run: &TableRun, ids: &[String]) -> Result<(Option<String>, u64)> {
+/// it, its id and its version (one more than the stored one's when it widened).
+async fn table_schema(
+    client: &Client,
+    plan: &Plan,
+    run: &TableRun,
+    ids: &[String],
+) -> Result<(Option<TableSchema>, Option<String>, u64)> {
     let out = &plan.job.output;
     let stored_id = run.current.as_ref().and_then(|c| c.schema.clone());
     let version = run.current.as_ref().map_or(0, |c| c.schema_version);
@@ -259,10 +265,10 @@ async fn table_schema(client: &Client, plan: &Plan, run: &TableRun, ids: &[Strin
             None => file,
         });
     }
-    let Some(joined) = joined else { return Ok((None, version)) };
+    let Some(joined) = joined else { return Ok((None, None, version)) };
     let id = joined.id();
     if Some(&id) == stored_id.as_ref() {
-        return Ok((stored_id, version));
+        return Ok((Some(joined), stored_id, version));
     }
     let key = tables::schema_key(&out.prefix, &run.table, &id);
     client
@@ -274,7 +280,7 @@ async fn table_schema(client: &Client, plan: &Plan, run: &TableRun, ids: &[Strin
         .send()
         .await
         .map_err(|e| sdk_error("PutObject", &out.bucket, &key, e))?;
-    Ok((Some(id), version + 1))
+    Ok((Some(joined), Some(id), version + 1))
 }
 
 /// Checks that the run still holds the table's lease: a run that outlived it must not write the
@@ -295,7 +301,7 @@ async fn check_lease(client: &Client, plan: &Plan, run: &TableRun) -> Result<()>
 }
 
 /// Merges the previous generation with the run's entries into a new one, and points
-/// `current.json` (`now`, with its ETag) at it.
+/// `current.json` (`now`, with its ETag) at it. Returns the pointer and the table's schema.
 async fn write_generation(
     client: &Client,
     plan: &Plan,
@@ -304,7 +310,7 @@ async fn write_generation(
     new: &[(u64, u32)],
     spool: &mut File,
     gone: Option<&std::collections::HashSet<&str>>,
-) -> Result<Current> {
+) -> Result<(Current, Option<TableSchema>)> {
     let out = &plan.job.output;
     // The pointer as it is now must be the one the plan read.
     if now.as_ref().map(|(c, _)| c.generation) != run.current.as_ref().map(|c| c.generation) {
@@ -358,7 +364,7 @@ async fn write_generation(
         .send()
         .await
         .map_err(|e| sdk_error("PutObject", &out.bucket, &index, e))?;
-    let (schema, schema_version) = table_schema(client, plan, run, &schema_ids).await?;
+    let (joined, schema, schema_version) = table_schema(client, plan, run, &schema_ids).await?;
     let current = Current {
         generation,
         index,
@@ -392,5 +398,5 @@ async fn write_generation(
     {
         tracing::warn!(key = %older, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not remove an old index generation");
     }
-    Ok(current)
+    Ok((current, joined))
 }
