@@ -205,7 +205,7 @@ async fn a_run_with_failed_files_writes_the_report_the_lines_and_the_failed_keys
     plan.skipped = 1;
     put_rejected(client, &mut plan).await;
     let summary =
-        run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None }).await;
+        run(client, ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan) }).await;
 
     // a and c converted; b bad input, d missing from its batch's output, e and f in a failed
     // batch, a.tsv rejected by the planner.
@@ -289,7 +289,7 @@ async fn the_tolerance_decides_the_status_both_ways() {
         let mut plan = plan(3, 6);
         plan.tolerated_failure_percentage = tolerated;
         let summary =
-            run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None })
+            run(client, ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan) })
                 .await;
         assert_eq!((summary.totals.converted, summary.totals.failed), (2, 4));
         assert_eq!(summary.exceeded_tolerance, exceeded, "{tolerated}% tolerated");
@@ -319,7 +319,7 @@ async fn a_failed_map_is_reported_from_the_newest_results_and_unrun_batches_coun
     };
     let mut plan = plan(4, 8);
     plan.tolerated_failure_percentage = 100.0;
-    let request = ReduceRequest { plan, convert: None, convert_error: Some(map_error.clone()), reduce_error: None };
+    let request = ReduceRequest { convert_error: Some(map_error.clone()), ..ReduceRequest::new(plan) };
     let summary = run(client, request).await;
 
     let t = &summary.totals;
@@ -350,7 +350,7 @@ async fn a_map_that_failed_before_writing_results_counts_every_batch_as_not_run(
     let client = &env.client;
     put(client, "out/_runs/r1/manifest.json", serde_json::to_vec(&fixture_batches()).unwrap()).await;
     let map_error = StatesError { error: "States.ItemReaderFailed".into(), cause: "access denied".into() };
-    let request = ReduceRequest { plan: plan(4, 8), convert: None, convert_error: Some(map_error), reduce_error: None };
+    let request = ReduceRequest { convert_error: Some(map_error), ..ReduceRequest::new(plan(4, 8)) };
     let summary = run(client, request).await;
     assert_eq!((summary.totals.files, summary.totals.failed), (8, 8));
     assert_eq!(summary.failures_by_kind, kinds(&[(NOT_RUN, 8)]));
@@ -365,7 +365,7 @@ async fn zero_batches_count_only_the_skipped_files() {
     let client = &env.client;
     let mut plan = plan(0, 0);
     plan.skipped = 5;
-    let summary = run(client, ReduceRequest { plan, convert: None, convert_error: None, reduce_error: None }).await;
+    let summary = run(client, ReduceRequest::new(plan)).await;
     assert_eq!(summary.totals, csvlake_contract::run::Totals { files: 5, skipped: 5, ..Default::default() });
     assert!(!summary.exceeded_tolerance);
     assert_eq!(summary.status, RunStatus::Succeeded);
@@ -498,7 +498,7 @@ async fn a_large_run_split_over_many_results_files_is_reduced_in_full() {
     let mut plan = plan(BATCHES, BATCHES * PER_BATCH);
     plan.tolerated_failure_percentage = 10.0;
     let summary =
-        run(client, ReduceRequest { plan, convert: Some(map_output()), convert_error: None, reduce_error: None }).await;
+        run(client, ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan) }).await;
 
     let ragged = 190; // one file of every tenth succeeded batch
     let converted = 1900 * PER_BATCH - ragged;
@@ -541,7 +541,7 @@ async fn unreadable_results_fail_the_reduce_and_leave_no_report() {
     let key = format!("{RESULTS}/{MAP_RUN}/SUCCEEDED_0.json");
     put(client, &key, "[{\"ExecutionArn\": 1}]").await;
     let request =
-        ReduceRequest { plan: plan(3, 6), convert: Some(map_output()), convert_error: None, reduce_error: None };
+        ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan(3, 6)) };
     let e = csvlake_reducer::handle(LambdaEvent::new(request.clone(), Context::default()), client).await.unwrap_err();
     assert!(matches!(&e, csvlake_contract::BatchError::Engine(Error::Internal(m)) if m.contains(&key)), "{e}");
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use csvlake_cli::local::{LocalBucket, LocalS3};
 use csvlake_contract::payload::{BatchResult, ConvertBatch, FileRef, FileResult, FileStatus};
 use csvlake_contract::run::{
-    ChildExecution, ManifestBatch, Mode, ObjectLocation, Plan, PlanRequest, ReduceRequest, ResultManifest,
-    ResultsLocation, names, run_key,
+    ChildExecution, ConformBatch, ConformPlan, ManifestBatch, Mode, ObjectLocation, Phase, Plan, PlanRequest,
+    ReduceRequest, ResultManifest, ResultsLocation, names, run_key,
 };
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
@@ -45,6 +45,8 @@ struct Options {
     write_manifest: bool,
     /// What the reducer answers for `exceeded_tolerance`.
     exceeded: bool,
+    /// Whether the reducer's Join phase plans a conform of the run's first file.
+    conform: bool,
     results_per_file: usize,
 }
 
@@ -58,6 +60,7 @@ impl Default for Options {
             converter_timeout: None,
             write_manifest: true,
             exceeded: false,
+            conform: false,
             results_per_file: 1000,
         }
     }
@@ -263,9 +266,15 @@ async fn harness(options: Options) -> Harness {
     let reducer = {
         let reduced = Arc::clone(&reduced);
         let exceeded = options.exceeded;
+        let (client, conform) = (client.clone(), options.conform);
         lambda(move |event: LambdaEvent<ReduceRequest>| {
-            let reduced = Arc::clone(&reduced);
+            let (reduced, client) = (Arc::clone(&reduced), client.clone());
             async move {
+                if event.payload.phase == Phase::Join {
+                    let answer = join(&client, &event.payload, conform).await?;
+                    reduced.lock().unwrap().push(event.payload);
+                    return Ok(serde_json::to_value(answer).map_err(csvlake_engine::Error::from)?);
+                }
                 // The summary's fields the definition reads, as the reducer fills them.
                 let exceeded = exceeded || event.payload.convert_error.is_some();
                 let mut summary = json!({"run_id": event.payload.plan.run_id, "exceeded_tolerance": exceeded});
@@ -292,6 +301,44 @@ async fn harness(options: Options) -> Harness {
         executor = executor.with_function_timeout(local_function_arn(CONVERTER), timeout);
     }
     Harness { _dir: dir, _s3: s3, lake, executor, converter, plans, reduced }
+}
+
+/// The Join phase: no conform, or one of the run's first file with the schema `s1`.
+async fn join(
+    s3: &aws_sdk_s3::Client,
+    request: &ReduceRequest,
+    conform: bool,
+) -> csvlake_engine::Result<ConformPlan> {
+    let plan = &request.plan;
+    let out = &plan.job.output;
+    let manifest =
+        ObjectLocation { bucket: LAKE.into(), key: run_key(&out.prefix, &plan.run_id, names::CONFORM_MANIFEST) };
+    let batches = if conform {
+        let files = vec![FileRef { key: "in/0.csv".into(), size: 100, etag: None }];
+        let items = vec![ConformBatch { batch: 0, files, schema: "s1".into() }];
+        s3.put_object()
+            .bucket(LAKE)
+            .key(&manifest.key)
+            .body(serde_json::to_vec(&items)?.into())
+            .send()
+            .await
+            .map_err(|e| csvlake_engine::Error::Transient(format!("{e:?}")))?;
+        1
+    } else {
+        0
+    };
+    Ok(ConformPlan {
+        batches,
+        files: batches,
+        earlier: 0,
+        manifest,
+        results: ResultsLocation {
+            bucket: LAKE.into(),
+            prefix: run_key(&out.prefix, &plan.run_id, names::CONFORM_RESULTS),
+        },
+        drift: None,
+        limited: None,
+    })
 }
 
 /// An execution input in mode `keys`, one batch per key.
@@ -357,10 +404,12 @@ impl Harness {
         self.converter.calls.lock().unwrap().clone()
     }
 
+    /// The Reduce phase's request, after the Join phase's.
     fn reduced(&self) -> ReduceRequest {
         let reduced = self.reduced.lock().unwrap();
-        assert_eq!(reduced.len(), 1);
-        reduced[0].clone()
+        let phases: Vec<Phase> = reduced.iter().map(|r| r.phase).collect();
+        assert_eq!(phases, [Phase::Join, Phase::Reduce]);
+        reduced[1].clone()
     }
 }
 
@@ -436,6 +485,37 @@ async fn a_full_run_converts_every_batch_and_hands_the_results_to_the_reducer() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_join_phase_plans_a_conform_map_whose_results_reach_the_reducer() {
+    let h = harness(Options { conform: true, ..Options::default() }).await;
+    let execution = h.executor.execute("run-c", input(3, 2, 0.0)).await;
+    assert_eq!(execution.status, ExecutionStatus::Succeeded(json!({"run_id": "run-c", "exceeded_tolerance": false})));
+    let hist = &execution.history;
+    for state in ["Convert", "ToJoin", "Join", "AnythingToConform", "Conform", "ToReduce", "Reduce", "Done"] {
+        assert!(entered(hist, state), "{state} not entered");
+    }
+    // Three Convert batches, then the Conform batch with the schema its item names.
+    let calls = h.converter_calls();
+    assert_eq!(calls.len(), 4);
+    let conform: Vec<&Value> = calls.iter().filter(|c| c.get("schema").is_some()).collect();
+    assert_eq!(conform.len(), 1);
+    assert_eq!(conform[0]["schema"], json!("s1"));
+    assert_eq!(conform[0]["files"], json!([{"key": "in/0.csv", "size": 100}]));
+    assert_eq!(conform[0]["batch"], json!(0));
+
+    // The Reduce phase gets the Join phase's answer and the Conform Map's output.
+    let reduced = h.reduced();
+    let join = reduced.join.clone().expect("the join");
+    assert_eq!((join.batches, join.drift, join.limited), (1, None, None));
+    let output = reduced.conform.expect("the Conform Map's output");
+    let prefix = format!("{}/", join.results.prefix);
+    assert!(output.result_writer_details.key.starts_with(&prefix), "{}", output.result_writer_details.key);
+    assert!(output.map_run_arn.contains("csvlake-pipeline/Conform:"), "{}", output.map_run_arn);
+    let results = h.results(&output.result_writer_details.key);
+    assert_eq!(results.succeeded.iter().map(Vec::len).sum::<usize>(), 1);
+    assert!(reduced.convert.is_some() && reduced.conform_error.is_none() && reduced.join_error.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_concurrency_bounds_the_children_and_zero_means_unbounded() {
     let h = harness(Options::default()).await;
     let execution = h.executor.execute("bounded", input(9, 3, 0.0)).await;
@@ -460,7 +540,7 @@ async fn executions_run_at_once_on_one_executor() {
         assert_eq!(execution.output().unwrap()["run_id"], json!(name));
     }
     assert_eq!(h.converter_calls().len(), 6);
-    assert_eq!(h.reduced.lock().unwrap().len(), 3);
+    assert_eq!(h.reduced.lock().unwrap().len(), 6, "a Join and a Reduce per run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,7 +582,7 @@ async fn exceeding_the_tolerance_is_caught_reduced_and_the_results_are_still_wri
     assert!(execution.history.contains(&HistoryEvent::Caught {
         state: "Convert".into(),
         error: "States.ExceededToleratedFailureThreshold".into(),
-        next: "Reduce".into()
+        next: "ToJoin".into()
     }));
     assert!(execution.history.contains(&HistoryEvent::MapItemFailed {
         state: "Convert".into(),
@@ -556,7 +636,7 @@ async fn failures_within_the_tolerance_succeed_and_the_reducer_decides_the_outco
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_batches_go_straight_to_reduce() {
+async fn no_batches_go_straight_to_the_join_and_reduce() {
     let h = harness(Options::default()).await;
     let execution = h.executor.execute("empty", input(0, 2, 5.0)).await;
     assert!(execution.output().is_some(), "{:?}", execution.status);

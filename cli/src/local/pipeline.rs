@@ -52,7 +52,7 @@ pub fn observed_executor(
     });
     let reducer = lambda(move |event| {
         let client = reducer_client.clone();
-        async move { csvlake_reducer::handle(event, &client).await }
+        async move { csvlake_reducer::serve(event, &client).await }
     });
     // Each function has the deployed Lambdas' timeout: the converter reads the deadline from
     // its context, and a call that runs past it fails with Sandbox.Timedout, as in AWS.

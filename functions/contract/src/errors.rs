@@ -37,6 +37,10 @@ pub const MAP_FAILED: &str = "csvlake.MapFailed";
 /// same name once Glue lowercases them.
 pub const CATALOG_ERROR: &str = "csvlake.CatalogError";
 
+/// `error_type` of a reducer whose run widened a table's schema, when conforming the table's
+/// earlier files would have needed more than `conform_limit` of them. The run is reported first,
+/// and the files that would have widened it failed as `bad_input.schema_drift`.
+pub const CONFORM_LIMIT: &str = "csvlake.ConformLimit";
 /// Error kind of a file the storage refused access to (AccessDenied, a KMS key it may not use).
 pub const ACCESS_DENIED: &str = "access_denied";
 
@@ -118,6 +122,9 @@ pub enum BatchError {
     /// The run's tables could not be registered in the AWS Glue Data Catalog.
     #[error("{0}")]
     Catalog(String),
+    /// A widening would have conformed more earlier files than `conform_limit`.
+    #[error("{0}")]
+    ConformLimit(String),
 }
 
 impl BatchError {
@@ -128,6 +135,7 @@ impl BatchError {
             Self::RunInProgress(_) => RUN_IN_PROGRESS,
             Self::Deadline(_) => DEADLINE,
             Self::Catalog(_) => CATALOG_ERROR,
+            Self::ConformLimit(_) => CONFORM_LIMIT,
         }
     }
 }

@@ -62,6 +62,7 @@ pub fn constants() -> Value {
             "deadline": errors::DEADLINE,
             "map_failed": errors::MAP_FAILED,
             "catalog_error": errors::CATALOG_ERROR,
+            "conform_limit": errors::CONFORM_LIMIT,
         },
     })
 }

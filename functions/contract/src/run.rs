@@ -357,6 +357,55 @@ pub struct ManifestBatch {
     pub files: Vec<FileRef>,
 }
 
+/// One item of the `Conform` Map's manifest: files of one table, converted again with the
+/// table's schema as their floor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConformBatch {
+    /// Index in the conform manifest, from 0.
+    pub batch: u64,
+    /// Its files (their ETags are the ones converted).
+    pub files: Vec<FileRef>,
+    /// The id of the table schema (`schemas/<id>.json`) to write them with.
+    pub schema: String,
+}
+
+/// The reducer's `Join` phase's answer (`ResultPath: $.join`): the `Conform` Map's work.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConformPlan {
+    /// Batches in the conform manifest (Map items); 0 when every file has its table's schema.
+    pub batches: u64,
+    /// Files in them: the run's files narrower than their table's schema, and earlier files of
+    /// a table whose schema widened.
+    pub files: u64,
+    /// Of those, the earlier files (converted by earlier runs).
+    pub earlier: u64,
+    /// The conform manifest: a JSON array of [`ConformBatch`].
+    pub manifest: ObjectLocation,
+    /// Where the `Conform` Map's ResultWriter writes.
+    pub results: ResultsLocation,
+    /// JSON lines of per-file results that replace the run's results for those files: the files
+    /// that would have widened a table whose earlier files were too many to conform
+    /// (`conform_limit`). They fail as `bad_input.schema_drift`, and their outputs are removed.
+    /// (Always present, if null: the definition's ResultSelector names every field.)
+    #[serde(default)]
+    pub drift: Option<ObjectLocation>,
+    /// Why a table's earlier files were not conformed: the widening needed more than
+    /// `conform_limit` of them. The run then fails with `csvlake.ConformLimit` once reported.
+    #[serde(default)]
+    pub limited: Option<String>,
+}
+
+/// Which part of its work the reducer is asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// After the `Convert` Map: join each table's schema, and plan the `Conform` Map.
+    Join,
+    /// Last: the report, the tables' indexes, the catalog, and the leases' release.
+    #[default]
+    Reduce,
+}
+
 /// `<out>/_runs/<run_id>/<name>`.
 pub fn run_key(output_prefix: &str, run_id: &str, name: &str) -> String {
     keys::join(output_prefix, &format!("_runs/{run_id}/{name}"))
@@ -382,6 +431,14 @@ pub mod names {
     pub const TABLES: &str = "tables.jsonl";
     /// The orphaned inputs, as JSON lines.
     pub const ORPHANS: &str = "orphaned.jsonl";
+    /// The `Conform` Map's manifest.
+    pub const CONFORM_MANIFEST: &str = "conform/manifest.json";
+    /// The `Conform` Map's ResultWriter prefix.
+    pub const CONFORM_RESULTS: &str = "conform/results";
+    /// The per-file results a `Conform` batch recorded before it failed: `conform/batches/<n>.json`.
+    pub const CONFORM_BATCHES: &str = "conform/batches";
+    /// The results that replace those of files that would have widened a limited table.
+    pub const CONFORM_DRIFT: &str = "conform/drift.jsonl";
 }
 
 /// A Step Functions error object, as a Catch with a ResultPath records it.
@@ -516,22 +573,55 @@ pub struct ChildExecution {
     pub cause: Option<String>,
 }
 
-/// The reducer's event: the plan, and either the Map's output or the error its Catch recorded.
+/// The reducer's event: the plan, and either the Map's output or the error its Catch recorded;
+/// then, in the `Reduce` phase, the `Join` phase's answer and the `Conform` Map's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReduceRequest {
     /// The plan (the state the Map ran on).
     #[serde(flatten)]
     pub plan: Plan,
+    /// What the reducer is asked for (a Pass state sets it before each call).
+    #[serde(default)]
+    pub phase: Phase,
     /// The Map's output (`ResultPath: $.convert`), when it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convert: Option<MapOutput>,
     /// The Map's error (the Catch's `ResultPath: $.convert_error`), when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convert_error: Option<StatesError>,
+    /// The `Join` phase's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<ConformPlan>,
+    /// The `Join` phase's error, when it failed: nothing was conformed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_error: Option<StatesError>,
+    /// The `Conform` Map's output (`ResultPath: $.conform`), when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conform: Option<MapOutput>,
+    /// The `Conform` Map's error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conform_error: Option<StatesError>,
     /// The Reduce state's own error (its Catch's `ResultPath: $.reduce_error`): the reducer is
     /// then asked only to release the run's leases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reduce_error: Option<StatesError>,
+}
+
+impl ReduceRequest {
+    /// The `Reduce` phase's request of a run whose Maps left nothing: set the fields that apply.
+    pub fn new(plan: Plan) -> Self {
+        Self {
+            plan,
+            phase: Phase::Reduce,
+            convert: None,
+            convert_error: None,
+            join: None,
+            join_error: None,
+            conform: None,
+            conform_error: None,
+            reduce_error: None,
+        }
+    }
 }
 
 /// Outcome of a run.
@@ -627,6 +717,14 @@ pub struct TableReport {
     /// Whether this run widened it.
     #[serde(default)]
     pub widened: bool,
+    /// Files converted again with the table's schema by the `Conform` Map: the run's own
+    /// narrower files, and earlier files when the schema widened.
+    #[serde(default)]
+    pub conformed: u64,
+    /// Files of the table whose outputs still have another schema (a conform that failed, or a
+    /// widening over `conform_limit`); the next run conforms them.
+    #[serde(default)]
+    pub unconformed: u64,
 }
 
 /// What a run registered in the Glue Data Catalog.
@@ -689,6 +787,10 @@ pub struct Report {
     /// The Map's own error, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_error: Option<StatesError>,
+    /// Why earlier files were not conformed (a widening over `conform_limit`); the run then
+    /// fails with `csvlake.ConformLimit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conform_error: Option<String>,
     /// What the run registered in the Glue Data Catalog, when it names a database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<CatalogReport>,

@@ -267,7 +267,9 @@ impl Converter {
     async fn record(&self, batch: &ConvertBatch, files: &[FileResult]) {
         let (Some(run_id), Some(n)) = (&batch.job.run_id, batch.batch) else { return };
         let out = &batch.job.output;
-        let key = run_key(&out.prefix, run_id, &format!("{}/{n}.json", run_names::BATCHES));
+        // A `Conform` batch's numbers are those of its own manifest.
+        let folder = if batch.schema.is_some() { run_names::CONFORM_BATCHES } else { run_names::BATCHES };
+        let key = run_key(&out.prefix, run_id, &format!("{folder}/{n}.json"));
         let body = match serde_json::to_vec(&BatchResult { files: files.to_vec() }) {
             Ok(b) => b,
             Err(e) => return tracing::error!(error = %e, "the batch's results do not serialize"),

@@ -5,18 +5,46 @@
 //! [`report::reduce`].
 
 pub mod catalog;
+pub mod join;
 pub mod report;
 pub mod tables;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use csvlake_contract::run::{ReduceRequest, RunSummary};
+use csvlake_contract::run::{ConformPlan, Phase, ReduceRequest, RunSummary};
 use csvlake_contract::{BatchError, ErrorNames};
 use lambda_runtime::LambdaEvent;
 
 pub use csvlake_contract::deployment::PIPELINE_ENV;
 
-/// Handles the `Reduce` state: the plan, plus the Map's output or the error its Catch recorded.
+/// What the reducer answers: the `Join` phase's conform plan, or the run's summary.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// The `Join` phase's answer.
+    Join(ConformPlan),
+    /// The `Reduce` phase's answer.
+    Reduce(RunSummary),
+}
+
+/// Handles a call of the reducer Lambda: the `Join` phase after the `Convert` Map, or the
+/// `Reduce` phase last, as the event's `phase` says.
+pub async fn serve(event: LambdaEvent<ReduceRequest>, client: &aws_sdk_s3::Client) -> Result<Answer, BatchError> {
+    if event.payload.phase == Phase::Reduce {
+        return Box::pin(handle(event, client)).await.map(Answer::Reduce);
+    }
+    let request = event.payload;
+    match Box::pin(join::join(client, &request)).await {
+        Ok(plan) => Ok(Answer::Join(plan)),
+        Err(e) => {
+            tracing::error!(target: csvlake_contract::errors::OUTCOME_LOG_TARGET, run_id = %request.plan.run_id, error = %e, error_type = e.error_type(), "join failed");
+            Err(e.into())
+        }
+    }
+}
+
+/// Handles the `Reduce` phase: the plan, plus the Maps' outputs or the errors their Catches
+/// recorded.
 pub async fn handle(event: LambdaEvent<ReduceRequest>, client: &aws_sdk_s3::Client) -> Result<RunSummary, BatchError> {
     let request = event.payload;
     let plan = &request.plan;
@@ -36,9 +64,9 @@ pub async fn handle(event: LambdaEvent<ReduceRequest>, client: &aws_sdk_s3::Clie
         None => tracing::info!(run_id = %plan.run_id, batches = plan.batches, "reducing run"),
     }
     let summary = match report::reduce(client, &request).await {
-        Ok((_, Some(catalog))) => {
-            tracing::error!(target: csvlake_contract::errors::OUTCOME_LOG_TARGET, run_id = %plan.run_id, error = %catalog, "catalog update failed");
-            return Err(BatchError::Catalog(catalog));
+        Ok((_, Some(failure))) => {
+            tracing::error!(target: csvlake_contract::errors::OUTCOME_LOG_TARGET, run_id = %plan.run_id, error = %failure, error_type = failure.error_type(), "the run was reported, and failed");
+            return Err(failure);
         }
         Ok((s, None)) => s,
         Err(e) => {

@@ -14,9 +14,11 @@ async fn main() -> Result<(), Error> {
     let pipeline = std::env::var(csvlake_reducer::PIPELINE_ENV).ok();
     let pipeline = pipeline.as_deref();
     lambda_runtime::run(service_fn(move |event| async move {
-        let summary = csvlake_reducer::handle(event, client).await?;
-        println!("{}", csvlake_reducer::metrics_line(&summary, pipeline));
-        Ok::<_, BatchError>(summary)
+        let answer = csvlake_reducer::serve(event, client).await?;
+        if let csvlake_reducer::Answer::Reduce(summary) = &answer {
+            println!("{}", csvlake_reducer::metrics_line(summary, pipeline));
+        }
+        Ok::<_, BatchError>(answer)
     }))
     .await
 }

@@ -35,11 +35,12 @@ use csvlake_contract::deployment::{
     BYTES_IN_METRIC, BYTES_OUT_METRIC, FILES_CONVERTED_METRIC, FILES_FAILED_METRIC, FILES_SKIPPED_METRIC,
     METRICS_NAMESPACE, PIPELINE_DIMENSION, ROWS_METRIC,
 };
+use csvlake_contract::BatchError;
 use csvlake_contract::errors::{self, FileError, shortened};
 use csvlake_contract::payload::{BatchResult, FileRef, FileResult, FileStatus};
 use csvlake_contract::run::{
-    ChildExecution, DialectCount, FailedFile, ManifestBatch, Mode, ObjectLocation, ReduceRequest, Report,
-    ResultManifest, RunInput, RunStatus, RunSummary, Totals, names, run_key,
+    ChildExecution, DialectCount, FailedFile, ManifestBatch, MapOutput, Mode, ObjectLocation, ReduceRequest, Report,
+    ResultManifest, ResultsLocation, RunInput, RunStatus, RunSummary, StatesError, Totals, names, run_key,
 };
 use csvlake_engine::decode::Dialect;
 use csvlake_engine::{Error, Result};
@@ -62,7 +63,7 @@ const READ_BUFFER: usize = 256 << 10;
 /// With a catalog database, the tables are registered after their indexes are written and before
 /// the report, which records the outcome; a registration that failed is returned beside the
 /// summary (the handler then fails with `csvlake.CatalogError`).
-pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSummary, Option<String>)> {
+pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSummary, Option<BatchError>)> {
     let plan = &request.plan;
     let out = &plan.job.output;
     let location =
@@ -70,13 +71,19 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSumm
     let (files_loc, report_loc, failed_keys_loc) =
         (location(names::FILES), location(names::REPORT), location(names::FAILED_KEYS));
 
+    let conformed = Box::pin(crate::join::Conformed::read(client, request)).await?;
     let (sink, files_upload) = Upload::start(client, &files_loc);
-    let tally = Tally::new(sink, plan).map_err(|e| Error::Internal(format!("creating a temporary file: {e}")))?;
+    let tally =
+        Tally::new(sink, plan, conformed).map_err(|e| Error::Internal(format!("creating a temporary file: {e}")))?;
     let tally = match tally_run(client, request, tally).await {
         Ok(t) => t,
         Err(e) => return Err(files_upload.abandon(client, e).await),
     };
-    let Tally { mut totals, by_kind, by_dialect, files, failed, keys, entries, .. } = tally;
+    let Tally { mut totals, by_kind, by_dialect, files, failed, keys, mut entries, mut conform, .. } = tally;
+    // Earlier files the `Conform` Map converted again count in their tables' indexes only.
+    for result in conform.earlier() {
+        entries.add(&result)?;
+    }
     let mut dialects: Vec<DialectCount> =
         by_dialect.into_iter().map(|(dialect, files)| DialectCount { dialect, files }).collect();
     dialects.sort_by(|a, b| b.files.cmp(&a.files).then_with(|| a.dialect.cmp(&b.dialect)));
@@ -85,7 +92,7 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSumm
     files_upload.complete(client, finished).await?;
 
     // The tables' indexes before the report: a report names what the index holds.
-    let (tables, orphaned) = crate::tables::update(client, plan, entries).await?;
+    let (tables, orphaned) = crate::tables::update(client, plan, entries, &conform.counts).await?;
     // Then the catalog, whose outcome (or failure) the report records.
     let catalog = match &plan.catalog {
         Some(c) => {
@@ -102,7 +109,9 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSumm
         tracing::warn!(counted = totals.files, planned = expected, "the results do not account for the planned files");
     }
     let exceeded_tolerance = exceeds(request, &totals);
-    let status = if exceeded_tolerance { RunStatus::Failed } else { RunStatus::Succeeded };
+    let conform_error = request.join.as_ref().and_then(|j| j.limited.clone());
+    let status =
+        if exceeded_tolerance || conform_error.is_some() { RunStatus::Failed } else { RunStatus::Succeeded };
 
     let report = Report {
         run_id: plan.run_id.clone(),
@@ -117,6 +126,7 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSumm
         tables,
         orphaned,
         map_error: request.convert_error.clone(),
+        conform_error: conform_error.clone(),
         catalog: catalog.clone(),
         failed: Vec::new(),
     };
@@ -173,7 +183,9 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSumm
         files: files_loc,
         failed_keys,
     };
-    Ok((summary, catalog.and_then(|c| c.error)))
+    // A run over conform_limit fails, and so does one whose catalog could not be written.
+    let failure = conform_error.map(BatchError::ConformLimit).or_else(|| catalog.and_then(|c| c.error).map(BatchError::Catalog));
+    Ok((summary, failure))
 }
 
 /// The summary of a run whose Reduce failed and whose leases were released: nothing was
@@ -255,8 +267,8 @@ enum Source {
     Pending,
 }
 
-/// Reads every result of the run into the tally: the planner's rejections, the ResultWriter
-/// files, then the manifest's batches that no result covers.
+/// Reads every result of the run into the tally: the planner's rejections, then the `Convert`
+/// Map's results.
 async fn tally_run(client: &Client, request: &ReduceRequest, mut tally: Tally) -> Result<Tally> {
     let plan = &request.plan;
     if let Some(loc) = &plan.rejected_results {
@@ -268,9 +280,70 @@ async fn tally_run(client: &Client, request: &ReduceRequest, mut tally: Tally) -
         })
         .await?;
     }
+    Box::pin(walk(client, &MapResults::convert(request), tally)).await
+}
 
-    tally.recorded = read_recorded(client, plan).await?;
-    if let Some(manifest_loc) = find_result_manifest(client, request).await? {
+/// Receives each file result of a Map's run once.
+pub(crate) trait Sink: Send + 'static {
+    /// One file's result.
+    fn add(&mut self, result: &FileResult) -> Result<()>;
+}
+
+/// Where one Distributed Map's results are, and how it ended.
+pub(crate) struct MapResults<'a> {
+    /// The Map's output, when it succeeded.
+    output: Option<&'a MapOutput>,
+    /// Its error, when its Catch recorded one.
+    error: Option<&'a StatesError>,
+    /// Its ResultWriter's prefix.
+    results: &'a ResultsLocation,
+    /// Its items.
+    manifest: &'a ObjectLocation,
+    batches: u64,
+    /// Where its failed batches recorded their results (`<n>.json`).
+    recorded: String,
+}
+
+impl<'a> MapResults<'a> {
+    /// The `Convert` Map of the run.
+    pub(crate) fn convert(request: &'a ReduceRequest) -> Self {
+        let plan = &request.plan;
+        let out = &plan.job.output;
+        Self {
+            output: request.convert.as_ref(),
+            error: request.convert_error.as_ref(),
+            results: &plan.results,
+            manifest: &plan.manifest,
+            batches: plan.batches,
+            recorded: format!("{}/", run_key(&out.prefix, &plan.run_id, names::BATCHES)),
+        }
+    }
+
+    /// The `Conform` Map of the run, when the `Join` phase planned one.
+    pub(crate) fn conform(request: &'a ReduceRequest) -> Option<Self> {
+        let plan = &request.plan;
+        let out = &plan.job.output;
+        let join = request.join.as_ref().filter(|j| j.batches > 0)?;
+        Some(Self {
+            output: request.conform.as_ref(),
+            error: request.conform_error.as_ref(),
+            results: &join.results,
+            manifest: &join.manifest,
+            batches: join.batches,
+            recorded: format!("{}/", run_key(&out.prefix, &plan.run_id, names::CONFORM_BATCHES)),
+        })
+    }
+}
+
+/// Gives `sink` every file result of a Map: those of its ResultWriter files, then those of the
+/// manifest's batches that no result covers.
+pub(crate) async fn walk<S: Sink>(client: &Client, map: &MapResults<'_>, sink: S) -> Result<S> {
+    let mut walker = Walker {
+        seen: Seen::new(map.batches),
+        recorded: read_recorded(client, &map.manifest.bucket, &map.recorded).await?,
+        sink,
+    };
+    if let Some(manifest_loc) = find_result_manifest(client, map).await? {
         let manifest = read_result_manifest(client, &manifest_loc).await?;
         let bucket = if manifest.destination_bucket.is_empty() {
             manifest_loc.bucket.clone()
@@ -286,51 +359,48 @@ async fn tally_run(client: &Client, request: &ReduceRequest, mut tally: Tally) -
         for (file, source) in sources {
             let body = open(client, &bucket, &file.key).await?;
             let uri = format!("s3://{bucket}/{}", file.key);
-            tally = blocking(move || {
-                each_element::<ChildExecution, _>(body, &uri, |entry| tally.add_entry(entry, source))?;
-                Ok(tally)
+            walker = blocking(move || {
+                each_element::<ChildExecution, _>(body, &uri, |entry| walker.add_entry(entry, source))?;
+                Ok(walker)
             })
             .await?;
         }
     }
 
-    if tally.seen.any_unseen() {
-        let loc = &plan.manifest;
+    if walker.seen.any_unseen() {
+        let loc = map.manifest;
         let body = open(client, &loc.bucket, &loc.key).await?;
         let uri = loc.uri();
-        let message = match &request.convert_error {
+        let message = match map.error {
             Some(e) => format!("the batch did not run: the Map failed with {}: {}", e.error, cause_message(&e.cause)),
             None => "the batch did not run: the Map wrote no result for it".to_owned(),
         };
-        tally = blocking(move || {
-            each_element::<ManifestBatch, _>(body, &uri, |batch| tally.add_not_run(batch, &message))?;
-            Ok(tally)
+        walker = blocking(move || {
+            each_element::<ManifestBatch, _>(body, &uri, |batch| walker.add_not_run(batch, &message))?;
+            Ok(walker)
         })
         .await?;
-        if tally.seen.any_unseen() {
+        if walker.seen.any_unseen() {
             tracing::warn!(manifest = %loc.uri(), "the batch manifest lacks some of the planned batches");
         }
     }
-    Ok(tally)
+    Ok(walker.sink)
 }
 
-/// The per-file results that failed batches recorded before failing (`batches/<n>.json`), by
+/// The per-file results that failed batches recorded before failing (`<prefix><n>.json`), by
 /// batch: their converted files count as converted.
-async fn read_recorded(client: &Client, plan: &csvlake_contract::run::Plan) -> Result<HashMap<u64, Vec<FileResult>>> {
-    let out = &plan.job.output;
-    let prefix = format!("{}/", run_key(&out.prefix, &plan.run_id, names::BATCHES));
+async fn read_recorded(client: &Client, bucket: &str, prefix: &str) -> Result<HashMap<u64, Vec<FileResult>>> {
     let mut recorded = HashMap::new();
-    let mut pages = client.list_objects_v2().bucket(&out.bucket).prefix(&prefix).into_paginator().send();
+    let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| sdk_error("ListObjectsV2", &out.bucket, &prefix, e))?;
+        let page = page.map_err(|e| sdk_error("ListObjectsV2", bucket, prefix, e))?;
         for obj in page.contents() {
             let Some(key) = obj.key() else { continue };
-            let Some(n) = key.strip_prefix(&prefix).and_then(|k| k.strip_suffix(".json")).and_then(|n| n.parse().ok())
+            let Some(n) = key.strip_prefix(prefix).and_then(|k| k.strip_suffix(".json")).and_then(|n| n.parse().ok())
             else {
                 continue;
             };
-            let result: BatchResult =
-                csvlake_s3::get_json(client, &out.bucket, key, "a batch's recorded results").await?;
+            let result: BatchResult = csvlake_s3::get_json(client, bucket, key, "a batch's recorded results").await?;
             recorded.insert(n, result.files);
         }
     }
@@ -340,17 +410,16 @@ async fn read_recorded(client: &Client, plan: &csvlake_contract::run::Plan) -> R
 /// The ResultWriter manifest: from the Map's output, or else (the Map failed, and its Catch
 /// recorded the error instead) the newest one under the results prefix. None when the Map
 /// never ran or failed before writing results.
-async fn find_result_manifest(client: &Client, request: &ReduceRequest) -> Result<Option<ObjectLocation>> {
-    if let Some(convert) = &request.convert {
-        let d = &convert.result_writer_details;
+async fn find_result_manifest(client: &Client, map: &MapResults<'_>) -> Result<Option<ObjectLocation>> {
+    if let Some(output) = map.output {
+        let d = &output.result_writer_details;
         return Ok(Some(ObjectLocation { bucket: d.bucket.clone(), key: d.key.clone() }));
     }
-    let plan = &request.plan;
-    if plan.batches == 0 {
+    if map.batches == 0 {
         return Ok(None);
     }
-    let bucket = &plan.results.bucket;
-    let prefix = match plan.results.prefix.as_str() {
+    let bucket = &map.results.bucket;
+    let prefix = match map.results.prefix.as_str() {
         "" => String::new(),
         p if p.ends_with('/') => p.to_owned(),
         p => format!("{p}/"),
@@ -550,7 +619,6 @@ struct Tally {
     totals: Totals,
     by_kind: BTreeMap<String, u64>,
     by_dialect: BTreeMap<Dialect, u64>,
-    seen: Seen,
     /// `files.jsonl`, uploading as it is written.
     files: PartSink,
     /// The report's `failed` elements.
@@ -559,20 +627,19 @@ struct Tally {
     keys: Spool,
     /// The index entries of converted files.
     entries: crate::tables::NewEntries,
-    /// What failed batches recorded, by batch.
-    recorded: HashMap<u64, Vec<FileResult>>,
+    /// What the `Join` phase and the `Conform` Map decided of files, by key.
+    conform: crate::join::Conformed,
     line: Vec<u8>,
 }
 
 impl Tally {
-    fn new(files: PartSink, plan: &csvlake_contract::run::Plan) -> io::Result<Self> {
+    fn new(files: PartSink, plan: &csvlake_contract::run::Plan, conform: crate::join::Conformed) -> io::Result<Self> {
         Ok(Self {
             totals: Totals::default(),
             by_kind: BTreeMap::new(),
             by_dialect: BTreeMap::new(),
             entries: crate::tables::NewEntries::new(plan)?,
-            recorded: HashMap::new(),
-            seen: Seen::new(plan.batches),
+            conform,
             files,
             failed: Spool::new()?,
             keys: Spool::new()?,
@@ -580,9 +647,16 @@ impl Tally {
         })
     }
 
-    /// Counts one file result and writes it out. Runs on a blocking thread: the `files.jsonl`
-    /// sink blocks while a part uploads.
+    /// Counts one file result and writes it out, as the `Conform` Map or the `Join` phase left
+    /// it. Runs on a blocking thread: the `files.jsonl` sink blocks while a part uploads.
     fn add(&mut self, result: &FileResult) -> Result<()> {
+        match self.conform.take(result) {
+            Some(last) => self.count(&last),
+            None => self.count(result),
+        }
+    }
+
+    fn count(&mut self, result: &FileResult) -> Result<()> {
         let t = &mut self.totals;
         t.rows += result.rows;
         t.bytes_in += result.bytes_in;
@@ -617,9 +691,27 @@ impl Tally {
         self.files.write_all(&self.line).map_err(|e| write_error(names::FILES, e))
     }
 
+}
+
+impl Sink for Tally {
+    fn add(&mut self, result: &FileResult) -> Result<()> {
+        Tally::add(self, result)
+    }
+}
+
+/// A Map's results as they are read: which batches have a result, what failed batches
+/// recorded, and where each file's result goes.
+struct Walker<S> {
+    seen: Seen,
+    /// What failed batches recorded, by batch.
+    recorded: HashMap<u64, Vec<FileResult>>,
+    sink: S,
+}
+
+impl<S: Sink> Walker<S> {
     fn add_failed(&mut self, files: Vec<FileRef>, error: &FileError) -> Result<()> {
         for f in files {
-            self.add(&FileResult::failed(f.key, 0, 0, error.clone()))?;
+            self.sink.add(&FileResult::failed(f.key, 0, 0, error.clone()))?;
         }
         Ok(())
     }
@@ -635,8 +727,8 @@ impl Tally {
             .collect();
         for f in files {
             match recorded.get(&f.key) {
-                Some(r) => self.add(r)?,
-                None => self.add(&FileResult::failed(f.key, 0, 0, error.clone()))?,
+                Some(r) => self.sink.add(r)?,
+                None => self.sink.add(&FileResult::failed(f.key, 0, 0, error.clone()))?,
             }
         }
         Ok(())
@@ -677,7 +769,7 @@ impl Tally {
             }
         };
         for result in &output.files {
-            self.add(result)?;
+            self.sink.add(result)?;
         }
         let returned: HashSet<&str> = output.files.iter().map(|r| r.key.as_str()).collect();
         let missing: Vec<FileRef> = input.files.into_iter().filter(|f| !returned.contains(f.key.as_str())).collect();

@@ -101,7 +101,7 @@ fn read_entry(file: &mut File, (offset, len): (u64, u32)) -> Result<IndexEntry> 
 }
 
 /// Reads the JSON lines object at `at`.
-async fn read_lines<T: serde::de::DeserializeOwned>(client: &Client, at: &ObjectLocation) -> Result<Vec<T>> {
+pub(crate) async fn read_lines<T: serde::de::DeserializeOwned>(client: &Client, at: &ObjectLocation) -> Result<Vec<T>> {
     let body = csvlake_s3::get_bytes(client, &at.bucket, &at.key).await?;
     BufReader::new(&body[..])
         .split(b'\n')
@@ -157,6 +157,7 @@ pub async fn update(
     client: &Client,
     plan: &Plan,
     entries: NewEntries,
+    conformed: &HashMap<String, u64>,
 ) -> Result<(Vec<TableReport>, Vec<OrphanedFile>)> {
     let out = &plan.job.output;
     let runs = table_runs(client, plan).await?;
@@ -203,19 +204,23 @@ pub async fn update(
             schema: None,
             schema_version: run.current.as_ref().map_or(0, |c| c.schema_version),
             widened: false,
+            conformed: conformed.get(&run.table).copied().unwrap_or(0),
+            unconformed: 0,
         };
         let before = run.current.as_ref().and_then(|c| c.schema.clone());
         let mut schema = before.clone();
         if !unchanged {
-            let (written, joined) = match read_current(client, &out.bucket, &out.prefix, &run.table).await? {
-                // A retried Reduce: this run's generation is already the table's.
-                Some((current, _)) if current.run_id == plan.run_id => (current, None),
-                now => {
-                    check_lease(client, plan, &run).await?;
-                    write_generation(client, plan, &run, now, &new, &mut spool, gone).await?
-                }
-            };
+            let (written, joined, unconformed) =
+                match read_current(client, &out.bucket, &out.prefix, &run.table).await? {
+                    // A retried Reduce: this run's generation is already the table's.
+                    Some((current, _)) if current.run_id == plan.run_id => (current, None, 0),
+                    now => {
+                        check_lease(client, plan, &run).await?;
+                        write_generation(client, plan, &run, now, &new, &mut spool, gone).await?
+                    }
+                };
             report.schema = joined;
+            report.unconformed = unconformed;
             report.generation = Some(written.generation);
             report.entries = written.entries;
             report.schema_version = written.schema_version;
@@ -301,7 +306,8 @@ async fn check_lease(client: &Client, plan: &Plan, run: &TableRun) -> Result<()>
 }
 
 /// Merges the previous generation with the run's entries into a new one, and points
-/// `current.json` (`now`, with its ETag) at it. Returns the pointer and the table's schema.
+/// `current.json` (`now`, with its ETag) at it. Returns the pointer, the table's schema, and the
+/// number of entries whose schema is another.
 async fn write_generation(
     client: &Client,
     plan: &Plan,
@@ -310,7 +316,7 @@ async fn write_generation(
     new: &[(u64, u32)],
     spool: &mut File,
     gone: Option<&std::collections::HashSet<&str>>,
-) -> Result<(Current, Option<TableSchema>)> {
+) -> Result<(Current, Option<TableSchema>, u64)> {
     let out = &plan.job.output;
     // The pointer as it is now must be the one the plan read.
     if now.as_ref().map(|(c, _)| c.generation) != run.current.as_ref().map(|c| c.generation) {
@@ -332,23 +338,33 @@ async fn write_generation(
     // The schemas of the run's files, in key order of their first file.
     let mut schema_ids: Vec<String> = Vec::new();
     for &item in new {
-        let entry = read_entry(spool, item)?;
-        if let Some(id) = &entry.schema
-            && !schema_ids.contains(id)
+        if let Some(id) = read_entry(spool, item)?.schema
+            && !schema_ids.contains(&id)
         {
-            schema_ids.push(id.clone());
+            schema_ids.push(id);
         }
+    }
+    let (joined, schema, schema_version) = table_schema(client, plan, run, &schema_ids).await?;
+    let mut unconformed = 0u64;
+    let mut push = |writer: &mut IndexWriter<Vec<u8>>, e: &IndexEntry| {
+        if e.schema.is_some() && schema.is_some() && e.schema != schema {
+            unconformed += 1;
+        }
+        writer.push(e)
+    };
+    for &item in new {
+        let entry = read_entry(spool, item)?;
         while let Some(o) = next_old.take_if(|o| o.key <= entry.key) {
             if o.key != entry.key && keep(&o) {
-                writer.push(&o)?;
+                push(&mut writer, &o)?;
             }
             next_old = old.as_mut().map_or(Ok(None), |r| r.next_entry())?;
         }
-        writer.push(&entry)?;
+        push(&mut writer, &entry)?;
     }
     while let Some(o) = next_old.take() {
         if keep(&o) {
-            writer.push(&o)?;
+            push(&mut writer, &o)?;
         }
         next_old = old.as_mut().map_or(Ok(None), |r| r.next_entry())?;
     }
@@ -364,7 +380,6 @@ async fn write_generation(
         .send()
         .await
         .map_err(|e| sdk_error("PutObject", &out.bucket, &index, e))?;
-    let (joined, schema, schema_version) = table_schema(client, plan, run, &schema_ids).await?;
     let current = Current {
         generation,
         index,
@@ -398,5 +413,5 @@ async fn write_generation(
     {
         tracing::warn!(key = %older, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "could not remove an old index generation");
     }
-    Ok((current, joined))
+    Ok((current, joined, unconformed))
 }
