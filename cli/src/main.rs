@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use csvlake_cli::local::pipeline::{PlanObserver, observed_executor};
 use csvlake_cli::local::{LocalBucket, LocalS3};
-use csvlake_contract::errors::{MAP_FAILED, OUTCOME_LOG_TARGET, TOLERANCE_EXCEEDED};
+use csvlake_contract::errors::{CATALOG_ERROR, CONFORM_LIMIT, MAP_FAILED, OUTCOME_LOG_TARGET, TOLERANCE_EXCEEDED};
 use csvlake_contract::payload::OutputLocation;
 use csvlake_contract::run::{Mode, ObjectLocation, RunInput, names, run_key};
 use csvlake_converter::Converter;
@@ -262,10 +262,15 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
     // A run that exceeded its tolerance fails after reporting; any other failure means that no
     // report of this run can be trusted (one found may be an earlier run's, or partly written).
     // A Map that failed on its own is reported too, and exits 1 after the summary.
-    let map_failed = matches!(&execution.status, ExecutionStatus::Failed(e) if e.error == MAP_FAILED);
+    // So are a run over conform_limit and one whose catalog could not be written: the summary,
+    // then the error.
+    let reported = match &execution.status {
+        ExecutionStatus::Failed(e) if [MAP_FAILED, CONFORM_LIMIT, CATALOG_ERROR].contains(&e.error.as_str()) => Some(e),
+        _ => None,
+    };
     if let ExecutionStatus::Failed(e) = &execution.status
         && e.error != TOLERANCE_EXCEEDED
-        && e.error != MAP_FAILED
+        && reported.is_none()
     {
         eprintln!("csvlake: run {run_id} failed: {}: {}", e.error, lambda_message(&e.cause));
         return Ok(ExitCode::from(1));
@@ -285,7 +290,14 @@ async fn execute(store: &Store, input: RunInput, output: &OutputLocation, local:
         },
     };
     let code = summary::print(&report, &shown, started.elapsed().as_secs_f64());
-    Ok(if map_failed { ExitCode::from(1) } else { code })
+    match reported {
+        Some(e) if e.error != MAP_FAILED => {
+            eprintln!("csvlake: run {run_id} failed: {}: {}", e.error, lambda_message(&e.cause));
+            Ok(ExitCode::from(1))
+        }
+        Some(_) => Ok(ExitCode::from(1)),
+        None => Ok(code),
+    }
 }
 
 /// The planner's settings of a local run: the roots are the run's own, the lease as asked.

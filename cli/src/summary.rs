@@ -69,6 +69,19 @@ pub fn print(report: &Report, shown: &Shown, secs: f64) -> ExitCode {
         let from = t.taken_over_from.as_deref().unwrap_or_default();
         println!("table {}: took over the expired lease of run {from}", t.name);
     }
+    for t in report.tables.iter().filter(|t| t.widened || t.conformed > 0 || t.unconformed > 0) {
+        let mut told = Vec::new();
+        if t.widened {
+            told.push(format!("schema widened to version {}", t.schema_version));
+        }
+        if t.conformed > 0 {
+            told.push(format!("{} file{} converted again with it", t.conformed, if t.conformed == 1 { "" } else { "s" }));
+        }
+        if t.unconformed > 0 {
+            told.push(format!("{} with another schema until the next run", t.unconformed));
+        }
+        println!("table {}: {}", t.name, told.join(", "));
+    }
     if !report.orphaned.is_empty() {
         let deleted = report.orphaned.iter().filter(|o| o.deleted).count();
         let what =

@@ -90,4 +90,13 @@ async fn a_run_registers_its_tables_and_updates_them_only_when_the_schema_change
     assert_eq!(code.as_deref(), Some("string"));
     let versions = glue.get_table_versions().database_name("lake").table_name("sales").send().await.unwrap();
     assert_eq!(versions.table_versions().len(), 2, "created once, updated once");
+    // The earlier files were conformed, and the Avro table's literal is the files' schema.
+    assert_eq!((r.tables[0].conformed, r.tables[0].unconformed), (2, 0), "{:?}", r.tables);
+    let avro = glue.get_table().database_name("lake").name("sales_avro").send().await.unwrap().table.unwrap();
+    let literal = avro.parameters.unwrap_or_default().get("avro.schema.literal").cloned().expect("avro.schema.literal");
+    let literal = apache_avro::Schema::parse_str(&literal).expect("the literal is an Avro schema");
+    for file in ["a", "b", "c"] {
+        let written = csvlake_tests::read_avro(&output.join(format!("avro/sales/{file}.avro"))).schema;
+        assert_eq!(written.canonical_form(), literal.canonical_form(), "{file}.avro");
+    }
 }
