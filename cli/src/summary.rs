@@ -75,7 +75,11 @@ pub fn print(report: &Report, shown: &Shown, secs: f64) -> ExitCode {
             told.push(format!("schema widened to version {}", t.schema_version));
         }
         if t.conformed > 0 {
-            told.push(format!("{} file{} converted again with it", t.conformed, if t.conformed == 1 { "" } else { "s" }));
+            told.push(format!(
+                "{} file{} converted again with it",
+                t.conformed,
+                if t.conformed == 1 { "" } else { "s" }
+            ));
         }
         if t.unconformed > 0 {
             told.push(format!("{} with another schema until the next run", t.unconformed));

@@ -110,8 +110,10 @@ export class Storage extends Construct {
   }
 
   /**
-   * The per-file results that a failing batch records, `<outputPrefix>_runs/<run id>/batches/<n>.json`
-   * (functions/contract/src/run.rs, `names::BATCHES`).
+   * The per-file results that a failing batch records, `<outputPrefix>_runs/<run id>/batches/<n>.json`,
+   * or `<outputPrefix>_runs/<run id>/conform/batches/<n>.json` for a batch of the Conform Map
+   * (functions/contract/src/run.rs, `names::BATCHES` and `names::CONFORM_BATCHES`); IAM's `*` spans
+   * the `/` between them.
    */
   public batchResultObjects(): string {
     return this.outputBucket.arnForObjects(`${this.outputPrefix}_runs/*/batches/*`);

@@ -41,16 +41,18 @@ test('a definition that sets its own TimeoutSeconds, or that is not an object, i
   expect(withTimeout('  {"StartAt": "A"}', 60)).toBe('  {\n  "TimeoutSeconds": 60,"StartAt": "A"}');
 });
 
-test('the definition holds the DISTRIBUTED Map with its ItemReader and ResultWriter', () => {
+test('the definition holds the DISTRIBUTED Maps Convert and Conform, each with its ItemReader and ResultWriter', () => {
   const definition = JSON.parse(fs.readFileSync(DEFINITION_FILE, 'utf8'));
   const maps = Object.entries(definition.States).filter(([, s]) => (s as { Type: string }).Type === 'Map');
-  expect(maps).toHaveLength(1);
-  const [, map] = maps[0] as [string, Record<string, any>];
-  expect(map.ItemProcessor.ProcessorConfig.Mode).toBe('DISTRIBUTED');
-  expect(map.ItemReader.Resource).toBe('arn:aws:states:::s3:getObject');
-  expect(map.ResultWriter.Resource).toBe('arn:aws:states:::s3:putObject');
-  expect(map.MaxConcurrencyPath).toBeDefined();
-  expect(map.ToleratedFailurePercentagePath).toBeDefined();
+  expect(maps.map(([name]) => name)).toEqual(['Convert', 'Conform']);
+  for (const [, m] of maps) {
+    const map = m as Record<string, any>;
+    expect(map.ItemProcessor.ProcessorConfig.Mode).toBe('DISTRIBUTED');
+    expect(map.ItemReader.Resource).toBe('arn:aws:states:::s3:getObject');
+    expect(map.ResultWriter.Resource).toBe('arn:aws:states:::s3:putObject');
+    expect(map.MaxConcurrencyPath).toBeDefined();
+    expect(map.ToleratedFailurePercentagePath).toBeDefined();
+  }
 });
 
 test('every ${...} of the definition is substituted with a function ARN, and nothing else is', () => {
@@ -118,7 +120,7 @@ test('Reduce catches into ReleaseLeases, the reducer again, then ReduceFailed; e
     }
   };
   visit(definition);
-  expect(tasks.map(([name]) => name).sort()).toEqual(['ConvertBatch', 'Plan', 'Reduce', 'ReleaseLeases']);
+  expect(tasks.map(([name]) => name).sort()).toEqual(['ConformBatch', 'ConvertBatch', 'Join', 'Plan', 'Reduce', 'ReleaseLeases']);
   const functions: Record<string, string> = {
     [SUBSTITUTIONS.planner]: logicalId(stack.functions.planner),
     [SUBSTITUTIONS.converter]: logicalId(stack.functions.converter),

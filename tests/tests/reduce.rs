@@ -204,8 +204,7 @@ async fn a_run_with_failed_files_writes_the_report_the_lines_and_the_failed_keys
     let mut plan = plan(3, 6);
     plan.skipped = 1;
     put_rejected(client, &mut plan).await;
-    let summary =
-        run(client, ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan) }).await;
+    let summary = run(client, ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan) }).await;
 
     // a and c converted; b bad input, d missing from its batch's output, e and f in a failed
     // batch, a.tsv rejected by the planner.
@@ -288,9 +287,7 @@ async fn the_tolerance_decides_the_status_both_ways() {
     for (tolerated, exceeded) in [(70.0, false), (66.0, true), (100.0, false), (0.0, true)] {
         let mut plan = plan(3, 6);
         plan.tolerated_failure_percentage = tolerated;
-        let summary =
-            run(client, ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan) })
-                .await;
+        let summary = run(client, ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan) }).await;
         assert_eq!((summary.totals.converted, summary.totals.failed), (2, 4));
         assert_eq!(summary.exceeded_tolerance, exceeded, "{tolerated}% tolerated");
         let status = if exceeded { RunStatus::Failed } else { RunStatus::Succeeded };
@@ -497,8 +494,7 @@ async fn a_large_run_split_over_many_results_files_is_reduced_in_full() {
 
     let mut plan = plan(BATCHES, BATCHES * PER_BATCH);
     plan.tolerated_failure_percentage = 10.0;
-    let summary =
-        run(client, ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan) }).await;
+    let summary = run(client, ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan) }).await;
 
     let ragged = 190; // one file of every tenth succeeded batch
     let converted = 1900 * PER_BATCH - ragged;
@@ -540,8 +536,7 @@ async fn unreadable_results_fail_the_reduce_and_leave_no_report() {
     put_fixtures(client, 3).await;
     let key = format!("{RESULTS}/{MAP_RUN}/SUCCEEDED_0.json");
     put(client, &key, "[{\"ExecutionArn\": 1}]").await;
-    let request =
-        ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan(3, 6)) };
+    let request = ReduceRequest { convert: Some(map_output()), ..ReduceRequest::new(plan(3, 6)) };
     let e = csvlake_reducer::handle(LambdaEvent::new(request.clone(), Context::default()), client).await.unwrap_err();
     assert!(matches!(&e, csvlake_contract::BatchError::Engine(Error::Internal(m)) if m.contains(&key)), "{e}");
 

@@ -269,7 +269,7 @@ async fn three_files_of_one_folder_get_one_schema_in_one_run_and_keep_their_valu
     assert_eq!(o.parquet.len(), 3);
     // The values are unchanged: `5` is the string "5".
     let (pq, avro) = o.rows("a");
-    let a = vec![vec![Cell::Float(10.0), text("5")], vec![Cell::Float(20.0), text("6")]];
+    let a = [vec![Cell::Float(10.0), text("5")], vec![Cell::Float(20.0), text("6")]];
     assert_eq!((pq, avro), (&a[..], &a[..]));
     let (pq, avro) = o.rows("b");
     assert_eq!((pq, avro), (&[vec![Cell::Float(1.5), Cell::Null]][..], &[vec![Cell::Float(1.5), Cell::Null]][..]));

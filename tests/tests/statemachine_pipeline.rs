@@ -304,11 +304,7 @@ async fn harness(options: Options) -> Harness {
 }
 
 /// The Join phase: no conform, or one of the run's first file with the schema `s1`.
-async fn join(
-    s3: &aws_sdk_s3::Client,
-    request: &ReduceRequest,
-    conform: bool,
-) -> csvlake_engine::Result<ConformPlan> {
+async fn join(s3: &aws_sdk_s3::Client, request: &ReduceRequest, conform: bool) -> csvlake_engine::Result<ConformPlan> {
     let plan = &request.plan;
     let out = &plan.job.output;
     let manifest =

@@ -191,9 +191,9 @@ fn pack(files: Vec<FileRef>, max_files: usize, max_bytes: u64) -> Vec<Vec<FileRe
     let mut batches: Vec<Vec<FileRef>> = Vec::new();
     let mut bytes = 0u64;
     for file in files {
-        let full = batches
-            .last()
-            .is_none_or(|b| b.len() >= max_files.max(1) || (!b.is_empty() && bytes.saturating_add(file.size) > max_bytes));
+        let full = batches.last().is_none_or(|b| {
+            b.len() >= max_files.max(1) || (!b.is_empty() && bytes.saturating_add(file.size) > max_bytes)
+        });
         if full {
             batches.push(Vec::new());
             bytes = 0;
@@ -227,10 +227,7 @@ impl Sink for RunFiles {
     fn add(&mut self, result: &FileResult) -> Result<()> {
         let (FileStatus::Converted, Some(schema)) = (result.status, &result.schema) else { return Ok(()) };
         let table = tables::table_of(&self.input_prefix, &result.key, self.depth);
-        let file = RunFile {
-            result: FileResult { dialect: None, ..result.clone() },
-            schema: schema.clone(),
-        };
+        let file = RunFile { result: FileResult { dialect: None, ..result.clone() }, schema: schema.clone() };
         self.by_table.entry(table.to_owned()).or_default().push(file);
         Ok(())
     }
@@ -316,11 +313,8 @@ impl Conformed {
     /// Reads the drift results of the `Join` phase and the results of the `Conform` Map.
     pub async fn read(client: &Client, request: &ReduceRequest) -> Result<Self> {
         let plan = &request.plan;
-        let mut conformed = Self {
-            input_prefix: plan.job.input.prefix.clone(),
-            depth: plan.job.table_depth,
-            ..Self::default()
-        };
+        let mut conformed =
+            Self { input_prefix: plan.job.input.prefix.clone(), depth: plan.job.table_depth, ..Self::default() };
         if let Some(at) = request.join.as_ref().and_then(|j| j.drift.as_ref()) {
             for r in crate::tables::read_lines::<FileResult>(client, at).await? {
                 conformed.drift.insert(r.key.clone(), r);
@@ -343,11 +337,7 @@ impl Conformed {
         match (result.status, again.status) {
             (FileStatus::Converted, FileStatus::Converted) => {
                 self.count(&result.key);
-                Some(FileResult {
-                    millis: result.millis + again.millis,
-                    dialect: result.dialect.clone(),
-                    ..again
-                })
+                Some(FileResult { millis: result.millis + again.millis, dialect: result.dialect.clone(), ..again })
             }
             (_, FileStatus::Failed) => {
                 let message = again.error.as_ref().map_or("", |e| e.message.as_str());

@@ -31,11 +31,11 @@ use serde::{Deserialize, Deserializer as _};
 use tokio::task::JoinHandle;
 use tokio_util::io::SyncIoBridge;
 
+use csvlake_contract::BatchError;
 use csvlake_contract::deployment::{
     BYTES_IN_METRIC, BYTES_OUT_METRIC, FILES_CONVERTED_METRIC, FILES_FAILED_METRIC, FILES_SKIPPED_METRIC,
     METRICS_NAMESPACE, PIPELINE_DIMENSION, ROWS_METRIC,
 };
-use csvlake_contract::BatchError;
 use csvlake_contract::errors::{self, FileError, shortened};
 use csvlake_contract::payload::{BatchResult, FileRef, FileResult, FileStatus};
 use csvlake_contract::run::{
@@ -110,8 +110,7 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSumm
     }
     let exceeded_tolerance = exceeds(request, &totals);
     let conform_error = request.join.as_ref().and_then(|j| j.limited.clone());
-    let status =
-        if exceeded_tolerance || conform_error.is_some() { RunStatus::Failed } else { RunStatus::Succeeded };
+    let status = if exceeded_tolerance || conform_error.is_some() { RunStatus::Failed } else { RunStatus::Succeeded };
 
     let report = Report {
         run_id: plan.run_id.clone(),
@@ -184,7 +183,8 @@ pub async fn reduce(client: &Client, request: &ReduceRequest) -> Result<(RunSumm
         failed_keys,
     };
     // A run over conform_limit fails, and so does one whose catalog could not be written.
-    let failure = conform_error.map(BatchError::ConformLimit).or_else(|| catalog.and_then(|c| c.error).map(BatchError::Catalog));
+    let failure =
+        conform_error.map(BatchError::ConformLimit).or_else(|| catalog.and_then(|c| c.error).map(BatchError::Catalog));
     Ok((summary, failure))
 }
 
@@ -690,7 +690,6 @@ impl Tally {
         self.line.push(b'\n');
         self.files.write_all(&self.line).map_err(|e| write_error(names::FILES, e))
     }
-
 }
 
 impl Sink for Tally {
