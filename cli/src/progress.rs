@@ -67,7 +67,8 @@ impl RunProgress {
 
     fn show_files(&self) {
         let (done, total) = (self.files_done.load(Ordering::Relaxed), self.files_total.load(Ordering::Relaxed));
-        self.bar.set_message(format!("{done}/{total} files"));
+        // Files converted again (a retry, or the Conform Map) do not count twice.
+        self.bar.set_message(format!("{}/{total} files", done.min(total)));
     }
 }
 

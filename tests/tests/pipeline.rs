@@ -388,7 +388,7 @@ fn the_error_names_of_the_definition_are_the_handlers_error_types() {
             assert!(retried.contains(&errors::TRANSIENT), "{name} does not retry: {retried:?}");
         }
     });
-    assert_eq!(tasks, 4, "Plan, ConvertBatch, Reduce and ReleaseLeases");
+    assert_eq!(tasks, 6, "Plan, ConvertBatch, Join, ConformBatch, Reduce and ReleaseLeases");
 }
 
 /// The error names of ErrorEquals (`matched`) and of the Fail states' Error (`raised`).

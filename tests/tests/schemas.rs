@@ -5,7 +5,7 @@
 
 use arrow::datatypes::DataType;
 use csvlake_contract::payload::FileStatus;
-use csvlake_contract::run::SchemaPolicy;
+use csvlake_contract::run::{RunStatus, SchemaPolicy};
 use csvlake_contract::tables::{self, Current, TableSchema};
 use csvlake_engine::schema::ColumnType;
 use csvlake_tests::{Cell, Harness, read_avro, read_parquet, result_for};
@@ -409,4 +409,26 @@ async fn a_widening_over_conform_limit_fails_the_run_before_any_earlier_file_is_
     let t = &r.tables[0];
     assert_eq!((r.totals.converted, t.conformed, t.schema_version), (1, 3, 2));
     assert_eq!(outputs(&h, "sales").one_schema()[1], ("code".to_owned(), DataType::Utf8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_left_with_another_schema_are_conformed_conform_limit_at_a_time_without_failing() {
+    let h = Harness::start().await;
+    // Written per file: a and b keep int64 columns beside c's float64 and utf8.
+    h.put("landing/sales/a.csv", "amount,code\n10,5\n");
+    h.put("landing/sales/b.csv", "amount,code\n11,6\n");
+    h.put("landing/sales/c.csv", "amount,code\n1.5,AB-1\n");
+    run_pipeline(&h, "one", serde_json::json!({"schema_policy": "per_file"})).await;
+
+    // No widening now, so no failure: one earlier file per run is conformed.
+    h.put("landing/sales/x.csv", "amount,code\n1,2\n");
+    let r = run_pipeline(&h, "two", serde_json::json!({"conform_limit": 1})).await;
+    let t = &r.tables[0];
+    assert_eq!((r.status, t.widened, t.conformed, t.unconformed), (RunStatus::Succeeded, false, 1, 1));
+    h.put("landing/sales/y.csv", "amount,code\n3,4\n");
+    let r = run_pipeline(&h, "three", serde_json::json!({"conform_limit": 1})).await;
+    assert_eq!((r.tables[0].conformed, r.tables[0].unconformed), (1, 0));
+    let o = outputs(&h, "sales");
+    assert_eq!(o.one_schema(), [("amount".to_owned(), DataType::Float64), ("code".to_owned(), DataType::Utf8)]);
+    assert_eq!(o.rows("b").0, [vec![Cell::Float(11.0), text("6")]]);
 }

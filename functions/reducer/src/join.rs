@@ -10,10 +10,12 @@
 //! - earlier files of the table, from its index, whose schema is not the join: when the run
 //!   widened the table, every earlier file; otherwise those a failed conform left behind.
 //!
-//! Earlier files are bounded by `conform_limit`. When a table would need more, none of them is
+//! Earlier files are bounded by `conform_limit`. When a widening would need more, none of them is
 //! converted again: the run's files that would widen the table fail as
 //! `bad_input.schema_drift`, their outputs are removed, and the table keeps its schema. The run
-//! then fails with `csvlake.ConformLimit` once it is reported.
+//! then fails with `csvlake.ConformLimit` once it is reported. Without a widening, at most
+//! `conform_limit` of them are conformed per run, and the report counts the rest as
+//! `unconformed`.
 //!
 //! In the `Reduce` phase, [`Conformed`] carries the `Conform` Map's results into the tally: a
 //! conformed file of the run counts once, with its new outputs; an earlier file conformed only
@@ -83,9 +85,11 @@ pub async fn join(client: &Client, request: &ReduceRequest) -> Result<ConformPla
         }
         let Some(mut joined) = joined else { continue };
         let mut earlier = earlier_files(client, plan, &run, &joined.id(), &mine, &orphans).await?;
-        if let Some(stored) = stored.as_ref().filter(|_| earlier.count > plan.conform_limit) {
+        let widened = stored.as_ref().filter(|s| s.id() != joined.id());
+        if let Some(stored) = widened.filter(|_| earlier.count > plan.conform_limit) {
             // Too many to convert again: the table keeps its schema, and the files that would
-            // widen it fail.
+            // widen it fail. (Without a widening, the earlier files that another schema left,
+            // after a failed conform or under per_file, are conformed conform_limit at a time.)
             let message = format!(
                 "table {:?}: the run's files would widen its schema ({}), and every file of the table would then \
                  be converted again: {} earlier files, over conform_limit {}. The files that would widen it \

@@ -53,15 +53,20 @@ fn the_pipeline_parses_with_the_three_substitutions() {
     assert_eq!(
         definition.state_names().collect::<Vec<_>>(),
         [
+            "AnythingToConform",
             "AnythingToConvert",
+            "Conform",
             "Convert",
             "Done",
+            "Join",
             "MapCompleted",
             "MapFailed",
             "Plan",
             "Reduce",
             "ReduceFailed",
             "ReleaseLeases",
+            "ToJoin",
+            "ToReduce",
             "ToleranceExceeded",
             "WithinTolerance"
         ]
@@ -257,7 +262,7 @@ fn every_task_retries_lambda_throttling_on_its_own_for_about_ten_minutes() {
     tasks(&definition.machine, &mut all);
     let mut names: Vec<&str> = all.iter().map(|(name, _)| *name).collect();
     names.sort_unstable();
-    assert_eq!(names, ["ConvertBatch", "Plan", "Reduce", "ReleaseLeases"]);
+    assert_eq!(names, ["ConformBatch", "ConvertBatch", "Join", "Plan", "Reduce", "ReleaseLeases"]);
     for (name, task) in all {
         let throttling = retrier(task, "Lambda.TooManyRequestsException").unwrap_or_else(|| panic!("{name}"));
         assert_eq!(throttling.error_equals, ["Lambda.TooManyRequestsException"], "{name}: a retrier of its own");

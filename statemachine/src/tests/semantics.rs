@@ -647,9 +647,16 @@ async fn the_pipeline_ends_in_map_failed_when_the_run_summary_holds_the_maps_err
     // No batch: the Map does not run, and the summary is whatever the reducer answers.
     let planner = function(|_| async { Ok(json!({"batches": 0})) });
     let run = |summary: Value| {
-        let reducer = function(move |_| {
+        // The join phase plans no conform; the reduce phase answers `summary`.
+        let reducer = function(move |input: Value| {
             let summary = summary.clone();
-            async move { Ok(summary) }
+            async move {
+                if input["phase"] == json!("join") {
+                    return Ok(json!({"batches": 0, "files": 0, "earlier": 0, "manifest": null, "results": null,
+                                     "drift": null, "limited": null}));
+                }
+                Ok(summary)
+            }
         });
         Executor::new(definition.clone(), unused_s3())
             .with_delay_scale(0.0)
@@ -670,7 +677,20 @@ async fn the_pipeline_ends_in_map_failed_when_the_run_summary_holds_the_maps_err
             _ => None,
         })
         .collect();
-    assert_eq!(entered, ["Plan", "AnythingToConvert", "Reduce", "MapCompleted", "MapFailed"]);
+    assert_eq!(
+        entered,
+        [
+            "Plan",
+            "AnythingToConvert",
+            "ToJoin",
+            "Join",
+            "AnythingToConform",
+            "ToReduce",
+            "Reduce",
+            "MapCompleted",
+            "MapFailed"
+        ]
+    );
 
     // Without a Map error, the reducer's verdict on the tolerance decides, as before.
     let execution = run(json!({"exceeded_tolerance": true})).execute("exceeded", json!({})).await;
