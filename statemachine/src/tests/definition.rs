@@ -280,9 +280,9 @@ fn every_task_retries_lambda_throttling_on_its_own_for_about_ten_minutes() {
         }
         assert!(retrier(task, "csvlake.Transient").is_some(), "{name}");
         let deadline = retrier(task, "csvlake.Deadline");
-        if name == "ConvertBatch" {
+        if name == "ConvertBatch" || name == "ConformBatch" {
             // A batch that stopped at its deadline goes on at once with the files left.
-            let deadline = deadline.expect("ConvertBatch retries csvlake.Deadline");
+            let deadline = deadline.unwrap_or_else(|| panic!("{name} retries csvlake.Deadline"));
             assert_eq!(deadline.error_equals, ["csvlake.Deadline"]);
             assert_eq!((deadline.interval_seconds, deadline.backoff_rate, deadline.max_attempts), (1.0, 1.0, 10));
         } else {
