@@ -384,3 +384,26 @@ impl Sink for Collect {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(sizes: &[u64]) -> Vec<FileRef> {
+        sizes.iter().enumerate().map(|(i, s)| FileRef { key: format!("k{i}"), size: *s, etag: None }).collect()
+    }
+
+    fn shape(batches: &[Vec<FileRef>]) -> Vec<Vec<u64>> {
+        batches.iter().map(|b| b.iter().map(|f| f.size).collect()).collect()
+    }
+
+    #[test]
+    fn conform_batches_keep_the_runs_bounds_and_a_large_file_alone() {
+        assert_eq!(shape(&pack(files(&[1, 1, 1, 1, 1]), 2, 100)), [vec![1, 1], vec![1, 1], vec![1]]);
+        assert_eq!(shape(&pack(files(&[60, 50, 10, 500, 5]), 10, 100)), [vec![60], vec![50, 10], vec![500], vec![5]]);
+        assert!(pack(Vec::new(), 2, 100).is_empty());
+        // In order: the keys stay sorted within and across batches.
+        let keys: Vec<String> = pack(files(&[1, 1, 1]), 2, 100).concat().into_iter().map(|f| f.key).collect();
+        assert_eq!(keys, ["k0", "k1", "k2"]);
+    }
+}
