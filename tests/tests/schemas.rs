@@ -432,3 +432,22 @@ async fn files_left_with_another_schema_are_conformed_conform_limit_at_a_time_wi
     assert_eq!(o.one_schema(), [("amount".to_owned(), DataType::Float64), ("code".to_owned(), DataType::Utf8)]);
     assert_eq!(o.rows("b").0, [vec![Cell::Float(11.0), text("6")]]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_schema_pins_its_columns_for_the_whole_table() {
+    let h = Harness::start().await;
+    let pinned = serde_json::json!({"csv": {"schema": {"code": "utf8"}}});
+    h.put("landing/sales/a.csv", "amount,code\n10,5\n");
+    h.put("landing/sales/b.csv", "amount,code\n11,6\n");
+    let r = run_pipeline(&h, "one", pinned.clone()).await;
+    let want = vec![("amount".to_owned(), "int64".to_owned()), ("code".to_owned(), "utf8".to_owned())];
+    assert_eq!((r.tables[0].schema.as_ref().map(types), r.tables[0].conformed), (Some(want.clone()), 0));
+    // A later code that is not a number is no widening: nothing is converted again.
+    h.put("landing/sales/c.csv", "amount,code\n12,AB-1\n");
+    let r = run_pipeline(&h, "two", pinned).await;
+    let t = &r.tables[0];
+    assert_eq!((t.schema.as_ref().map(types), t.widened, t.conformed), (Some(want), false, 0));
+    let o = outputs(&h, "sales");
+    assert_eq!(o.one_schema()[1], ("code".to_owned(), DataType::Utf8));
+    assert_eq!(o.rows("a").0, [vec![Cell::Int(10), text("5")]]);
+}
