@@ -121,7 +121,9 @@ pub fn print(report: &Report, shown: &Shown, secs: f64) -> ExitCode {
         println!("failed keys: {path}");
         println!("after fixing them: {command}");
     }
-    if report.status == RunStatus::Failed {
+    if let Some(e) = &report.conform_error {
+        println!("the run failed: {e}");
+    } else if report.status == RunStatus::Failed {
         println!("the run failed: more files failed than it tolerates");
     }
     if report.totals.failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS }

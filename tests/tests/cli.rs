@@ -320,3 +320,26 @@ fn configuration_errors_fail_at_once_in_one_line_that_names_the_fix() {
     }
     drop(server);
 }
+
+#[test]
+fn a_widening_over_conform_limit_is_summarised_then_exits_1_with_its_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let (input, output) = (root.path().join("in"), root.path().join("out"));
+    let (i, o) = (input.to_str().unwrap(), output.to_str().unwrap());
+    write(&input, "sales/a.csv", b"amount,code\n10,5\n");
+    write(&input, "sales/b.csv", b"amount,code\n11,6\n");
+    let first = run(&["--input", i, "--output", o, "--run-id", "one"]);
+    assert_eq!(first.status.code(), Some(0));
+
+    write(&input, "sales/c.csv", b"amount,code\n3,AB-1\n");
+    let second = run(&["--input", i, "--output", o, "--run-id", "two", "--conform-limit", "1"]);
+    assert_eq!(second.status.code(), Some(1));
+    let (stdout, stderr) = (String::from_utf8_lossy(&second.stdout), String::from_utf8_lossy(&second.stderr));
+    assert!(stdout.contains("failed: bad_input.schema_drift: 1 files"), "{stdout}");
+    assert!(stdout.contains("the run failed: table \"sales\""), "{stdout}");
+    // One line on stderr: the error, its table, the columns and the ways out; no log lines.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for part in ["csvlake.ConformLimit", "code: int64 → utf8", "conform_limit 1", "schema_policy fail"] {
+        assert!(stderr.contains(part), "{part:?} not in {stderr}");
+    }
+}

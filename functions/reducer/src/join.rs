@@ -127,7 +127,7 @@ pub async fn join(client: &Client, request: &ReduceRequest) -> Result<ConformPla
                 let r = &file.result;
                 drift.push(FileResult::failed(&r.key, r.bytes_in, r.millis, error.to_file_error()));
             }
-            tracing::warn!(table = %run.table, earlier = earlier.count, limit = plan.conform_limit, "a widening over conform_limit");
+            tracing::info!(table = %run.table, earlier = earlier.count, limit = plan.conform_limit, "a widening over conform_limit");
             limited.push(message);
             mine = kept;
             joined = stored.clone();

@@ -49,8 +49,15 @@ pub async fn handle(event: LambdaEvent<ReduceRequest>, client: &aws_sdk_s3::Clie
     let request = event.payload;
     let plan = &request.plan;
     if let Some(e) = &request.reduce_error {
-        // The Catch path: the run could not report; its tables must not stay locked.
-        tracing::error!(run_id = %plan.run_id, error = %e.error, cause = %e.cause, "the run could not be reduced; releasing its leases");
+        // The Catch path: the run could not report (or reported, then failed: its leases are
+        // released already); its tables must not stay locked.
+        if [csvlake_contract::errors::CONFORM_LIMIT, csvlake_contract::errors::CATALOG_ERROR]
+            .contains(&e.error.as_str())
+        {
+            tracing::info!(run_id = %plan.run_id, error = %e.error, "the run was reported and failed; releasing its leases");
+        } else {
+            tracing::error!(target: csvlake_contract::errors::OUTCOME_LOG_TARGET, run_id = %plan.run_id, error = %e.error, cause = %e.cause, "the run could not be reduced; releasing its leases");
+        }
         if let Err(e) = tables::release_all(client, plan).await {
             tracing::error!(run_id = %plan.run_id, error = %e, "releasing the leases failed");
             return Err(e.into());
