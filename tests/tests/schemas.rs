@@ -22,8 +22,9 @@ fn store_table_schema(h: &Harness, table: &str, schema: &TableSchema) {
         entries: 0,
         run_id: "earlier".into(),
         previous: None,
-        schema: Some(id),
+        schema: Some(id.clone()),
         schema_version: 1,
+        schema_history: vec![tables::SchemaVersion { version: 1, schema: id, run_id: "earlier".into() }],
     };
     let at = h.output.join(tables::state_key("lake/", table, tables::names::CURRENT));
     std::fs::write(at, serde_json::to_vec(&current).unwrap()).unwrap();
@@ -314,6 +315,14 @@ async fn a_widening_in_a_later_run_conforms_the_earlier_files_once() {
     assert_eq!(std::fs::read_to_string(h.output.join("lake/_runs/two/files.jsonl")).unwrap().lines().count(), 1);
     let rewritten = std::fs::metadata(h.output_path("lake/parquet/sales/a.parquet")).unwrap().modified().unwrap();
     assert!(rewritten > a_written);
+    // current.json keeps the schema's history.
+    let current: Current = serde_json::from_slice(
+        &std::fs::read(h.output.join(tables::state_key("lake/", "sales", tables::names::CURRENT))).unwrap(),
+    )
+    .unwrap();
+    let history: Vec<(u64, &str)> = current.schema_history.iter().map(|v| (v.version, v.run_id.as_str())).collect();
+    assert_eq!(history, [(1, "one"), (2, "two")]);
+    assert_eq!(current.schema_history[1].schema, t.schema.as_ref().unwrap().id());
 
     // The index records the new schema: the next run has nothing to do.
     let r = run_pipeline(&h, "three", serde_json::json!({})).await;

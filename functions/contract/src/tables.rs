@@ -232,6 +232,20 @@ pub struct Current {
     /// The table schema's version: 1 for the first, one more at each widening.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub schema_version: u64,
+    /// The table schema's versions, oldest first, each with the run that made it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_history: Vec<SchemaVersion>,
+}
+
+/// One version of a table's schema, in [`Current::schema_history`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaVersion {
+    /// The version.
+    pub version: u64,
+    /// The schema's id (`schemas/<id>.json`).
+    pub schema: String,
+    /// The run that made it the table's.
+    pub run_id: String,
 }
 
 /// `lease.json`: the run that writes a table, until when.

@@ -14,7 +14,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use csvlake_contract::payload::{FileResult, FileStatus};
 use csvlake_contract::run::{ObjectLocation, OrphanedFile, Plan, TableReport};
-use csvlake_contract::tables::{self, Current, IndexEntry, Lease, Orphan, TableRun, TableSchema};
+use csvlake_contract::tables::{self, Current, IndexEntry, Lease, Orphan, SchemaVersion, TableRun, TableSchema};
 use csvlake_engine::{Error, Result};
 use csvlake_s3::sdk_error;
 use csvlake_s3::tables::{IndexWriter, Precondition, put_json, read_current, read_index, release_lease};
@@ -380,6 +380,12 @@ async fn write_generation(
         .send()
         .await
         .map_err(|e| sdk_error("PutObject", &out.bucket, &index, e))?;
+    let mut schema_history = run.current.as_ref().map(|c| c.schema_history.clone()).unwrap_or_default();
+    if let Some(id) = &schema
+        && schema_history.last().is_none_or(|h| &h.schema != id)
+    {
+        schema_history.push(SchemaVersion { version: schema_version, schema: id.clone(), run_id: plan.run_id.clone() });
+    }
     let current = Current {
         generation,
         index,
@@ -388,6 +394,7 @@ async fn write_generation(
         previous: run.current.as_ref().map(|c| c.index.clone()),
         schema,
         schema_version,
+        schema_history,
     };
     let key = tables::state_key(&out.prefix, &run.table, tables::names::CURRENT);
     let precondition = match &now {
