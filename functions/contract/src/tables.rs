@@ -41,6 +41,10 @@ pub mod metadata {
     pub const SOURCE_SIZE: &str = "csvlake-source-size";
     /// The fingerprint of the conversion options and the output format version.
     pub const FINGERPRINT: &str = "csvlake-fingerprint";
+    /// The id of the schema the output was written with (`schemas/<id>.json`).
+    pub const SCHEMA: &str = "csvlake-schema";
+    /// The data rows of an output written in one PUT.
+    pub const ROWS: &str = "csvlake-rows";
 }
 
 /// Names of the objects under `<out>/_tables/<table>/`.

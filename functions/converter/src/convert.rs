@@ -35,10 +35,7 @@ use csvlake_engine::{BadInputKind, Error, Result};
 use csvlake_s3::upload::{Metadata, PartSink, Staged, part_size_for, stage};
 use csvlake_s3::{error_code, sdk_error, status};
 
-/// User metadata of an output: the id of its file's schema.
-pub const SCHEMA_METADATA: &str = "csvlake-schema";
-/// User metadata of an output written in one PUT: its data rows.
-pub const ROWS_METADATA: &str = "csvlake-rows";
+use csvlake_contract::tables::metadata::{ROWS as ROWS_METADATA, SCHEMA as SCHEMA_METADATA};
 
 /// Files at least this large get a writer thread per format.
 pub const THREADED_MIN_BYTES: u64 = 4 << 20;

@@ -74,15 +74,8 @@ pub async fn join(client: &Client, request: &ReduceRequest) -> Result<ConformPla
     for run in runs {
         let mut mine = converted.remove(&run.table).unwrap_or_default();
         mine.sort_by(|a, b| a.result.key.cmp(&b.result.key));
-        let stored = match run.current.as_ref().and_then(|c| c.schema.clone()) {
-            Some(id) => Some(schemas.get(client, plan, &run.table, &id).await?),
-            None => None,
-        };
-        let mut joined = stored.clone();
-        for file in &mine {
-            let schema = schemas.get(client, plan, &run.table, &file.schema).await?;
-            joined = Some(joined.map_or_else(|| schema.clone(), |j| j.join(&schema)));
-        }
+        let ids: Vec<&str> = mine.iter().map(|f| f.schema.as_str()).collect();
+        let (stored, joined) = schemas.join(client, plan, &run, &ids).await?;
         let Some(mut joined) = joined else { continue };
         let mut earlier = earlier_files(client, plan, &run, &joined.id(), &mine, &orphans).await?;
         let widened = stored.as_ref().filter(|s| s.id() != joined.id());
@@ -182,6 +175,7 @@ async fn put(client: &Client, at: &ObjectLocation, body: Vec<u8>) -> Result<()> 
         .put_object()
         .bucket(&at.bucket)
         .key(&at.key)
+        .content_type("application/json")
         .body(ByteStream::from(body))
         .send()
         .await
@@ -273,12 +267,36 @@ async fn earlier_files(
 
 /// The schemas read or stored, by table and id.
 #[derive(Default)]
-struct Schemas {
+pub(crate) struct Schemas {
     known: HashMap<(String, String), TableSchema>,
 }
 
 impl Schemas {
-    async fn get(&mut self, client: &Client, plan: &Plan, table: &str, id: &str) -> Result<TableSchema> {
+    /// The table's stored schema, and its join with the schemas `ids` in their order (none
+    /// when the table has no schema and `ids` is empty).
+    pub(crate) async fn join(
+        &mut self,
+        client: &Client,
+        plan: &Plan,
+        run: &TableRun,
+        ids: &[&str],
+    ) -> Result<(Option<TableSchema>, Option<TableSchema>)> {
+        let stored = match run.current.as_ref().and_then(|c| c.schema.as_deref()) {
+            Some(id) => Some(self.get(client, plan, &run.table, id).await?),
+            None => None,
+        };
+        let mut joined = stored.clone();
+        for id in ids {
+            let schema = self.get(client, plan, &run.table, id).await?;
+            joined = Some(match joined {
+                Some(j) => j.join(&schema),
+                None => schema,
+            });
+        }
+        Ok((stored, joined))
+    }
+
+    pub(crate) async fn get(&mut self, client: &Client, plan: &Plan, table: &str, id: &str) -> Result<TableSchema> {
         let k = (table.to_owned(), id.to_owned());
         if let Some(s) = self.known.get(&k) {
             return Ok(s.clone());
@@ -290,7 +308,13 @@ impl Schemas {
         Ok(schema)
     }
 
-    async fn store(&mut self, client: &Client, plan: &Plan, table: &str, schema: &TableSchema) -> Result<()> {
+    pub(crate) async fn store(
+        &mut self,
+        client: &Client,
+        plan: &Plan,
+        table: &str,
+        schema: &TableSchema,
+    ) -> Result<()> {
         let out = &plan.job.output;
         let id = schema.id();
         let at = ObjectLocation { bucket: out.bucket.clone(), key: tables::schema_key(&out.prefix, table, &id) };

@@ -249,42 +249,16 @@ async fn table_schema(
     run: &TableRun,
     ids: &[String],
 ) -> Result<(Option<TableSchema>, Option<String>, u64)> {
-    let out = &plan.job.output;
-    let stored_id = run.current.as_ref().and_then(|c| c.schema.clone());
     let version = run.current.as_ref().map_or(0, |c| c.schema_version);
-    let read = |id: String| async move {
-        let key = tables::schema_key(&out.prefix, &run.table, &id);
-        csvlake_s3::get_json::<TableSchema>(client, &out.bucket, &key, "a schema").await
-    };
-    let mut joined = match &stored_id {
-        Some(id) => Some(read(id.clone()).await?),
-        None => None,
-    };
-    for id in ids {
-        if Some(id) == stored_id.as_ref() {
-            continue;
-        }
-        let file = read(id.clone()).await?;
-        joined = Some(match joined {
-            Some(j) => j.join(&file),
-            None => file,
-        });
-    }
+    let mut schemas = crate::join::Schemas::default();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (stored, joined) = schemas.join(client, plan, run, &ids).await?;
     let Some(joined) = joined else { return Ok((None, None, version)) };
     let id = joined.id();
-    if Some(&id) == stored_id.as_ref() {
-        return Ok((Some(joined), stored_id, version));
+    if stored.is_some_and(|s| s.id() == id) {
+        return Ok((Some(joined), Some(id), version));
     }
-    let key = tables::schema_key(&out.prefix, &run.table, &id);
-    client
-        .put_object()
-        .bucket(&out.bucket)
-        .key(&key)
-        .content_type("application/json")
-        .body(ByteStream::from(joined.to_json()))
-        .send()
-        .await
-        .map_err(|e| sdk_error("PutObject", &out.bucket, &key, e))?;
+    schemas.store(client, plan, &run.table, &joined).await?;
     Ok((Some(joined), Some(id), version + 1))
 }
 
